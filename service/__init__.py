@@ -1,0 +1,1 @@
+"""HTTP API of evidence-exchange: settings, auth, routers, error mapping, database."""

@@ -1,0 +1,1 @@
+"""Encrypted evidence storage: the envelope format, the keyring and the object stores."""
