@@ -1,0 +1,79 @@
+"""The one typed settings object. Everything comes from environment variables (prefix ``EVX_``)
+or from files mounted beside them (``EVX_<NAME>_FILE`` for secrets); nothing else reads env vars.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Service configuration; embedded defaults: SQLite file + local folder + generated keys."""
+
+    model_config = SettingsConfigDict(env_prefix="EVX_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="Where the embedded defaults live.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite file in the data directory."
+    )
+
+    # Object store: "filesystem" (default, under data_dir/objects) or "s3".
+    object_store: str = Field(default="filesystem", pattern="^(filesystem|s3)$")
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_bucket: str = "evidence"
+    s3_secure: bool = False
+    s3_region: str | None = None
+
+    # Keys: directory of KEK files (default data_dir/keys); log signing key file.
+    kek_dir: Path | None = None
+    log_key_file: Path | None = None
+    log_origin: str = Field(default="evidence-exchange.example/log",
+                            description="Checkpoint origin line (C2SP tlog-checkpoint).")
+
+    # Identity.
+    audience: str = Field(default="evidence-exchange", description="JWT aud this service accepts.")
+    operator_authority: str = Field(default="OPERATOR",
+                                    description="Authority whose auditors see the whole ledger.")
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    # Limits.
+    max_item_bytes: int = Field(default=64 * 1024 * MIB, ge=1)
+    chunk_size: int = Field(default=1 * MIB, ge=4096, le=16 * MIB)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        if self.object_store == "s3" and not (
+            self.s3_endpoint and self.s3_access_key and self.s3_secret_key
+        ):
+            raise ValueError("EVX_OBJECT_STORE=s3 needs EVX_S3_ENDPOINT, EVX_S3_ACCESS_KEY and "
+                             "EVX_S3_SECRET_KEY")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'evidence.db').resolve()}"
+
+    @cached_property
+    def resolved_kek_dir(self) -> Path:
+        return self.kek_dir or self.data_dir / "keys" / "kek"
+
+    @cached_property
+    def resolved_log_key_file(self) -> Path:
+        return self.log_key_file or self.data_dir / "keys" / "log-signing.key"
+
+    @cached_property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
