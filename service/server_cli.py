@@ -1,0 +1,40 @@
+"""`evx serve` and `evx db upgrade`: run the service and migrate its database."""
+
+from __future__ import annotations
+
+import typer
+
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(db_app, name="db")
+
+
+def serve(
+    host: str = typer.Option(None, help="Listen address (default EVX_HOST or 127.0.0.1)."),
+    port: int = typer.Option(None, help="Listen port (default EVX_PORT or 8000)."),
+) -> None:
+    """Start the API on the configured backends (embedded defaults: SQLite + local folder)."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings()
+    application = create_app(settings)
+    uvicorn.run(application, host=host or settings.host, port=port or settings.port,
+                log_level="info", access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    from service.db import upgrade
+    from service.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    typer.echo(f"database at revision head: {settings.resolved_database_url.split('@')[-1]}")
