@@ -1,0 +1,1 @@
+"""Alembic migrations of evidence-exchange; run them with :func:`service.db.upgrade`."""
