@@ -1,0 +1,1 @@
+"""Evidence packages: creation, items, sealing, sharing, retrieval."""

@@ -1,0 +1,58 @@
+"""Tables of the package domain (created by migration 0003_packages)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from service.db import metadata
+
+packages = sa.Table(
+    "packages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner_authority", sa.String(64), nullable=False, index=True),
+    sa.Column("case_reference", sa.String(200), nullable=False),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sealed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("sealed_by", sa.String(200), nullable=True),
+    sa.Column("manifest_sha256", sa.String(64), nullable=True),
+)
+
+items = sa.Table(
+    "package_items",
+    metadata,
+    sa.Column("package_id", sa.String(40), sa.ForeignKey("packages.id"), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("object_name", sa.String(200), nullable=False, unique=True),
+    sa.Column("storage", sa.JSON, nullable=False),
+    sa.Column("uploaded_by", sa.String(200), nullable=False),
+    sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+shares = sa.Table(
+    "package_shares",
+    metadata,
+    sa.Column("package_id", sa.String(40), sa.ForeignKey("packages.id"), primary_key=True),
+    sa.Column("authority", sa.String(64), primary_key=True, index=True),
+    sa.Column("legal_basis", sa.String(500), nullable=False),
+    sa.Column("request_reference", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_by", sa.String(200), nullable=True),
+)
+
+# Objects written to the store but not (yet) recorded as items: the sweeper deletes the ones a
+# crash left behind. A row is written before the upload starts and removed when the item row is.
+pending_objects = sa.Table(
+    "pending_objects",
+    metadata,
+    sa.Column("object_name", sa.String(200), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,139 @@
+"""RFC 9457 problem details: the one place where errors become HTTP responses.
+
+Domain errors carry no HTTP status; :data:`PROBLEM_TYPES` maps each error class (by the most
+specific class in its MRO) to a status, a stable type URI and a title a user can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import structlog
+
+logger = structlog.get_logger("evx.problems")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://evidence-exchange.example/problems/"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    status: int
+    slug: str
+    title: str
+
+
+class Problem(Exception):
+    """An error raised by the HTTP layer itself with an explicit problem type."""
+
+    def __init__(self, kind: ProblemType, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.extensions = extensions
+
+
+# Problem types used by the HTTP layer directly.
+BAD_REQUEST = ProblemType(400, "bad-request", "The request is malformed")
+UNAUTHENTICATED = ProblemType(401, "unauthenticated", "Authentication required")
+FORBIDDEN = ProblemType(403, "forbidden", "Not allowed")
+SHARE_EXPIRED = ProblemType(403, "share-expired", "The share of this package has expired")
+SHARE_REVOKED = ProblemType(403, "share-revoked", "The share of this package was revoked")
+NOT_FOUND = ProblemType(404, "not-found", "Not found")
+CONFLICT = ProblemType(409, "conflict", "Conflicts with the current state")
+PACKAGE_SEALED = ProblemType(409, "package-sealed", "The package is sealed and cannot change")
+PACKAGE_NOT_SEALED = ProblemType(409, "package-not-sealed", "The package must be sealed first")
+ITEM_EXISTS = ProblemType(409, "item-exists", "An item with this name already exists")
+TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
+RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not satisfiable")
+DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
+                              "The uploaded bytes do not match the Content-Digest sent")
+VALIDATION = ProblemType(422, "validation", "The request is invalid")
+INTEGRITY = ProblemType(500, "integrity-failure",
+                        "Stored evidence failed its integrity check; nothing was served")
+LEDGER_UNAVAILABLE = ProblemType(503, "ledger-unavailable",
+                                 "The custody ledger cannot be written; the operation was refused")
+STORE_UNAVAILABLE = ProblemType(503, "store-unavailable", "The evidence store is unavailable")
+INTERNAL = ProblemType(500, "internal", "Internal error")
+
+_BY_STATUS = {
+    400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND, 405: ProblemType(
+        405, "method-not-allowed", "Method not allowed"), 409: CONFLICT, 413: TOO_LARGE,
+    416: RANGE_NOT_SATISFIABLE, 422: VALIDATION,
+}
+
+
+def problem_response(kind: ProblemType, detail: str, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": TYPE_BASE + kind.slug, "title": kind.title,
+                            "status": kind.status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extensions)
+    return JSONResponse(body, status_code=kind.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+# Domain error class -> problem type. Filled by each domain at import (see register_error).
+_DOMAIN: dict[type[BaseException], ProblemType] = {}
+
+
+def register_error(error: type[BaseException], kind: ProblemType) -> None:
+    """Declare how a domain error class is rendered (the most specific registered class wins)."""
+    _DOMAIN[error] = kind
+
+
+def _lookup(exc: BaseException) -> ProblemType | None:
+    for klass in type(exc).__mro__:
+        if klass in _DOMAIN:
+            return _DOMAIN[klass]
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Install the handlers that render every error as problem details."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="evidence-exchange"'} \
+            if exc.kind.status == 401 else None
+        return problem_response(exc.kind, exc.detail, request.url.path, headers=headers,
+                                **exc.extensions)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
+                  for e in exc.errors()]
+        return problem_response(VALIDATION, "The request does not match the API schema.",
+                                request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = _BY_STATUS.get(exc.status_code, ProblemType(exc.status_code, "http-error",
+                                                             "HTTP error"))
+        return problem_response(kind, str(exc.detail), request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        kind = _lookup(exc)
+        if kind is None:  # pragma: no cover - only registered classes are routed here
+            kind = INTERNAL
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} \
+            if kind.status == 401 else None
+        return problem_response(kind, str(exc) or kind.title, request.url.path, headers=headers)
+
+    for error_class in _DOMAIN:
+        app.add_exception_handler(error_class, _domain)
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # No stack trace leaves the service; the log has the class and the path.
+        logger.error("unhandled_error", path=request.url.path, error=type(exc).__name__,
+                     exc_info=exc)
+        return problem_response(INTERNAL, "An internal error occurred; it has been logged.",
+                                request.url.path)
