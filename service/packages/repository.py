@@ -1,0 +1,187 @@
+"""Queries of the package domain: the only place that touches its tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from service.packages.policy import ShareState
+from service.packages.tables import items, packages, pending_objects, shares
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    id: str
+    owner_authority: str
+    case_reference: str
+    title: str
+    description: str
+    created_by: str
+    created_at: datetime
+    sealed_at: datetime | None
+    sealed_by: str | None
+    manifest_sha256: str | None
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    package_id: str
+    name: str
+    size: int
+    sha256: str
+    object_name: str
+    storage: dict[str, Any]
+    uploaded_by: str
+    uploaded_at: datetime
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    package_id: str
+    authority: str
+    legal_basis: str
+    request_reference: str
+    expires_at: datetime | None
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+    def state(self) -> ShareState:
+        return ShareState(self.authority, _aware(self.expires_at), _aware(self.revoked_at))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    from datetime import timezone
+
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def _row(cls: type, row: sa.Row[Any]) -> Any:
+    data = dict(row._mapping)
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = _aware(value)
+    return cls(**data)
+
+
+def insert_package(conn: Connection, **values: Any) -> None:
+    conn.execute(packages.insert().values(**values))
+
+
+def get_package(conn: Connection, package_id: str) -> PackageRow | None:
+    row = conn.execute(sa.select(packages).where(packages.c.id == package_id)).first()
+    return None if row is None else _row(PackageRow, row)
+
+
+def lock_package(conn: Connection, package_id: str) -> PackageRow | None:
+    """Read the package row for update (serializes seal against uploads on PostgreSQL)."""
+    stmt = sa.select(packages).where(packages.c.id == package_id).with_for_update()
+    row = conn.execute(stmt).first()
+    return None if row is None else _row(PackageRow, row)
+
+
+def visible_packages(conn: Connection, authority: str, *, all_packages: bool,
+                     limit: int, offset: int) -> list[PackageRow]:
+    """Packages owned by ``authority`` or ever shared with it (or all, for the operator)."""
+    stmt = sa.select(packages).order_by(packages.c.created_at, packages.c.id)
+    if not all_packages:
+        shared = sa.select(shares.c.package_id).where(shares.c.authority == authority)
+        stmt = stmt.where(sa.or_(packages.c.owner_authority == authority,
+                                 packages.c.id.in_(shared)))
+    rows = conn.execute(stmt.limit(limit).offset(offset)).all()
+    return [_row(PackageRow, r) for r in rows]
+
+
+def seal(conn: Connection, package_id: str, *, sealed_at: datetime, sealed_by: str,
+         manifest_sha256: str) -> bool:
+    """Mark the package sealed; False if it already was (nothing changed)."""
+    result = conn.execute(
+        packages.update()
+        .where(packages.c.id == package_id, packages.c.sealed_at.is_(None))
+        .values(sealed_at=sealed_at, sealed_by=sealed_by, manifest_sha256=manifest_sha256)
+    )
+    return result.rowcount == 1
+
+
+def package_items(conn: Connection, package_id: str) -> list[ItemRow]:
+    rows = conn.execute(
+        sa.select(items).where(items.c.package_id == package_id).order_by(items.c.name)
+    ).all()
+    return [_row(ItemRow, r) for r in rows]
+
+
+def get_item(conn: Connection, package_id: str, name: str) -> ItemRow | None:
+    row = conn.execute(
+        sa.select(items).where(items.c.package_id == package_id, items.c.name == name)
+    ).first()
+    return None if row is None else _row(ItemRow, row)
+
+
+def insert_item(conn: Connection, **values: Any) -> None:
+    conn.execute(items.insert().values(**values))
+
+
+def get_share(conn: Connection, package_id: str, authority: str) -> ShareRow | None:
+    row = conn.execute(
+        sa.select(shares).where(shares.c.package_id == package_id, shares.c.authority == authority)
+    ).first()
+    return None if row is None else _row(ShareRow, row)
+
+
+def package_shares(conn: Connection, package_id: str) -> list[ShareRow]:
+    rows = conn.execute(
+        sa.select(shares).where(shares.c.package_id == package_id).order_by(shares.c.authority)
+    ).all()
+    return [_row(ShareRow, r) for r in rows]
+
+
+def upsert_share(conn: Connection, **values: Any) -> None:
+    """Create the share, or renew a revoked/expired one with the new legal basis."""
+    existing = get_share(conn, values["package_id"], values["authority"])
+    if existing is None:
+        conn.execute(shares.insert().values(**values))
+    else:
+        conn.execute(
+            shares.update()
+            .where(shares.c.package_id == values["package_id"],
+                   shares.c.authority == values["authority"])
+            .values(**values, revoked_at=None, revoked_by=None)
+        )
+
+
+def revoke_share(conn: Connection, package_id: str, authority: str, *, revoked_at: datetime,
+                 revoked_by: str) -> bool:
+    result = conn.execute(
+        shares.update()
+        .where(shares.c.package_id == package_id, shares.c.authority == authority,
+               shares.c.revoked_at.is_(None))
+        .values(revoked_at=revoked_at, revoked_by=revoked_by)
+    )
+    return result.rowcount == 1
+
+
+def add_pending_object(conn: Connection, object_name: str, started_at: datetime) -> None:
+    conn.execute(pending_objects.insert().values(object_name=object_name, started_at=started_at))
+
+
+def remove_pending_object(conn: Connection, object_name: str) -> None:
+    conn.execute(pending_objects.delete().where(pending_objects.c.object_name == object_name))
+
+
+def pending_objects_before(conn: Connection, cutoff: datetime) -> list[str]:
+    rows = conn.execute(
+        sa.select(pending_objects.c.object_name).where(pending_objects.c.started_at < cutoff)
+    ).all()
+    return [r[0] for r in rows]
+
+
+def known_object_names(conn: Connection) -> set[str]:
+    return set(conn.execute(sa.select(items.c.object_name)).scalars())
