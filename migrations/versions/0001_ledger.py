@@ -27,7 +27,9 @@ HASH = sa.LargeBinary(32)
 def _tables() -> None:
     op.create_table(
         "ledger_entries",
-        sa.Column("idx", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
+        # INTEGER on SQLite makes the index the rowid (a clustered primary key).
+        sa.Column("idx", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False,
+                  autoincrement=False),
         sa.Column("leaf_hash", HASH, nullable=False),
         sa.Column("canonical", sa.Text, nullable=False),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
