@@ -1,0 +1,337 @@
+"""The ledger entry (contract version 1): an immutable model validated in its constructor.
+
+An :class:`Entry` that exists is valid: every rule of ``coord/entry-contract.md`` holds, its
+canonical (RFC 8785) bytes and RFC 9162 leaf hash are computed once at construction.  Build one
+from trusted values with ``Entry(...)``, from untrusted data with :meth:`Entry.from_dict` or
+:meth:`Entry.from_json_bytes`; both raise :class:`~custody.errors.FormatError` on any violation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Union
+
+from custody import jcs, merkle
+from custody.errors import FormatError
+
+__all__ = [
+    "ENTRY_VERSION",
+    "MAX_ENTRY_BYTES",
+    "Action",
+    "Actor",
+    "DetailValue",
+    "Entry",
+    "Legal",
+    "Outcome",
+    "Role",
+    "format_time",
+]
+
+ENTRY_VERSION = 1
+# Canonical entries are a few hundred bytes; the bound keeps a hostile export from making the
+# verifier hash and hold arbitrarily large objects.
+MAX_ENTRY_BYTES = 64 * 1024
+
+DetailValue = Union[str, int, bool, None]
+
+_TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z", re.ASCII)
+_HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
+_KEYS = frozenset(
+    ("v", "index", "time", "actor", "action", "package", "item", "outcome", "reason", "legal",
+     "details", "prev", "package_prev")
+)
+_ACTOR_KEYS = frozenset(("authority", "subject", "role"))
+_LEGAL_KEYS = frozenset(("basis", "request_reference"))
+
+
+class Action(StrEnum):
+    """What was done (or attempted, when the outcome is ``denied``)."""
+
+    PACKAGE_CREATED = "package.created"
+    ITEM_UPLOADED = "item.uploaded"
+    ITEM_UPLOAD_FAILED = "item.upload_failed"
+    PACKAGE_SEALED = "package.sealed"
+    SHARE_CREATED = "share.created"
+    SHARE_REVOKED = "share.revoked"
+    PACKAGE_READ = "package.read"
+    PACKAGE_LISTED = "package.listed"
+    DOWNLOAD_STARTED = "download.started"
+    DOWNLOAD_COMPLETED = "download.completed"
+    DOWNLOAD_ABORTED = "download.aborted"
+    CUSTODY_READ = "custody.read"
+    LEDGER_READ = "ledger.read"
+    LEDGER_EXPORTED = "ledger.exported"
+    KEY_ROTATED = "key.rotated"
+    AUTHORITY_ADDED = "authority.added"
+    AUTHORITY_KEY_ADDED = "authority.key_added"
+    AUTHORITY_KEY_RETIRED = "authority.key_retired"
+
+
+class Outcome(StrEnum):
+    """How the attempt ended."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    FAILED = "failed"
+
+
+class Role(StrEnum):
+    """The role the actor acted in."""
+
+    INVESTIGATOR = "investigator"
+    AUDITOR = "auditor"
+    OPERATOR = "operator"
+    SYSTEM = "system"
+
+
+def _str(value: object, what: str, index: int | None) -> str:
+    if not isinstance(value, str):
+        raise FormatError(f"{what} must be a string", index=index)
+    return value
+
+
+def _opt_str(value: object, what: str, index: int | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise FormatError(f"{what} must be a non-empty string or null", index=index)
+    return value
+
+
+def _enum(kind: type[Action] | type[Outcome] | type[Role], value: object, what: str, index: int | None) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise FormatError(f"{what} {value!r} is not one of the contract's values", index=index) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acted: their authority, their identity there, and their role."""
+
+    authority: str
+    subject: str
+    role: Role
+
+    def __post_init__(self) -> None:
+        _str(self.authority, "actor.authority", None)
+        _str(self.subject, "actor.subject", None)
+        object.__setattr__(self, "role", _enum(Role, self.role, "actor.role", None))
+
+
+@dataclass(frozen=True, slots=True)
+class Legal:
+    """The legal basis of the access and the reference of the request behind it."""
+
+    basis: str
+    request_reference: str
+
+    def __post_init__(self) -> None:
+        _str(self.basis, "legal.basis", None)
+        _str(self.request_reference, "legal.request_reference", None)
+
+
+def format_time(moment: datetime) -> str:
+    """Format an aware datetime as the contract's ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
+
+    Raises:
+        ValueError: ``moment`` is naive.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("time must be timezone-aware")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry.  Immutable; valid by construction.
+
+    ``prev`` and ``package_prev`` are lowercase hex, as in the JSON form.
+
+    Raises (constructor):
+        FormatError: Any contract rule is broken (with ``index`` set when the index is known).
+    """
+
+    index: int
+    time: str
+    actor: Actor
+    action: Action
+    outcome: Outcome
+    package: str | None = None
+    item: str | None = None
+    reason: str | None = None
+    legal: Legal | None = None
+    details: Mapping[str, DetailValue] = field(default_factory=dict, hash=False)
+    prev: str | None = None
+    package_prev: str | None = None
+    v: int = ENTRY_VERSION
+    _canonical: bytes = field(init=False, repr=False, compare=False, hash=False)
+    _leaf_hash: bytes = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        index = self.index
+        if type(index) is not int or not 0 <= index <= jcs.MAX_SAFE_INTEGER:
+            raise FormatError("index must be an integer in [0, 2**53-1]")
+        if type(self.v) is not int or self.v != ENTRY_VERSION:
+            raise FormatError(f"unsupported entry version {self.v!r}", index=index)
+        set_ = object.__setattr__
+        time = _str(self.time, "time", index)
+        if not _TIME_RE.match(time):
+            raise FormatError(f"time {time!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ", index=index)
+        try:
+            datetime.fromisoformat(time[:-1])
+        except ValueError:
+            raise FormatError(f"time {time!r} is not a real date and time", index=index) from None
+        if not isinstance(self.actor, Actor):
+            raise FormatError("actor must be an Actor", index=index)
+        set_(self, "action", _enum(Action, self.action, "action", index))
+        outcome = _enum(Outcome, self.outcome, "outcome", index)
+        set_(self, "outcome", outcome)
+        _opt_str(self.package, "package", index)
+        _opt_str(self.item, "item", index)
+        if self.reason is not None:
+            _str(self.reason, "reason", index)
+        if outcome is not Outcome.ALLOWED and not self.reason:
+            raise FormatError(f"reason is required when outcome is {outcome.value}", index=index)
+        if self.legal is not None and not isinstance(self.legal, Legal):
+            raise FormatError("legal must be a Legal or null", index=index)
+        set_(self, "details", MappingProxyType(_details(self.details, index)))
+        for name in ("prev", "package_prev"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _HEX_HASH_RE.match(value)):
+                raise FormatError(f"{name} must be 64 lowercase hex digits or null", index=index)
+        if (index == 0) != (self.prev is None):
+            raise FormatError("prev must be null exactly for index 0", index=index)
+        if self.package is None and self.package_prev is not None:
+            raise FormatError("package_prev must be null when package is null", index=index)
+        canonical = self._encode()
+        set_(self, "_canonical", canonical)
+        set_(self, "_leaf_hash", merkle.leaf_hash(canonical))
+
+    def _encode(self) -> bytes:
+        obj = self.to_dict()
+        try:
+            if all(jcs.key_is_fast(key) for key in self.details):
+                canonical = jcs.dumps_fast(obj)
+            else:
+                canonical = jcs.canonicalize(obj)
+        except ValueError as exc:
+            raise FormatError(str(exc), index=self.index) from None
+        if len(canonical) > MAX_ENTRY_BYTES:
+            raise FormatError(f"canonical entry exceeds {MAX_ENTRY_BYTES} bytes", index=self.index)
+        return canonical
+
+    @classmethod
+    def from_dict(cls, data: object) -> Entry:
+        """Build an entry from its JSON object form (untrusted).
+
+        Every key must be present and no other key may be.
+
+        Raises:
+            FormatError: ``data`` is not a valid entry.
+        """
+        if not isinstance(data, dict):
+            raise FormatError("entry must be a JSON object")
+        raw_index = data.get("index")
+        index = raw_index if type(raw_index) is int and raw_index >= 0 else None
+        if data.keys() != _KEYS:
+            missing = sorted(_KEYS - data.keys())
+            extra = sorted(data.keys() - _KEYS)
+            raise FormatError(f"entry keys wrong (missing {missing}, unexpected {extra})", index=index)
+        actor = data["actor"]
+        if not isinstance(actor, dict) or actor.keys() != _ACTOR_KEYS:
+            raise FormatError("actor must be an object with authority, subject, role", index=index)
+        legal = data["legal"]
+        if legal is not None and (not isinstance(legal, dict) or legal.keys() != _LEGAL_KEYS):
+            raise FormatError("legal must be null or an object with basis, request_reference", index=index)
+        try:
+            return cls(
+                index=data["index"],
+                time=data["time"],
+                actor=Actor(actor["authority"], actor["subject"], actor["role"]),
+                action=data["action"],
+                outcome=data["outcome"],
+                package=data["package"],
+                item=data["item"],
+                reason=data["reason"],
+                legal=None if legal is None else Legal(legal["basis"], legal["request_reference"]),
+                details=data["details"],
+                prev=data["prev"],
+                package_prev=data["package_prev"],
+                v=data["v"],
+            )
+        except FormatError as exc:
+            if exc.index is None and index is not None:
+                raise FormatError(exc.reason, index=index) from None
+            raise
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes) -> Entry:
+        """Parse an entry from JSON bytes (untrusted; need not be canonical).
+
+        Raises:
+            FormatError: Not strict JSON (UTF-8, no duplicate keys, no floats) or not a valid entry.
+        """
+        if len(data) > MAX_ENTRY_BYTES * 2:  # escapes may double the size of canonical text
+            raise FormatError(f"entry JSON exceeds {MAX_ENTRY_BYTES * 2} bytes")
+        try:
+            obj = jcs.loads_strict(data)
+        except ValueError as exc:
+            raise FormatError(str(exc)) from None
+        return cls.from_dict(obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object form (plain ``dict``/``str``/``int``/``bool``/``None``)."""
+        actor = self.actor
+        legal = self.legal
+        return {
+            "v": self.v,
+            "index": self.index,
+            "time": self.time,
+            "actor": {"authority": actor.authority, "subject": actor.subject, "role": actor.role.value},
+            "action": self.action.value,
+            "package": self.package,
+            "item": self.item,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "legal": None if legal is None else {"basis": legal.basis, "request_reference": legal.request_reference},
+            "details": dict(self.details),
+            "prev": self.prev,
+            "package_prev": self.package_prev,
+        }
+
+    def canonical_bytes(self) -> bytes:
+        """The RFC 8785 (JCS) UTF-8 bytes of the entry -- what the leaf hash is over."""
+        return self._canonical
+
+    def leaf_hash(self) -> bytes:
+        """``SHA-256(0x00 || canonical_bytes())`` (RFC 9162 leaf hash), 32 bytes."""
+        return self._leaf_hash
+
+    @property
+    def timestamp(self) -> datetime:
+        """``time`` as an aware UTC datetime."""
+        return datetime.fromisoformat(self.time[:-1]).replace(tzinfo=timezone.utc)
+
+
+def _details(details: object, index: int) -> dict[str, DetailValue]:
+    if not isinstance(details, Mapping):
+        raise FormatError("details must be an object", index=index)
+    copy: dict[str, DetailValue] = {}
+    for key, value in details.items():
+        if not isinstance(key, str):
+            raise FormatError("details keys must be strings", index=index)
+        if value is None or isinstance(value, (str, bool)):
+            pass
+        elif type(value) is int:
+            if not -jcs.MAX_SAFE_INTEGER <= value <= jcs.MAX_SAFE_INTEGER:
+                raise FormatError(f"details[{key!r}] outside +-(2**53-1)", index=index)
+        else:
+            raise FormatError(f"details[{key!r}] must be a string, integer, boolean or null", index=index)
+        copy[key] = value
+    return copy
