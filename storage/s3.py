@@ -1,0 +1,269 @@
+"""``S3Store``: objects in one bucket of an S3-compatible server (MinIO in production, SeaweedFS in
+tests), through the minio SDK.
+
+Uploads stream as a multipart upload of ``part_size`` parts read from the chunk iterator, so
+memory is bounded by ``part_size`` times the number of parts in flight, never by object size. S3
+makes a completed upload visible atomically; a failed one is aborted by the SDK.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+
+from storage.errors import BackendUnavailable, ObjectNotFound
+from storage.objectstore import validate_object_name, validate_prefix, validate_range
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+DEFAULT_PARALLEL_UPLOADS = 2  # parts in flight: each costs ~part_size of memory
+READ_SIZE = 1 << 20
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 120.0
+RETRIES = 3
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
+# Anything the transport can raise: minio's own errors, urllib3's, and socket-level OSErrors.
+_TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
+
+
+class S3Store:
+    """An ``ObjectStore`` on one S3 bucket (created on first use if missing)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        parallel_uploads: int = DEFAULT_PARALLEL_UPLOADS,
+    ) -> None:
+        """Configure the client; no network traffic happens until the first call.
+
+        ``endpoint`` is ``host:port`` as the minio SDK expects it.
+
+        Raises:
+            ValueError: ``part_size`` below S3's 5 MiB minimum, ``parallel_uploads`` < 1, or an
+                endpoint the SDK rejects.
+        """
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
+        if parallel_uploads < 1:
+            raise ValueError("parallel_uploads must be >= 1")
+        self.bucket = bucket
+        self.part_size = part_size
+        self.parallel_uploads = parallel_uploads
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
+            maxsize=parallel_uploads + 4,
+            retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2,
+                                  status_forcelist=[500, 502, 503, 504]),
+        )
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
+                             secure=secure, region=region, http_client=http)
+        self._bucket_ready = False
+        self._bucket_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r})"
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        with self._bucket_lock:
+            try:
+                if not self._client.bucket_exists(self.bucket):
+                    try:
+                        self._client.make_bucket(self.bucket)
+                    except S3Error as exc:  # lost a creation race with another process
+                        if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                            raise
+            except _TRANSPORT_ERRORS as exc:
+                raise BackendUnavailable(f"S3 bucket {self.bucket} unavailable: {exc}") from exc
+            self._bucket_ready = True
+
+    def put(self, name: str, chunks: Iterable[bytes]) -> int:
+        """Stream ``chunks`` into ``name`` as a multipart upload; return the object size.
+
+        An exception from ``chunks`` aborts the upload and propagates unchanged.
+
+        Raises:
+            BackendUnavailable: S3 unreachable or failing (the upload is aborted).
+            ValueError: malformed name.
+        """
+        validate_object_name(name)
+        self._ensure_bucket()
+        reader = _ChunkReader(chunks)
+        try:
+            self._client.put_object(self.bucket, name, reader, length=-1,  # type: ignore[arg-type]
+                                    part_size=self.part_size,
+                                    num_parallel_uploads=self.parallel_uploads)
+        except _TRANSPORT_ERRORS as exc:
+            if reader.source_error is not None:
+                raise reader.source_error from None
+            raise BackendUnavailable(f"S3 put {name} failed: {exc}") from exc
+        return reader.total
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream a byte range of ``name`` (the request is made by this call).
+
+        Raises:
+            ObjectNotFound: no such object (or bucket).
+            BackendUnavailable: S3 unreachable or failing (also while iterating).
+            ValueError: malformed name, negative offset or length.
+        """
+        validate_object_name(name)
+        validate_range(offset, length)
+        if length == 0:
+            return iter(())
+        try:
+            response = self._client.get_object(self.bucket, name, offset=offset,
+                                               length=length or 0)
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND_CODES:
+                raise ObjectNotFound(name) from exc
+            if exc.code == "InvalidRange":  # offset at or past the end: nothing to read
+                return iter(())
+            raise BackendUnavailable(f"S3 get {name} failed: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailable(f"S3 get {name} failed: {exc}") from exc
+        return self._stream(response, name)
+
+    @staticmethod
+    def _stream(response: urllib3.BaseHTTPResponse, name: str) -> Iterator[bytes]:
+        try:
+            while True:
+                data = response.read(READ_SIZE)
+                if not data:
+                    return
+                yield data
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailable(f"S3 read {name} failed: {exc}") from exc
+        finally:
+            response.close()
+            response.release_conn()
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; a missing object is not an error.
+
+        Raises:
+            BackendUnavailable: S3 unreachable or failing.
+            ValueError: malformed name.
+        """
+        validate_object_name(name)
+        try:
+            self._client.remove_object(self.bucket, name)
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND_CODES:
+                return
+            raise BackendUnavailable(f"S3 delete {name} failed: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailable(f"S3 delete {name} failed: {exc}") from exc
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` exists.
+
+        Raises:
+            BackendUnavailable: S3 unreachable or failing.
+            ValueError: malformed name.
+        """
+        try:
+            self.size(name)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def size(self, name: str) -> int:
+        """Size of ``name`` in bytes.
+
+        Raises:
+            ObjectNotFound: no such object (or bucket).
+            BackendUnavailable: S3 unreachable or failing.
+            ValueError: malformed name.
+        """
+        validate_object_name(name)
+        try:
+            stat = self._client.stat_object(self.bucket, name)
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND_CODES:
+                raise ObjectNotFound(name) from exc
+            raise BackendUnavailable(f"S3 stat {name} failed: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailable(f"S3 stat {name} failed: {exc}") from exc
+        if stat.size is None:
+            raise BackendUnavailable(f"S3 stat {name} returned no size")
+        return int(stat.size)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Names of all objects starting with ``prefix`` (lexicographic, as S3 lists them).
+
+        Raises:
+            BackendUnavailable: S3 unreachable or failing.
+            ValueError: the prefix cannot begin any object name.
+        """
+        validate_prefix(prefix)
+        try:
+            for obj in self._client.list_objects(self.bucket, prefix=prefix or None,
+                                                 recursive=True):
+                if obj.object_name is not None and not obj.is_dir:
+                    yield obj.object_name
+        except S3Error as exc:
+            if exc.code == "NoSuchBucket":
+                return
+            raise BackendUnavailable(f"S3 list {prefix!r} failed: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise BackendUnavailable(f"S3 list {prefix!r} failed: {exc}") from exc
+
+    def check(self) -> None:
+        """Make sure the bucket exists and answers.
+
+        Raises:
+            BackendUnavailable: S3 unreachable, credentials rejected, or bucket unusable.
+        """
+        self._bucket_ready = False
+        self._ensure_bucket()
+
+
+class _ChunkReader:
+    """A read()-able file over an iterator of chunks, as ``put_object`` wants its data.
+
+    ``read(n)`` returns exactly ``n`` bytes until the end: the SDK concatenates what read()
+    returns, so short reads would make it copy a part quadratically. An exception raised by the
+    source is remembered, so ``put`` can re-raise it rather than report a backend failure.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+        self.total = 0
+        self.source_error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            raise ValueError("unbounded read is not supported")
+        if len(self._pending) >= size:
+            out = bytes(self._pending[:size])
+            self._pending = self._pending[size:]
+            self.total += len(out)
+            return out
+        buffer = bytearray(self._pending)
+        while len(buffer) < size:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                break
+            except BaseException as exc:
+                self.source_error = exc
+                raise
+            buffer += chunk
+        out = bytes(buffer[:size])
+        self._pending = memoryview(buffer)[size:] if len(buffer) > size else memoryview(b"")
+        self.total += len(out)
+        return out
