@@ -9,3 +9,7 @@ def register(app: typer.Typer) -> None:
     from service import server_cli
 
     server_cli.register(app)
+
+    from service.identity import cli as identity_cli
+
+    identity_cli.register(app)
