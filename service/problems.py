@@ -137,3 +137,36 @@ def install(app: FastAPI) -> None:
                      exc_info=exc)
         return problem_response(INTERNAL, "An internal error occurred; it has been logged.",
                                 request.url.path)
+
+
+def register_domain_errors() -> None:
+    """The mapping of every domain's errors to problem types, in one place."""
+    from service.identity import errors as identity
+    from service.ledger import errors as ledger
+    from service.packages import errors as pkg
+    from service.packages.names import InvalidItemName
+    from storage import errors as storage
+
+    for error, kind in [
+        (pkg.PackageNotFound, NOT_FOUND),
+        (pkg.ItemNotFound, NOT_FOUND),
+        (pkg.AccessDenied, FORBIDDEN),
+        (pkg.ShareExpired, SHARE_EXPIRED),
+        (pkg.ShareRevoked, SHARE_REVOKED),
+        (pkg.PackageSealed, PACKAGE_SEALED),
+        (pkg.PackageNotSealed, PACKAGE_NOT_SEALED),
+        (pkg.ItemExists, ITEM_EXISTS),
+        (pkg.DigestMismatch, DIGEST_MISMATCH),
+        (pkg.ItemTooLarge, TOO_LARGE),
+        (pkg.InvalidRequest, VALIDATION),
+        (pkg.RangeNotSatisfiable, RANGE_NOT_SATISFIABLE),
+        (InvalidItemName, VALIDATION),
+        (identity.InvalidToken, UNAUTHENTICATED),
+        (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
+        (ledger.InvalidProofRequest, VALIDATION),
+        (ledger.EntryNotFound, NOT_FOUND),
+        (storage.IntegrityError, INTEGRITY),
+        (storage.BackendUnavailable, STORE_UNAVAILABLE),
+        (storage.ObjectNotFound, INTEGRITY),
+    ]:
+        register_error(error, kind)

@@ -1,0 +1,74 @@
+"""The application factory: builds the runtime from settings and mounts every router."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from service import problems
+from service.runtime import Runtime, build_runtime
+from service.settings import Settings
+
+REQUEST_ID_HEADER = "X-Request-Id"
+MAX_REQUEST_ID_CHARS = 64  # a client-chosen id is echoed into logs; keep it small
+
+log = structlog.get_logger("evx.http")
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """A configured app. Pass ``runtime`` to share one between apps (tests, benchmarks)."""
+    settings = settings or Settings()
+    runtime = runtime or build_runtime(settings)
+    app = FastAPI(
+        title="evidence-exchange",
+        version="0.1.0",
+        description="Secure cross-border exchange of digital evidence with a verifiable chain "
+                    "of custody. Every error is an RFC 9457 problem (application/problem+json).",
+    )
+    app.state.runtime = runtime
+    problems.register_domain_errors()
+    problems.install(app)
+
+    from service.health import router as health_router
+    from service.ledger.endpoints import router as ledger_router
+    from service.packages.custody_endpoints import router as custody_router
+    from service.packages.endpoints import router as packages_router
+
+    app.include_router(health_router)
+    app.include_router(packages_router)
+    app.include_router(custody_router)
+    app.include_router(ledger_router)
+
+    @app.middleware("http")
+    async def request_context(request: Request,
+                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if 0 < len(incoming) <= MAX_REQUEST_ID_CHARS and \
+            incoming.isascii() and incoming.isprintable() else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            runtime.metrics.requests.labels(request.method, path, str(status)).inc()
+            runtime.metrics.request_seconds.labels(request.method, path).observe(elapsed)
+            log.info("request", method=request.method, route=path, status=status,
+                     ms=round(elapsed * 1000, 2))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        runtime.close()
+
+    return app

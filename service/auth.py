@@ -1,0 +1,54 @@
+"""The request's officer: a FastAPI dependency over the identity module's verification."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.identity.errors import InvalidToken, MissingCredentials
+from service.identity.http import authenticate
+from service.identity.tokens import Principal
+from service.problems import UNAUTHENTICATED, Problem
+
+log = structlog.get_logger("evx.auth")
+_bearer = HTTPBearer(auto_error=False, description="A JWT signed by the officer's authority.")
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated officer. Failures are counted and logged -- never put in the ledger,
+    where unauthenticated garbage could flood it."""
+    runtime = request.app.state.runtime
+    try:
+        return authenticate(request.headers.get("authorization"), lookup_key=runtime.lookup_key,
+                            settings=runtime.settings)
+    except MissingCredentials:
+        runtime.metrics.unauthenticated.labels("missing").inc()
+        raise Problem(UNAUTHENTICATED, "Send 'Authorization: Bearer <token>' issued by your "
+                                       "authority.") from None
+    except InvalidToken as exc:
+        runtime.metrics.unauthenticated.labels(exc.reason).inc()
+        log.warning("token_refused", reason=exc.reason, path=request.url.path,
+                    client=request.client.host if request.client else None)
+        raise Problem(UNAUTHENTICATED, _ADVICE.get(exc.reason, "The token was refused."),
+                      reason=exc.reason) from None
+
+
+_ADVICE = {
+    "expired": "The token has expired; ask your authority for a new one.",
+    "not_yet_valid": "The token is not valid yet; check your clock or wait.",
+    "bad_audience": "The token was issued for another service.",
+    "unknown_issuer": "The token's issuer is not a registered partner authority.",
+    "unknown_key": "The token was signed with a key this service does not know (or retired).",
+    "bad_signature": "The token's signature does not verify.",
+    "disallowed_algorithm": "The token uses an algorithm this service does not accept.",
+    "oversized": "The token is too large.",
+    "role_not_allowed": "Your authority may not assert that role here.",
+}
+
+Officer = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,49 @@
+"""Prometheus metrics, one registry per app (so tests and several apps in a process don't clash)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    request_seconds: Histogram
+    bytes_in: Counter
+    bytes_out: Counter
+    ledger_appends: Counter
+    ledger_append_seconds: Histogram
+    ledger_failures: Counter
+    denied: Counter
+    unauthenticated: Counter
+    integrity_failures: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        r = CollectorRegistry()
+        return cls(
+            registry=r,
+            requests=Counter("evx_http_requests_total", "HTTP requests",
+                             ["method", "route", "status"], registry=r),
+            request_seconds=Histogram("evx_http_request_seconds", "HTTP request latency",
+                                      ["method", "route"], registry=r),
+            bytes_in=Counter("evx_evidence_bytes_received_total",
+                             "Evidence bytes received", registry=r),
+            bytes_out=Counter("evx_evidence_bytes_sent_total", "Evidence bytes sent", registry=r),
+            ledger_appends=Counter("evx_ledger_appends_total", "Ledger entries appended",
+                                   ["action", "outcome"], registry=r),
+            ledger_append_seconds=Histogram("evx_ledger_append_seconds",
+                                            "Ledger append latency", registry=r),
+            ledger_failures=Counter("evx_ledger_append_failures_total",
+                                    "Ledger appends that failed (operation refused)", registry=r),
+            denied=Counter("evx_access_denied_total", "Authenticated attempts refused",
+                           ["reason"], registry=r),
+            unauthenticated=Counter("evx_unauthenticated_total",
+                                    "Requests refused before authentication succeeded",
+                                    ["reason"], registry=r),
+            integrity_failures=Counter("evx_integrity_failures_total",
+                                       "Stored objects that failed authentication", registry=r),
+        )

@@ -1,0 +1,222 @@
+"""HTTP endpoints of the package domain: thin; decisions live in PackageService."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from service.auth import Officer
+from storage.errors import IntegrityError as StorageIntegrityError
+from service.packages import repository as repo
+from service.packages.http_fields import (
+    format_sha256_digest,
+    parse_content_digest,
+    parse_range,
+)
+from service.packages.schemas import (
+    ItemOut,
+    PackageCreate,
+    PackageList,
+    PackageOut,
+    SealOut,
+    ShareCreate,
+    ShareOut,
+)
+from service.packages.service import PackageService
+from service.packages.transfer import blocks_from_thread, body_blocks
+
+router = APIRouter(prefix="/v1/packages", tags=["packages"])
+
+_PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
+ERRORS = {status: {"description": text, **_PROBLEM} for status, text in {
+    401: "Missing or refused token", 403: "Not allowed (role, share expired or revoked)",
+    404: "No such package for this authority", 503: "Ledger or store unavailable",
+}.items()}
+
+
+def _service(request: Request) -> PackageService:
+    return request.app.state.runtime.packages
+
+
+def _item_out(item: repo.ItemRow) -> ItemOut:
+    return ItemOut(name=item.name, size=item.size, sha256=item.sha256,
+                   uploaded_at=item.uploaded_at, uploaded_by=item.uploaded_by)
+
+
+def _share_out(share: repo.ShareRow, now_active: bool) -> ShareOut:
+    return ShareOut(authority=share.authority, legal_basis=share.legal_basis,
+                    request_reference=share.request_reference, expires_at=share.expires_at,
+                    created_at=share.created_at, revoked_at=share.revoked_at, active=now_active)
+
+
+def _package_out(service: PackageService, caller_authority: str, package: repo.PackageRow,
+                 items: list[repo.ItemRow], shares: list[repo.ShareRow]) -> PackageOut:
+    now = service.now()
+    out_shares = [_share_out(s, s.state().active(now)) for s in shares]
+    owner = caller_authority == package.owner_authority
+    return PackageOut(
+        id=package.id, owner_authority=package.owner_authority,
+        case_reference=package.case_reference, title=package.title,
+        description=package.description, created_by=package.created_by,
+        created_at=package.created_at, sealed=package.sealed_at is not None,
+        sealed_at=package.sealed_at, manifest_sha256=package.manifest_sha256,
+        items=[_item_out(i) for i in items],
+        shares=out_shares if owner else None,
+        share=None if owner or not out_shares else out_shares[0],
+    )
+
+
+@router.post("", status_code=201, response_model=PackageOut, responses=ERRORS)
+def create_package(body: PackageCreate, officer: Officer, request: Request,
+                   response: Response) -> PackageOut:
+    """Create an evidence package owned by the caller's authority."""
+    service = _service(request)
+    package = service.create(officer, case_reference=body.case_reference, title=body.title,
+                             description=body.description)
+    response.headers["Location"] = f"/v1/packages/{package.id}"
+    return _package_out(service, officer.authority, package, [], [])
+
+
+@router.get("", response_model=PackageList, responses=ERRORS)
+def list_packages(officer: Officer, request: Request,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> PackageList:
+    """Packages the caller's authority owns or that are shared with it."""
+    service = _service(request)
+    rows = service.list(officer, limit=limit, offset=offset)
+    return PackageList(packages=[_package_out(service, officer.authority, *row) for row in rows])
+
+
+@router.get("/{package_id}", response_model=PackageOut, responses=ERRORS)
+def get_package(package_id: str, officer: Officer, request: Request) -> PackageOut:
+    """Metadata and items (name, size, SHA-256) of one package."""
+    service = _service(request)
+    package, items, shares = service.read(officer, package_id)
+    return _package_out(service, officer.authority, package, items, shares)
+
+
+@router.put("/{package_id}/items/{name:path}", status_code=201, response_model=ItemOut,
+            responses={**ERRORS, 409: {"description": "Sealed, or the item exists", **_PROBLEM},
+                       413: {"description": "Too large", **_PROBLEM},
+                       422: {"description": "Content-Digest mismatch or bad name", **_PROBLEM}},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}}})
+async def upload_item(
+    package_id: str, name: str, officer: Officer, request: Request, response: Response,
+    content_digest: Annotated[str | None, Header(
+        description="RFC 9530, e.g. sha-256=:<base64>:")] = None,
+    content_length: Annotated[int | None, Header(ge=0)] = None,
+) -> ItemOut:
+    """Upload one item as the raw request body, streamed and encrypted as it arrives."""
+    service = _service(request)
+    expected = parse_content_digest(content_digest) if content_digest is not None else None
+    body = body_blocks(request.stream())
+    item = await anyio.to_thread.run_sync(
+        lambda: service.upload(officer, package_id, name, body,
+                               declared_length=content_length, expected_sha256=expected))
+    request.app.state.runtime.metrics.bytes_in.inc(item.size)
+    response.headers["Location"] = f"/v1/packages/{package_id}/items/{name}/content"
+    return _item_out(item)
+
+
+@router.post("/{package_id}/seal", response_model=SealOut,
+             responses={**ERRORS, 409: {"description": "Already sealed", **_PROBLEM}})
+def seal_package(package_id: str, officer: Officer, request: Request) -> SealOut:
+    """Freeze the package; its manifest hash goes into the ledger."""
+    package, index = _service(request).seal(officer, package_id)
+    assert package.sealed_at is not None and package.manifest_sha256 is not None
+    return SealOut(id=package.id, sealed_at=package.sealed_at,
+                   manifest_sha256=package.manifest_sha256, ledger_index=index)
+
+
+@router.post("/{package_id}/shares", status_code=201, response_model=ShareOut,
+             responses={**ERRORS, 409: {"description": "Not sealed", **_PROBLEM},
+                        422: {"description": "Unknown authority or bad expiry", **_PROBLEM}})
+def share_package(package_id: str, body: ShareCreate, officer: Officer,
+                  request: Request) -> ShareOut:
+    """Share a sealed package with another authority under a legal basis."""
+    service = _service(request)
+    share = service.share(officer, package_id, authority=body.authority,
+                          legal_basis=body.legal_basis, request_reference=body.request_reference,
+                          expires_at=body.expires_at)
+    return _share_out(share, share.state().active(service.now()))
+
+
+@router.delete("/{package_id}/shares/{authority}", response_model=ShareOut, responses=ERRORS)
+def revoke_share(package_id: str, authority: str, officer: Officer,
+                 request: Request) -> ShareOut:
+    """Revoke the share with ``authority``; its officers can no longer retrieve the package."""
+    service = _service(request)
+    share = service.revoke(officer, package_id, authority)
+    return _share_out(share, False)
+
+
+@router.get("/{package_id}/items/{name:path}/content", responses={
+    **ERRORS, 200: {"description": "The decrypted item", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "The requested byte range", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    416: {"description": "Range not satisfiable", **_PROBLEM}},
+    response_class=StreamingResponse)
+async def download_item(
+    package_id: str, name: str, officer: Officer, request: Request,
+    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    if_range: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Stream the decrypted item; ``Range: bytes=N-`` resumes. The digest is in ``Repr-Digest``."""
+    service = _service(request)
+    metrics = request.app.state.runtime.metrics
+
+    def select(item: repo.ItemRow) -> tuple[int, int] | None:
+        # RFC 9110 13.1.5: a Range whose If-Range does not match is ignored (send it all).
+        if if_range is not None and if_range != f'"{item.sha256}"':
+            return None
+        return parse_range(range_header, item.size)
+
+    download = await anyio.to_thread.run_sync(
+        lambda: service.begin_download(officer, package_id, name, select))
+    item = download.item
+    etag = f'"{item.sha256}"'
+    length = download.end - download.start
+    headers = {
+        "Repr-Digest": format_sha256_digest(item.sha256),
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(length),
+        "Cache-Control": "no-store",
+        "Content-Disposition": "attachment",
+        "X-Content-Type-Options": "nosniff",
+    }
+    partial = (download.start, download.end) != (0, item.size)
+    if partial:
+        headers["Content-Range"] = f"bytes {download.start}-{download.end - 1}/{item.size}"
+    else:
+        headers["Content-Digest"] = headers["Repr-Digest"]
+
+    async def body() -> object:
+        sent = 0
+        error: BaseException | None = None
+        try:
+            async for block in blocks_from_thread(download.chunks):
+                yield block
+                sent += len(block)
+                metrics.bytes_out.inc(len(block))
+        except (anyio.get_cancelled_exc_class(), GeneratorExit):
+            raise  # the client went away: recorded as an abort with the bytes sent
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, StorageIntegrityError):
+                metrics.integrity_failures.inc()
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: service.finish_download(
+                    officer, package_id, name, sent=sent, error=error, expected=length))
+
+    return StreamingResponse(body(), status_code=206 if partial else 200,  # type: ignore[arg-type]
+                             media_type="application/octet-stream", headers=headers)

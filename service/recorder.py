@@ -1,0 +1,66 @@
+"""Writes custody events to the ledger on behalf of the HTTP layer; the one place that does.
+
+Every call either returns the durable entry's index or raises ``LedgerUnavailable`` -- callers
+refuse the operation (503) in that case: no entry, no action.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import structlog
+
+from custody.entry import Actor, Legal, Role
+from service.ledger.errors import LedgerUnavailable
+from service.ledger.models import Event
+from service.metrics import Metrics
+
+log = structlog.get_logger("evx.custody")
+
+
+class Caller(Protocol):
+    @property
+    def authority(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
+class CustodyRecorder:
+    def __init__(self, ledger: Any, metrics: Metrics) -> None:
+        self._ledger = ledger
+        self._metrics = metrics
+
+    def record(self, caller: Caller, action: str, *, package: str | None = None,
+               item: str | None = None, outcome: str = "allowed", reason: str | None = None,
+               legal: dict[str, str] | None = None,
+               details: dict[str, str | int | bool | None] | None = None) -> int:
+        """Append one entry and return its index once it is durable.
+
+        Raises:
+            LedgerUnavailable: the entry could not be written (the caller must refuse).
+        """
+        started = time.perf_counter()
+        try:
+            appended = self._ledger.append(Event(
+                actor=Actor(caller.authority, caller.subject, Role(caller.role)),
+                action=action, outcome=outcome, package=package, item=item, reason=reason,
+                legal=Legal(legal["basis"], legal["request_reference"]) if legal else None,
+                details=details or {},
+            ))
+        except LedgerUnavailable:
+            self._metrics.ledger_failures.inc()
+            log.error("ledger_append_failed", action=action, package=package)
+            raise
+        except Exception as exc:  # any other failure is still "could not record": fail closed
+            self._metrics.ledger_failures.inc()
+            log.error("ledger_append_failed", action=action, package=package,
+                      error=type(exc).__name__)
+            raise LedgerUnavailable(f"custody entry could not be written: {exc}") from exc
+        self._metrics.ledger_append_seconds.observe(time.perf_counter() - started)
+        self._metrics.ledger_appends.labels(action, outcome).inc()
+        if outcome == "denied":
+            self._metrics.denied.labels(reason or "denied").inc()
+        return int(appended.index)

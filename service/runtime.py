@@ -1,0 +1,126 @@
+"""Everything a running service holds: engine, ledger, vault, registry, metrics -- built once
+from the settings, shared by every request, closed at shutdown."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service.db import make_engine, upgrade
+from service.identity.errors import UnknownAuthority
+from service.identity.registry import TrustRegistry
+from service.identity.tokens import TrustedKey
+from service.metrics import Metrics
+from service.packages.service import PackageService
+from service.recorder import CustodyRecorder
+from service.settings import Settings
+from storage.evidence import EvidenceVault
+from storage.filesystem import FileSystemStore
+from storage.keyring import DirectoryKeySource, Keyring
+from storage.objectstore import ObjectStore
+
+KEY_CACHE_SECONDS = 5.0  # a retired key stops working within this long on every replica
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    ledger: Any
+    vault: EvidenceVault
+    store: ObjectStore
+    keyring: Keyring
+    metrics: Metrics
+    recorder: CustodyRecorder
+    packages: PackageService
+    _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
+
+    def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
+        """The issuer's active key ``kid`` from the trust registry (cached for a few seconds)."""
+        now = time.monotonic()
+        cached = self._key_cache.get((issuer, kid))
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        with self.engine.connect() as conn:
+            key = TrustRegistry(conn).lookup_key(issuer, kid)
+        if len(self._key_cache) > 10_000:  # bound: unknown kids are never cached, known are few
+            self._key_cache.clear()
+        self._key_cache[(issuer, kid)] = (now, key)
+        return key
+
+    def known_authority(self, authority_id: str) -> bool:
+        with self.engine.connect() as conn:
+            try:
+                TrustRegistry(conn).get_authority(authority_id)
+            except UnknownAuthority:
+                return False
+        return True
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            self.store.check()
+            checks["object_store"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["object_store"] = f"unavailable: {type(exc).__name__}"
+        try:
+            self.keyring.active_key()
+            checks["keys"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["keys"] = f"unavailable: {type(exc).__name__}"
+        return checks
+
+    def close(self) -> None:
+        close = getattr(self.ledger, "close", None)
+        if close is not None:
+            close()
+        self.engine.dispose()
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    if settings.object_store == "s3":
+        from storage.s3 import S3Store
+
+        assert settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key
+        return S3Store(settings.s3_endpoint, settings.s3_access_key.get_secret_value(),
+                       settings.s3_secret_key.get_secret_value(), settings.s3_bucket,
+                       secure=settings.s3_secure, region=settings.s3_region)
+    return FileSystemStore(settings.objects_dir)
+
+
+def build_ledger(settings: Settings, engine: Engine) -> Any:
+    from service.ledger.keys import load_or_create_log_key
+    from service.ledger.repository import Ledger
+
+    key = load_or_create_log_key(settings.resolved_log_key_file)
+    return Ledger(engine, signing_key=key, origin=settings.log_origin)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Open (and migrate) the database, keys and object store named by ``settings``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    keyring = Keyring(DirectoryKeySource(settings.resolved_kek_dir, create=True))
+    store = build_store(settings)
+    vault = EvidenceVault(store, keyring, chunk_size=settings.chunk_size)
+    ledger = build_ledger(settings, engine)
+    metrics = Metrics.create()
+    recorder = CustodyRecorder(ledger, metrics)
+    runtime = Runtime(settings=settings, engine=engine, ledger=ledger, vault=vault, store=store,
+                      keyring=keyring, metrics=metrics, recorder=recorder,
+                      packages=None)  # type: ignore[arg-type]
+    runtime.packages = PackageService(
+        engine, vault, recorder, operator_authority=settings.operator_authority,
+        max_item_bytes=settings.max_item_bytes, known_authority=runtime.known_authority)
+    return runtime
