@@ -1,0 +1,235 @@
+"""The append transaction: give events their place in the one linear log and store them.
+
+Every append -- from any thread, process or API replica -- goes through :meth:`Sequencer.append`,
+which takes the log's single head row under a write lock (``SELECT ... FOR UPDATE`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), assigns the next indexes, chains ``prev`` and
+``package_prev``, inserts the entries and every perfect Merkle node they complete, moves the heads
+forward and commits -- all in one transaction. Holding the head lock is what makes the log
+linear: no two writers can see the same size, so there is no fork, gap or duplicate index.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from custody.entry import Entry, format_time
+from custody.errors import FormatError
+from custody.merkle import node_hash, perfect_nodes
+from service.db import SQLITE_BEGIN
+from service.ledger import tables
+from service.ledger.errors import LedgerCorrupted, LedgerUnavailable
+from service.ledger.models import AppendedEntry, Event
+
+Clock = Callable[[], datetime]
+
+#: How many package heads a writer remembers between batches (each ~100 bytes).
+PACKAGE_HEAD_CACHE_SIZE = 10_000
+
+
+def utc_now() -> datetime:
+    """The current time, UTC, to the microsecond."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Frontier:
+    """What the writer knows about the log right after its own last commit.
+
+    It is only trusted while the head row still shows the same size and last leaf hash: any other
+    writer's append changes both, and the cache is then reloaded from the database.
+    """
+
+    size: int = -1
+    last_leaf: bytes | None = None
+    last_time: str | None = None
+    # Perfect nodes covering [0, size), largest first: (level, index, hash).
+    stack: list[tuple[int, int, bytes]] = field(default_factory=list)
+    packages: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+
+
+class Sequencer:
+    """Appends batches of events as one transaction each. Not for concurrent use in one process:
+    :class:`service.ledger.batching.GroupCommitter` feeds it from a single writer thread."""
+
+    def __init__(self, engine: sa.Engine, *, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._frontier = _Frontier()
+        self._lock = threading.Lock()  # guards against accidental concurrent use
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    def append(self, events: Sequence[Event]) -> list[AppendedEntry]:
+        """Durably append ``events`` in order; returns them as recorded.
+
+        Raises :class:`LedgerUnavailable` (database error, nothing recorded as far as this
+        process knows) or :class:`LedgerCorrupted` (the stored head contradicts the entries).
+        """
+        with self._lock:
+            try:
+                with self._engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}) as conn:
+                    with conn.begin():
+                        appended, frontier = self._append(conn, events)
+            except LedgerCorrupted:
+                self._frontier = _Frontier()
+                raise
+            except sa.exc.SQLAlchemyError as exc:
+                self._frontier = _Frontier()
+                raise LedgerUnavailable(f"ledger append failed: {type(exc).__name__}") from exc
+            self._frontier = frontier
+            return appended
+
+    def _append(self, conn: sa.Connection, events: Sequence[Event]
+                ) -> tuple[list[AppendedEntry], _Frontier]:
+        row = conn.execute(
+            sa.select(tables.head.c.size, tables.head.c.last_leaf_hash)
+            .where(tables.head.c.id == tables.HEAD_ROW_ID)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise LedgerCorrupted("the ledger head row is missing (database not migrated?)")
+        size, last_leaf = int(row.size), row.last_leaf_hash
+        cached = self._frontier
+        if cached.size == size and cached.last_leaf == last_leaf:
+            frontier = _Frontier(size, last_leaf, cached.last_time, list(cached.stack),
+                                 OrderedDict(cached.packages))
+        else:
+            frontier = self._load_frontier(conn, size, last_leaf)
+        self._load_package_heads(conn, frontier, {e.package for e in events if e.package})
+
+        time = format_time(self._clock())
+        if frontier.last_time is not None and time < frontier.last_time:
+            time = frontier.last_time  # never go back in time, whatever this host's clock says
+        entry_rows: list[dict[str, object]] = []
+        node_rows: list[dict[str, object]] = []
+        package_rows: dict[str, dict[str, object]] = {}
+        appended: list[AppendedEntry] = []
+        for event in events:
+            index = frontier.size
+            package_prev = frontier.packages.get(event.package) if event.package else None
+            entry = event.to_entry(
+                index=index, time=time,
+                prev=frontier.last_leaf.hex() if frontier.last_leaf is not None else None,
+                package_prev=package_prev.hex() if package_prev is not None else None)
+            leaf = entry.leaf_hash()
+            entry_rows.append({
+                "idx": index, "leaf_hash": leaf, "canonical": entry.canonical_bytes().decode(),
+                "time": entry.timestamp, "package": entry.package, "action": entry.action.value,
+                "outcome": entry.outcome.value, "authority": entry.actor.authority,
+            })
+            node_rows.extend(_push_leaf(frontier.stack, index, leaf))
+            if entry.package is not None:
+                frontier.packages[entry.package] = leaf
+                frontier.packages.move_to_end(entry.package)
+                previous = package_rows.get(entry.package)
+                package_rows[entry.package] = {
+                    "package": entry.package, "last_index": index, "last_leaf_hash": leaf,
+                    "count": (previous["count"] if previous else 0) + 1,  # type: ignore[operator]
+                }
+            frontier.size += 1
+            frontier.last_leaf = leaf
+            appended.append(AppendedEntry(index, leaf, entry))
+        frontier.last_time = time
+
+        conn.execute(tables.entries.insert(), entry_rows)
+        conn.execute(tables.nodes.insert(), node_rows)
+        if package_rows:
+            self._upsert_package_heads(conn, list(package_rows.values()))
+        moved = conn.execute(
+            tables.head.update()
+            .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
+            .values(size=frontier.size, last_leaf_hash=frontier.last_leaf)
+        ).rowcount
+        if moved != 1:
+            raise LedgerCorrupted("the ledger head moved while it was locked")
+        while len(frontier.packages) > PACKAGE_HEAD_CACHE_SIZE:
+            frontier.packages.popitem(last=False)
+        return appended, frontier
+
+    def _upsert_package_heads(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+        statement = self._insert(tables.package_heads)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=[tables.package_heads.c.package],
+            set_={
+                "last_index": statement.excluded.last_index,
+                "last_leaf_hash": statement.excluded.last_leaf_hash,
+                "count": tables.package_heads.c.count + statement.excluded.count,
+            },
+        ), rows)
+
+    @staticmethod
+    def _load_frontier(conn: sa.Connection, size: int, last_leaf: bytes | None) -> _Frontier:
+        frontier = _Frontier(size=size, last_leaf=last_leaf)
+        if size == 0:
+            return frontier
+        keys = perfect_nodes(0, size)
+        found = fetch_nodes(conn, keys)
+        try:
+            frontier.stack = [(level, index, found[(level, index)]) for level, index in keys]
+        except KeyError as exc:
+            raise LedgerCorrupted(f"perfect node {exc.args[0]} is missing") from None
+        last = conn.execute(
+            sa.select(tables.entries.c.canonical, tables.entries.c.leaf_hash)
+            .where(tables.entries.c.idx == size - 1)
+        ).one_or_none()
+        if last is None or last.leaf_hash != last_leaf:
+            raise LedgerCorrupted(f"entry {size - 1} does not match the ledger head")
+        try:
+            frontier.last_time = Entry.from_json_bytes(last.canonical.encode()).time
+        except FormatError as exc:
+            raise LedgerCorrupted(f"entry {size - 1} is not a valid entry: {exc}") from exc
+        return frontier
+
+    @staticmethod
+    def _load_package_heads(conn: sa.Connection, frontier: _Frontier, packages: set[str]) -> None:
+        missing = sorted(p for p in packages if p not in frontier.packages)
+        if not missing:
+            return
+        rows = conn.execute(
+            sa.select(tables.package_heads.c.package, tables.package_heads.c.last_leaf_hash)
+            .where(tables.package_heads.c.package.in_(missing))
+        )
+        for package, leaf in rows:
+            frontier.packages[package] = leaf
+
+
+def fetch_nodes(conn: sa.Connection, keys: Sequence[tuple[int, int]] | set[tuple[int, int]]
+                ) -> dict[tuple[int, int], bytes]:
+    """The stored perfect nodes ``(level, index) -> hash`` among ``keys``, in one query."""
+    if not keys:
+        return {}
+    by_level: dict[int, list[int]] = {}
+    for level, index in keys:
+        by_level.setdefault(level, []).append(index)
+    # One IN list per level keeps every disjunct an index range scan on the primary key.
+    condition = sa.or_(*(
+        sa.and_(tables.nodes.c.level == level, tables.nodes.c.node_index.in_(indexes))
+        for level, indexes in by_level.items()
+    ))
+    rows = conn.execute(
+        sa.select(tables.nodes.c.level, tables.nodes.c.node_index, tables.nodes.c.hash)
+        .where(condition)
+    )
+    return {(level, index): bytes(value) for level, index, value in rows}
+
+
+def _push_leaf(stack: list[tuple[int, int, bytes]], index: int, leaf: bytes
+               ) -> list[dict[str, object]]:
+    """Add leaf ``index`` to the right edge; return every perfect node it completes (level 0 up)."""
+    created = [{"level": 0, "node_index": index, "hash": leaf}]
+    stack.append((0, index, leaf))
+    while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
+        level, _, right = stack.pop()
+        _, left_index, left = stack.pop()
+        parent = (level + 1, left_index >> 1, node_hash(left, right))
+        stack.append(parent)
+        created.append({"level": parent[0], "node_index": parent[1], "hash": parent[2]})
+    return created
+
