@@ -177,28 +177,32 @@ def verify_consistency(
     and a non-empty "proof" of it is malformed.
 
     Raises:
-        ConsistencyProofError: The proof does not verify, sizes are 0 or decreasing, or any
-            hash is not ``HASH_SIZE`` bytes.
+        ConsistencyProofError: The proof does not verify, sizes are 0 or decreasing, or (for
+            different sizes) any hash is not ``HASH_SIZE`` bytes.
         ValueError: A size is negative.
     """
     if size1 < 0 or size2 < 0:
         raise ValueError("tree sizes must not be negative")
-    _check_hash(root1, "root1", ConsistencyProofError)
-    _check_hash(root2, "root2", ConsistencyProofError)
     if size1 == 0:
         raise ConsistencyProofError("no consistency proof from the empty tree")
     if size1 > size2:
         raise ConsistencyProofError(f"size1 {size1} is greater than size2 {size2}")
-    if len(proof) > MAX_PROOF_HASHES:
-        raise ConsistencyProofError(f"proof has {len(proof)} hashes, more than {MAX_PROOF_HASHES}")
-    for p in proof:
-        _check_hash(p, "proof hash", ConsistencyProofError)
     if size1 == size2:
+        # Only equality matters here: a tree is consistent with itself whatever its root's
+        # encoding (transparency-dev/merkle behaves so, and its vector
+        # "sizes-are-equal-one-and-proof-is-empty" uses 12-byte roots).  Hash lengths are
+        # checked wherever a hash is computed with.
         if proof:
             raise ConsistencyProofError("proof between equal sizes must be empty")
         if not hmac.compare_digest(root1, root2):
             raise ConsistencyProofError("roots of equal sizes differ")
         return
+    _check_hash(root1, "root1", ConsistencyProofError)
+    _check_hash(root2, "root2", ConsistencyProofError)
+    if len(proof) > MAX_PROOF_HASHES:
+        raise ConsistencyProofError(f"proof has {len(proof)} hashes, more than {MAX_PROOF_HASHES}")
+    for p in proof:
+        _check_hash(p, "proof hash", ConsistencyProofError)
     if not proof:
         raise ConsistencyProofError("empty proof between different sizes")
     path = list(proof)

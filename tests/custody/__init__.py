@@ -1,0 +1,1 @@
+"""Tests of the pure custody package (no database, no network)."""

@@ -1,0 +1,96 @@
+"""Building valid synthetic ledgers for tests (pure, in memory)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from custody.checkpoint import Checkpoint
+from custody.entry import Action, Actor, Entry, Legal, Outcome, Role
+from custody.export import write_export
+from custody.merkle import root_from_leaf_hashes
+from custody.note import Signer
+
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+ORIGIN = "evx.test/ledger"
+SEED = bytes(range(32))
+
+
+def signer(name: str = ORIGIN, seed: bytes = SEED) -> Signer:
+    return Signer.from_seed(name, seed)
+
+
+@dataclass
+class Ledger:
+    entries: list[Entry]
+    signer: Signer
+
+    @property
+    def leaf_hashes(self) -> list[bytes]:
+        return [e.leaf_hash() for e in self.entries]
+
+    def checkpoint(self, size: int | None = None) -> Checkpoint:
+        size = len(self.entries) if size is None else size
+        return Checkpoint(self.signer.name, size, root_from_leaf_hashes(self.leaf_hashes[:size]))
+
+    def note(self, size: int | None = None) -> str:
+        return self.checkpoint(size).sign(self.signer)
+
+    def export_bytes(self, size: int | None = None) -> bytes:
+        size = len(self.entries) if size is None else size
+        out = io.BytesIO()
+        write_export(self.entries[:size], None, self.note(size), out)
+        return out.getvalue()
+
+    def export_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.export_bytes().splitlines()]
+
+
+def chain(specs: list[dict[str, Any]]) -> list[Entry]:
+    """Entries from partial specs, with index/prev/package_prev filled in as the log would."""
+    entries: list[Entry] = []
+    heads: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        fields: dict[str, Any] = {
+            "time": f"2025-03-01T12:00:{i % 60:02d}.{i:06d}Z",
+            "actor": Actor("fr-pj", "alice", Role.INVESTIGATOR),
+            "action": Action.PACKAGE_READ,
+            "outcome": Outcome.ALLOWED,
+        }
+        fields.update(spec)
+        package = fields.get("package")
+        entry = Entry(
+            index=i,
+            prev=entries[-1].leaf_hash().hex() if entries else None,
+            package_prev=heads.get(package) if package is not None else None,
+            **fields,
+        )
+        if package is not None:
+            heads[package] = entry.leaf_hash().hex()
+        entries.append(entry)
+    return entries
+
+
+def random_ledger(n: int, rng: random.Random, packages: int = 3, name: str = ORIGIN) -> Ledger:
+    specs: list[dict[str, Any]] = []
+    actions = list(Action)
+    for i in range(n):
+        outcome = rng.choice([Outcome.ALLOWED, Outcome.ALLOWED, Outcome.DENIED, Outcome.FAILED])
+        package = rng.choice([None, *[f"pkg-{p}" for p in range(packages)]])
+        specs.append({
+            "actor": Actor(rng.choice(["fr-pj", "de-bka", "nl-om"]), f"user{rng.randrange(5)}",
+                           rng.choice(list(Role))),
+            "action": rng.choice(actions),
+            "outcome": outcome,
+            "package": package,
+            "item": rng.choice([None, "disk.img", "photo-\u00e9t\u00e9.jpg"]) if package else None,
+            "reason": None if outcome is Outcome.ALLOWED else rng.choice(["no share", "timeout"]),
+            "legal": rng.choice([None, Legal("EIO 2014/41/EU", f"REQ-{i}")]),
+            "details": {"size": rng.randrange(10**9), "sha256": f"{rng.getrandbits(256):064x}",
+                        "note": rng.choice(["", "ok", "\u2028\x01"]), "flag": rng.choice([True, False, None])},
+        })
+    return Ledger(chain(specs), signer(name))
