@@ -9,7 +9,7 @@ rewritten or truncated, and the log refuses to sign (:class:`CheckpointInconsist
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -33,7 +33,11 @@ def latest_checkpoint_in(conn: sa.Connection) -> StoredCheckpoint | None:
     ).one_or_none()
     if row is None:
         return None
-    return StoredCheckpoint(int(row.tree_size), bytes(row.root), row.note, row.created_at)
+    created_at: datetime = row.created_at
+    # SQLite keeps no zone; every time this service writes is UTC.
+    created_at = (created_at.replace(tzinfo=UTC) if created_at.tzinfo is None
+                  else created_at.astimezone(UTC))
+    return StoredCheckpoint(int(row.tree_size), bytes(row.root), row.note, created_at)
 
 
 class CheckpointSigner:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from service.db import upgrade
-
-ORIGIN = "evidence-exchange.test/log"
+from service.db import make_engine, upgrade
+from service.ledger import Ledger
+from tests.ledger.helpers import ORIGIN
 
 
 @pytest.fixture
@@ -39,3 +40,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
 def log_key() -> Ed25519PrivateKey:
     """The log's signing key for the session."""
     return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def ledger(db_url: str, log_key: Ed25519PrivateKey) -> Iterator[Ledger]:
+    """A ledger on a migrated database (SQLite and PostgreSQL), closed afterwards."""
+    opened = Ledger(make_engine(db_url), log_key, origin=ORIGIN, owns_engine=True)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
