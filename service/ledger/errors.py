@@ -22,7 +22,16 @@ class LedgerUnavailable(LedgerError):
 
 
 class LedgerCorrupted(LedgerError):
-    """Stored ledger data is inconsistent (missing Merkle node, head out of step with entries)."""
+    """Stored ledger data is inconsistent (missing Merkle node, head out of step with entries,
+    an entry row whose columns disagree with its canonical text).
+
+    Attributes:
+        index: The entry at fault, when one can be named.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(f"entry {index}: {reason}" if index is not None else reason)
 
 
 class CheckpointInconsistent(LedgerCorrupted):

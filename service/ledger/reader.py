@@ -8,7 +8,8 @@ its leaves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TypeVar
+from datetime import UTC
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -32,17 +33,48 @@ MAX_PAGE = 10_000
 #: Entries fetched per query when streaming (exports).
 STREAM_CHUNK = 2_000
 
-_ENTRY_COLUMNS = (tables.entries.c.idx, tables.entries.c.leaf_hash, tables.entries.c.canonical)
+_ENTRY_COLUMNS = (tables.entries.c.idx, tables.entries.c.leaf_hash, tables.entries.c.canonical,
+                  tables.entries.c.time, tables.entries.c.package, tables.entries.c.action,
+                  tables.entries.c.outcome, tables.entries.c.authority)
 
 
-def stored_entry(index: int, leaf_hash: bytes, canonical: str) -> StoredEntry:
-    """Build a :class:`StoredEntry` from a row. Raises :class:`LedgerCorrupted` if unparseable."""
-    raw = canonical.encode()
+def stored_entry(row: sa.Row[Any], *, strict: bool = True) -> StoredEntry:
+    """Build a :class:`StoredEntry` from an entries row (all of ``_ENTRY_COLUMNS``).
+
+    ``strict`` (every read the service answers with): the row must agree with itself -- the
+    canonical text's index, leaf hash and query columns -- or :class:`LedgerCorrupted` is raised
+    naming the index. Exports are not strict: they carry the canonical text and the stored leaf
+    hash exactly as stored so that the offline verifier judges them. An unparseable canonical
+    text raises :class:`LedgerCorrupted` either way.
+    """
+    index = int(row.idx)
+    raw = row.canonical.encode()
     try:
         entry = Entry.from_json_bytes(raw)
     except FormatError as exc:
-        raise LedgerCorrupted(f"stored entry {index} is not a valid entry: {exc.reason}") from exc
-    return StoredEntry(int(index), bytes(leaf_hash), raw, entry)
+        raise LedgerCorrupted(f"stored text is not a valid entry: {exc.reason}",
+                              index=index) from exc
+    leaf = bytes(row.leaf_hash)
+    if strict:
+        _check_row(index, leaf, row, entry)
+    return StoredEntry(index, leaf, raw, entry)
+
+
+def _check_row(index: int, leaf: bytes, row: sa.Row[Any], entry: Entry) -> None:
+    time = row.time if row.time.tzinfo is not None else row.time.replace(tzinfo=UTC)
+    expected = {
+        "index": (entry.index, index),
+        "leaf_hash": (entry.leaf_hash(), leaf),
+        "time": (entry.timestamp, time.astimezone(UTC)),
+        "package": (entry.package, row.package),
+        "action": (entry.action.value, row.action),
+        "outcome": (entry.outcome.value, row.outcome),
+        "authority": (entry.actor.authority, row.authority),
+    }
+    for column, (in_text, stored) in expected.items():
+        if in_text != stored:
+            raise LedgerCorrupted(f"stored {column} disagrees with the canonical entry",
+                                  index=index)
 
 
 class LedgerReader:
@@ -80,14 +112,14 @@ class LedgerReader:
             ).one_or_none()
             if row is None:
                 raise EntryNotFound(f"no ledger entry {index}")
-            return stored_entry(*row)
+            return stored_entry(row)
         return self._read(work)
 
     def entries(self, start: int = 0, limit: int = 100) -> list[StoredEntry]:
         """Up to ``limit`` entries from index ``start`` on, in index order."""
         if start < 0 or not 0 < limit <= MAX_PAGE:
             raise ValueError(f"need start >= 0 and 0 < limit <= {MAX_PAGE}")
-        return self._read(lambda conn: [stored_entry(*row) for row in conn.execute(
+        return self._read(lambda conn: [stored_entry(row) for row in conn.execute(
             sa.select(*_ENTRY_COLUMNS).where(tables.entries.c.idx >= start)
             .order_by(tables.entries.c.idx).limit(limit)
         )])
@@ -97,26 +129,25 @@ class LedgerReader:
         """Entries about ``package`` with index >= ``start``, in index order (its custody chain)."""
         if start < 0 or not 0 < limit <= MAX_PAGE:
             raise ValueError(f"need start >= 0 and 0 < limit <= {MAX_PAGE}")
-        return self._read(lambda conn: [stored_entry(*row) for row in conn.execute(
+        return self._read(lambda conn: [stored_entry(row) for row in conn.execute(
             sa.select(*_ENTRY_COLUMNS)
             .where(tables.entries.c.package == package, tables.entries.c.idx >= start)
             .order_by(tables.entries.c.idx).limit(limit)
         )])
 
-    def iter_entries(self, end: int) -> Iterator[StoredEntry]:
-        """Stream entries ``0 .. end-1`` in chunks (entries below the head never change)."""
+    def iter_entries(self, end: int, *, strict: bool = False) -> Iterator[StoredEntry]:
+        """Stream the entries with index below ``end`` in index order, in chunks (entries below
+        the head never change). Not ``strict`` by default: this feeds exports."""
         start = 0
         while start < end:
             stop = min(end, start + STREAM_CHUNK)
-            chunk = self._read(lambda conn, a=start, b=stop: [stored_entry(*row) for row in conn.execute(
-                sa.select(*_ENTRY_COLUMNS)
-                .where(tables.entries.c.idx >= a, tables.entries.c.idx < b)
-                .order_by(tables.entries.c.idx)
-            )])
+            query = (sa.select(*_ENTRY_COLUMNS)
+                     .where(tables.entries.c.idx >= start, tables.entries.c.idx < stop)
+                     .order_by(tables.entries.c.idx))
+            chunk = self._read(lambda conn, q=query: [  # type: ignore[misc]
+                stored_entry(row, strict=strict) for row in conn.execute(q)])
             yield from chunk
-            if not chunk:
-                return
-            start = chunk[-1].index + 1
+            start = stop
 
     def root(self, size: int | None = None) -> tuple[int, bytes]:
         """``(size, root)``: the RFC 9162 root of the first ``size`` entries (default: all)."""
