@@ -121,9 +121,10 @@ def write_export(
     return count
 
 
-def _load(line: bytes | str, number: int) -> dict[str, object]:
+def _load(line: bytes | str, number: int, position: int | None) -> dict[str, object]:
+    """Parse one line; ``position`` is the entry position the line would hold, for errors."""
     if len(line) > MAX_LINE_BYTES:
-        raise FormatError(f"line longer than {MAX_LINE_BYTES} bytes", line=number)
+        raise FormatError(f"line longer than {MAX_LINE_BYTES} bytes", index=position, line=number)
     if isinstance(line, bytes):
         line = line.removesuffix(b"\n")
     else:
@@ -131,9 +132,9 @@ def _load(line: bytes | str, number: int) -> dict[str, object]:
     try:
         obj = jcs.loads_strict(line)
     except ValueError as exc:
-        raise FormatError(str(exc), line=number) from None
+        raise FormatError(str(exc), index=position, line=number) from None
     if not isinstance(obj, dict):
-        raise FormatError("line is not a JSON object", line=number)
+        raise FormatError("line is not a JSON object", index=position, line=number)
     return obj
 
 
@@ -161,7 +162,7 @@ def iter_export(lines: Iterable[bytes | str]) -> Iterator[ExportItem]:
     for number, line in enumerate(lines, start=1):  # noqa: B007 - number used after the loop
         if done:
             raise FormatError("content after the checkpoint line", line=number)
-        obj = _load(line, number)
+        obj = _load(line, number, None if number == 1 else position)
         if number == 1:
             yield _header(obj)
             continue
