@@ -36,14 +36,23 @@ STREAM_CHUNK = 2_000
 _ENTRY_COLUMNS = (tables.entries.c.idx, tables.entries.c.leaf_hash, tables.entries.c.canonical,
                   tables.entries.c.time, tables.entries.c.package, tables.entries.c.action,
                   tables.entries.c.outcome, tables.entries.c.authority)
+_TREE_LEAF = tables.nodes.c.hash.label("tree_leaf")
+
+
+def _checked_select() -> sa.Select[Any]:
+    """Entries with the leaf hash the Merkle tree holds for them (level-0 node)."""
+    return sa.select(*_ENTRY_COLUMNS, _TREE_LEAF).select_from(tables.entries.outerjoin(
+        tables.nodes,
+        sa.and_(tables.nodes.c.level == 0, tables.nodes.c.node_index == tables.entries.c.idx)))
 
 
 def stored_entry(row: sa.Row[Any], *, strict: bool = True) -> StoredEntry:
     """Build a :class:`StoredEntry` from an entries row (all of ``_ENTRY_COLUMNS``).
 
-    ``strict`` (every read the service answers with): the row must agree with itself -- the
-    canonical text's index, leaf hash and query columns -- or :class:`LedgerCorrupted` is raised
-    naming the index. Exports are not strict: they carry the canonical text and the stored leaf
+    ``strict`` (every read the service answers with; the row comes from :func:`_checked_select`):
+    the row must agree with itself and with the Merkle tree -- the canonical text's index, its
+    leaf hash, the tree's leaf, the query columns -- or :class:`LedgerCorrupted` is raised naming
+    the index. Exports are not strict: they carry the canonical text and the stored leaf
     hash exactly as stored so that the offline verifier judges them. An unparseable canonical
     text raises :class:`LedgerCorrupted` either way.
     """
@@ -65,6 +74,7 @@ def _check_row(index: int, leaf: bytes, row: sa.Row[Any], entry: Entry) -> None:
     expected = {
         "index": (entry.index, index),
         "leaf_hash": (entry.leaf_hash(), leaf),
+        "Merkle leaf": (leaf, bytes(row.tree_leaf) if row.tree_leaf is not None else None),
         "time": (entry.timestamp, time.astimezone(UTC)),
         "package": (entry.package, row.package),
         "action": (entry.action.value, row.action),
@@ -108,7 +118,7 @@ class LedgerReader:
         """The entry at ``index``. Raises :class:`EntryNotFound`."""
         def work(conn: sa.Connection) -> StoredEntry:
             row = conn.execute(
-                sa.select(*_ENTRY_COLUMNS).where(tables.entries.c.idx == index)
+                _checked_select().where(tables.entries.c.idx == index)
             ).one_or_none()
             if row is None:
                 raise EntryNotFound(f"no ledger entry {index}")
@@ -120,7 +130,7 @@ class LedgerReader:
         if start < 0 or not 0 < limit <= MAX_PAGE:
             raise ValueError(f"need start >= 0 and 0 < limit <= {MAX_PAGE}")
         return self._read(lambda conn: [stored_entry(row) for row in conn.execute(
-            sa.select(*_ENTRY_COLUMNS).where(tables.entries.c.idx >= start)
+            _checked_select().where(tables.entries.c.idx >= start)
             .order_by(tables.entries.c.idx).limit(limit)
         )])
 
@@ -130,7 +140,7 @@ class LedgerReader:
         if start < 0 or not 0 < limit <= MAX_PAGE:
             raise ValueError(f"need start >= 0 and 0 < limit <= {MAX_PAGE}")
         return self._read(lambda conn: [stored_entry(row) for row in conn.execute(
-            sa.select(*_ENTRY_COLUMNS)
+            _checked_select()
             .where(tables.entries.c.package == package, tables.entries.c.idx >= start)
             .order_by(tables.entries.c.idx).limit(limit)
         )])
@@ -141,7 +151,7 @@ class LedgerReader:
         start = 0
         while start < end:
             stop = min(end, start + STREAM_CHUNK)
-            query = (sa.select(*_ENTRY_COLUMNS)
+            query = ((_checked_select() if strict else sa.select(*_ENTRY_COLUMNS))
                      .where(tables.entries.c.idx >= start, tables.entries.c.idx < stop)
                      .order_by(tables.entries.c.idx))
             chunk = self._read(lambda conn, q=query: [  # type: ignore[misc]
