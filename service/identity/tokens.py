@@ -72,6 +72,8 @@ def verify_token(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if leeway < timedelta(0):
+        raise ValueError("leeway must not be negative")
     if not isinstance(token, str):
         _refuse("malformed", "token is not text")
     if len(token) > MAX_TOKEN_BYTES:
@@ -92,6 +94,7 @@ def verify_token(
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
         _refuse("malformed", f"typ {typ!r} is not a JWT")
+    # Keys a token brings along (jwk, jku, x5u, x5c) are ignored: only registry keys verify.
     kid = header.get("kid")
     if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
         _refuse("malformed", "header needs a kid")
@@ -176,8 +179,10 @@ def _signature_valid(key: TrustedKey, alg: str, signing_input: bytes, signature:
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(b64url_decode(segment), object_pairs_hook=_no_duplicates,
-                           parse_constant=_no_constants)
+        # Decode as UTF-8 ourselves: json.loads(bytes) would also accept UTF-16/32 (RFC 7515
+        # says UTF-8), and every byte another parser reads differently is room for smuggling.
+        text = b64url_decode(segment).decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         _refuse("malformed", f"{what} is not a JSON object")
     if not isinstance(value, dict):

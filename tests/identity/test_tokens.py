@@ -123,6 +123,11 @@ def test_naive_clock_is_caller_misuse(partners: Partners) -> None:
         verify(partners, sign(partners.bka, claims()), now=NOW.replace(tzinfo=None))
 
 
+def test_negative_leeway_is_caller_misuse(partners: Partners) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        verify(partners, sign(partners.bka, claims()), leeway=timedelta(seconds=-1))
+
+
 # --- algorithm attacks ------------------------------------------------------------------------
 
 def test_allow_list_is_asymmetric_and_matches_registrable_keys() -> None:
@@ -297,6 +302,7 @@ def _malformed_cases() -> list[Any]:
     good_header = segment({"alg": "ES256", "kid": "k"})
     good_body = segment(claims())
     not_utf8 = b64(bytes([0xFF, 0xFE]))
+    utf16 = b64(json.dumps({"alg": "ES256", "kid": "k"}).encode("utf-16"))
     duplicate_alg = segment('{"alg":"ES256","alg":"none","kid":"k"}')
     a_string, nan = segment('"a string"'), segment('{"iss":NaN}')
     return [
@@ -312,6 +318,7 @@ def _malformed_cases() -> list[Any]:
         pytest.param(f"{b64(b'not json')}.{good_body}.sig", id="header-not-json"),
         pytest.param(f"{segment('[1,2]')}.{good_body}.sig", id="header-array"),
         pytest.param(f"{not_utf8}.{good_body}.sig", id="header-not-utf8"),
+        pytest.param(f"{utf16}.{good_body}.sig", id="header-utf16"),
         pytest.param(f"{duplicate_alg}.{good_body}.sig", id="duplicate-header-member"),
         pytest.param(f"{good_header}.{b64(b'garbage')}.sig", id="payload-not-json"),
         pytest.param(f"{good_header}.{a_string}.sig", id="payload-string"),
