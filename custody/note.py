@@ -95,7 +95,7 @@ class VerifierKey:
         Raises:
             FormatError: The text is not such a key, or its key id does not match the key.
         """
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may itself contain "+"
         if len(parts) != 3:
             raise FormatError("verifier key must be <name>+<hex key id>+<base64 key>")
         name, hex_id, b64 = parts

@@ -48,9 +48,14 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class VerifiedLedger:
-    """What a successful :func:`verify_export` established."""
+    """What a successful :func:`verify_export` established.
+
+    ``checkpoint_note`` is the verified signed note: save it and pass its checkpoint as
+    ``trusted_checkpoint`` next time to detect truncation and rewrites.
+    """
 
     checkpoint: Checkpoint
+    checkpoint_note: str
     entry_count: int
     package_count: int
 
@@ -120,7 +125,8 @@ class _LedgerWalk:
                     "(history was rewritten)"
                 )
 
-    def finish(self, header: ExportHeader, checkpoint: Checkpoint) -> VerifiedLedger:
+    def finish(self, header: ExportHeader, note: str, verifier_key: VerifierKey) -> VerifiedLedger:
+        checkpoint = Checkpoint.verify(note, verifier_key)
         count = self._compact.size
         if count != checkpoint.size:
             raise SequenceError(
@@ -136,7 +142,7 @@ class _LedgerWalk:
             )
         if header.origin != checkpoint.origin or header.tree_size != checkpoint.size:
             raise FormatError("export header disagrees with the checkpoint", line=1)
-        return VerifiedLedger(checkpoint, count, len(self._heads))
+        return VerifiedLedger(checkpoint, note, count, len(self._heads))
 
 
 def _check_trusted(trusted: Checkpoint | None, verifier_key: VerifierKey) -> None:
@@ -171,7 +177,7 @@ def verify_export(
     walk = _LedgerWalk(trusted_checkpoint)
     for record in export.records:
         walk.add(record)
-    return walk.finish(export.header, Checkpoint.verify(export.checkpoint_note, verifier_key))
+    return walk.finish(export.header, export.checkpoint_note, verifier_key)
 
 
 def verify_export_lines(
@@ -196,7 +202,7 @@ def verify_export_lines(
             header = item
         else:
             assert header is not None
-            return walk.finish(header, Checkpoint.verify(item.checkpoint_note, verifier_key))
+            return walk.finish(header, item.checkpoint_note, verifier_key)
     raise AssertionError("iter_export ends with a trailer or raises")  # pragma: no cover
 
 

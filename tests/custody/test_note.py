@@ -100,3 +100,10 @@ def test_sign_rejects_bad_text(text: str) -> None:
 def test_bad_verifier_keys(key: str) -> None:
     with pytest.raises(FormatError):
         VerifierKey.parse(key)
+
+
+def test_verifier_key_string_round_trips_even_with_plus_in_base64() -> None:
+    keys = [Signer.from_seed("evx.test/log", bytes([i]) * 32).verifier_key for i in range(40)]
+    assert any("+" in str(k).split("+", 2)[2] for k in keys)
+    for key in keys:
+        assert VerifierKey.parse(str(key)) == key
