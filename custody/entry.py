@@ -103,11 +103,19 @@ def _opt_str(value: object, what: str, index: int | None) -> str | None:
     return value
 
 
+# Value -> member tables: a dict lookup is several times faster than calling the enum, and
+# members hash and compare as their values, so passing a member finds itself.
+_MEMBERS: dict[type[StrEnum], dict[str, StrEnum]] = {}
+
+
 def _enum(kind: type[Action] | type[Outcome] | type[Role], value: object, what: str, index: int | None) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        raise FormatError(f"{what} {value!r} is not one of the contract's values", index=index) from None
+    table = _MEMBERS.get(kind)
+    if table is None:
+        table = _MEMBERS[kind] = {member.value: member for member in kind}
+    member = table.get(value) if isinstance(value, str) else None
+    if member is None:
+        raise FormatError(f"{what} {value!r} is not one of the contract's values", index=index)
+    return member
 
 
 @dataclass(frozen=True, slots=True)

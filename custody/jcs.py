@@ -38,6 +38,8 @@ MAX_DEPTH = 32
 # The first character for which code-point order and UTF-16 code-unit order can disagree.
 _FIRST_UNSAFE_KEY_CHAR = "\ud800"
 
+# Built once: json.dumps with non-default options constructs an encoder on every call.
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _ESCAPE_RE = re.compile(r'[\x00-\x1f"\\]')
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -52,7 +54,7 @@ def canonicalize(value: JSONValue) -> bytes:
     """
     fast = _check(value, 0)
     if fast:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = _FAST_ENCODER.encode(value)
     else:
         text = _serialize(value)
     try:
@@ -69,7 +71,7 @@ def dumps_fast(value: object) -> bytes:
     Raises:
         ValueError: A string holds a lone surrogate.
     """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _FAST_ENCODER.encode(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -155,12 +157,7 @@ def loads_strict(data: bytes | str) -> object:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        return json.loads(
-            data,
-            object_pairs_hook=_unique_object,
-            parse_float=_refuse_float,
-            parse_constant=_refuse_constant,
-        )
+        return _STRICT_DECODER.decode(data)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from exc
     except RecursionError as exc:
@@ -184,3 +181,8 @@ def _refuse_float(text: str) -> object:
 
 def _refuse_constant(text: str) -> object:
     raise ValueError(f"{text} is not allowed")
+
+
+_STRICT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_float=_refuse_float, parse_constant=_refuse_constant
+)
