@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -22,8 +23,17 @@ log = structlog.get_logger("evx.http")
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """A configured app. Pass ``runtime`` to share one between apps (tests, benchmarks)."""
     settings = settings or Settings()
+    owns_runtime = runtime is None
     runtime = runtime or build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_runtime:
+            runtime.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="evidence-exchange",
         version="0.1.0",
         description="Secure cross-border exchange of digital evidence with a verifiable chain "
@@ -66,9 +76,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.info("request", method=request.method, route=path, status=status,
                      ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
-
-    @app.on_event("shutdown")
-    def _close() -> None:
-        runtime.close()
 
     return app

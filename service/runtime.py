@@ -100,10 +100,10 @@ def build_store(settings: Settings) -> ObjectStore:
 
 def build_ledger(settings: Settings, engine: Engine) -> Any:
     from service.ledger.keys import load_or_create_log_key
-    from service.ledger.repository import Ledger
+    from service.ledger.ledger import Ledger
 
     key = load_or_create_log_key(settings.resolved_log_key_file)
-    return Ledger(engine, signing_key=key, origin=settings.log_origin)
+    return Ledger(engine, key, origin=settings.log_origin)
 
 
 def build_runtime(settings: Settings) -> Runtime:

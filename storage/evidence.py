@@ -105,7 +105,26 @@ class EvidenceVault:
         self.chunk_size = chunk_size
         self.read_ahead_depth = read_ahead_depth
 
-    def put_item(self, package_id: str, item_id: str, chunks: Iterable[bytes]) -> StoredItem:
+    def new_object_name(self) -> str:
+        """A fresh random object name for :meth:`put_item` -- for callers that record the name
+        (e.g. as pending) before the upload starts, so a crash mid-upload can be swept."""
+        return f"{ITEM_PREFIX}{secrets.token_hex(1)}/{secrets.token_hex(16)}"
+
+    def delete_object(self, object_name: str) -> None:
+        """Delete an item's objects (key envelope first, then content) by object name; missing
+        objects are not an error.
+
+        Raises:
+            BackendUnavailable: the store failed.
+            ValueError: not an item object name.
+        """
+        if not object_name.startswith(ITEM_PREFIX) or object_name.endswith(ENVELOPE_SUFFIX):
+            raise ValueError(f"not an item object name: {object_name!r}")
+        self.store.delete(object_name + ENVELOPE_SUFFIX)
+        self.store.delete(object_name)
+
+    def put_item(self, package_id: str, item_id: str, chunks: Iterable[bytes], *,
+                 object_name: str | None = None) -> StoredItem:
         """Encrypt and store the plaintext ``chunks`` as an item of ``package_id``.
 
         The SHA-256 and size are computed in the same pass as encryption. On any failure both
@@ -118,7 +137,7 @@ class EvidenceVault:
             Exception: whatever ``chunks`` raises, unchanged.
         """
         binding = ItemBinding(package_id, item_id)
-        name = f"{ITEM_PREFIX}{secrets.token_hex(1)}/{secrets.token_hex(16)}"
+        name = object_name or self.new_object_name()
         dek = os.urandom(DEK_LEN)
         header = ContentHeader.generate(self.chunk_size)
         stats = SealStats()

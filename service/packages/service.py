@@ -12,7 +12,7 @@ import hmac
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,6 +37,7 @@ from service.packages.errors import (
 from service.packages.names import InvalidItemName, validate_item_name
 from service.packages.policy import Caller, Decision, Operation, Refusal, decide
 from service.recorder import CustodyRecorder
+from storage.evidence import StoredItem
 
 Clock = Callable[[], datetime]
 
@@ -81,23 +82,30 @@ class PackageService:
     def _mutating(self) -> Iterator[Connection]:
         """A transaction for a package mutation.
 
-        Order inside it, always: lock the package row, check, record the ledger entry, then
-        write. The entry is written by the ledger's own transaction; recording before our first
-        write means SQLite's single write lock is never held while the ledger waits for it.
+        Order inside it, always: lock the package row, check, record the ledger entry, call
+        :meth:`_before_write`, then write. The entry is written by the ledger's own transaction;
+        on SQLite the read snapshot must end before our write (WAL cannot upgrade a snapshot
+        older than the ledger's commit) -- the process lock keeps the checks true meanwhile.
         """
-        if self._sqlite_lock is None:
-            with self._engine.begin() as conn:
+        lock = self._sqlite_lock or nullcontext()
+        with lock, self._engine.connect() as conn:
+            try:
                 yield conn
-            return
-        with self._sqlite_lock, self._engine.begin() as conn:
-            yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _before_write(self, conn: Connection) -> None:
+        if self._sqlite_lock is not None:
+            conn.commit()
 
     def now(self) -> datetime:
         return self._clock()
 
     # -- access -------------------------------------------------------------------------------
 
-    def _authorize(self, conn: Connection, caller: Caller, package_id: str, op: Operation,
+    def authorize(self, conn: Connection, caller: Caller, package_id: str, op: Operation,
                    action: str, item: str | None = None) -> repo.PackageRow:
         """Return the package if ``caller`` may do ``op``; else record the refusal and raise."""
         package = repo.get_package(conn, package_id)
@@ -161,7 +169,7 @@ class PackageService:
                                                               list[repo.ItemRow],
                                                               list[repo.ShareRow]]:
         with self._engine.connect() as conn:
-            package = self._authorize(conn, caller, package_id, Operation.READ_METADATA,
+            package = self.authorize(conn, caller, package_id, Operation.READ_METADATA,
                                       "package.read")
             items = repo.package_items(conn, package_id)
             shares = repo.package_shares(conn, package_id)
@@ -197,7 +205,7 @@ class PackageService:
                declared_length: int | None, expected_sha256: bytes | None) -> repo.ItemRow:
         """Store one item, streaming; nothing half-written survives a failure."""
         with self._engine.connect() as conn:
-            package = self._authorize(conn, caller, package_id, Operation.MODIFY,
+            package = self.authorize(conn, caller, package_id, Operation.MODIFY,
                                       "item.uploaded", item=name[:512])
             try:
                 validate_item_name(name)
@@ -225,7 +233,7 @@ class PackageService:
                     raise ItemTooLarge(f"item exceeds the maximum of {self._max_item_bytes} bytes")
                 yield chunk
 
-        object_name = self._vault.new_object_name(package_id)
+        object_name = self._vault.new_object_name()
         with self._engine.begin() as conn:
             repo.add_pending_object(conn, object_name, self._clock())
         try:
@@ -253,10 +261,12 @@ class PackageService:
                     raise self._refuse(caller, "item.uploaded", package_id,
                                        ItemExists(f"item {name!r} already exists"), item=name)
                 self._recorder.record(caller, "item.uploaded", package=package_id, item=name,
-                                      details={"size": stored.size, "sha256": stored.sha256})
-                repo.insert_item(conn, package_id=package_id, name=name, size=stored.size,
+                                      details={"size": stored.plaintext_size,
+                                               "sha256": stored.sha256})
+                self._before_write(conn)
+                repo.insert_item(conn, package_id=package_id, name=name, size=stored.plaintext_size,
                                  sha256=stored.sha256, object_name=object_name,
-                                 storage=stored.to_dict(), uploaded_by=caller.subject,
+                                 storage=stored_to_json(stored), uploaded_by=caller.subject,
                                  uploaded_at=self._clock())
                 repo.remove_pending_object(conn, object_name)
         except BaseException:
@@ -278,7 +288,7 @@ class PackageService:
 
     def seal(self, caller: Caller, package_id: str) -> tuple[repo.PackageRow, int]:
         with self._mutating() as conn:
-            self._authorize(conn, caller, package_id, Operation.MODIFY, "package.sealed")
+            self.authorize(conn, caller, package_id, Operation.MODIFY, "package.sealed")
             package = repo.lock_package(conn, package_id)
             assert package is not None
             if package.sealed_at is not None:
@@ -290,6 +300,7 @@ class PackageService:
                 caller, "package.sealed", package=package_id,
                 details={"manifest_sha256": manifest, "items": len(items),
                          "bytes": sum(i.size for i in items)})
+            self._before_write(conn)
             repo.seal(conn, package_id, sealed_at=self._clock(), sealed_by=caller.subject,
                       manifest_sha256=manifest)
         return self.read_row(package_id), index
@@ -300,7 +311,7 @@ class PackageService:
               request_reference: str, expires_at: datetime | None) -> repo.ShareRow:
         legal = {"basis": legal_basis, "request_reference": request_reference}
         with self._mutating() as conn:
-            package = self._authorize(conn, caller, package_id, Operation.MODIFY,
+            package = self.authorize(conn, caller, package_id, Operation.MODIFY,
                                       "share.created")
             repo.lock_package(conn, package_id)
             if package.sealed_at is None:
@@ -324,6 +335,7 @@ class PackageService:
                 caller, "share.created", package=package_id, legal=legal,
                 details={"authority": authority,
                          "expires_at": expires_at.isoformat() if expires_at else None})
+            self._before_write(conn)
             repo.upsert_share(conn, package_id=package_id, authority=authority,
                               legal_basis=legal_basis, request_reference=request_reference,
                               expires_at=expires_at, created_by=caller.subject, created_at=now)
@@ -333,7 +345,7 @@ class PackageService:
 
     def revoke(self, caller: Caller, package_id: str, authority: str) -> repo.ShareRow:
         with self._mutating() as conn:
-            self._authorize(conn, caller, package_id, Operation.MODIFY, "share.revoked")
+            self.authorize(conn, caller, package_id, Operation.MODIFY, "share.revoked")
             repo.lock_package(conn, package_id)
             share = repo.get_share(conn, package_id, authority)
             if share is None or share.revoked_at is not None:
@@ -343,6 +355,7 @@ class PackageService:
                 caller, "share.revoked", package=package_id,
                 legal={"basis": share.legal_basis, "request_reference": share.request_reference},
                 details={"authority": authority})
+            self._before_write(conn)
             repo.revoke_share(conn, package_id, authority, revoked_at=self._clock(),
                               revoked_by=caller.subject)
             share = repo.get_share(conn, package_id, authority)
@@ -355,7 +368,7 @@ class PackageService:
                        byte_range: Callable[[repo.ItemRow], tuple[int, int] | None]) -> Download:
         """Authorise, record ``download.started`` durably, then open the decrypting stream."""
         with self._engine.connect() as conn:
-            package = self._authorize(conn, caller, package_id, Operation.DOWNLOAD,
+            package = self.authorize(conn, caller, package_id, Operation.DOWNLOAD,
                                       "download.started", item=name[:512])
             item = repo.get_item(conn, package_id, name)
             share = repo.get_share(conn, package_id, caller.authority)
@@ -376,7 +389,8 @@ class PackageService:
             caller, "download.started", package=package_id, item=name, legal=legal,
             details={"offset": start, "length": end - start, "sha256": item.sha256})
         try:
-            chunks = self._vault.open_item(item.storage, package_id, name, offset=start,
+            chunks = self._vault.open_item(stored_from_json(item.storage), package_id, name,
+                                           offset=start,
                                            length=end - start)
         except Exception as exc:
             self.finish_download(caller, package_id, name, sent=0, error=exc)
@@ -394,6 +408,19 @@ class PackageService:
             error, (GeneratorExit, ConnectionError)) else type(error).__name__
         self._recorder.record(caller, "download.aborted", package=package_id, item=name,
                               outcome="failed", reason=reason, details={"bytes_sent": sent})
+
+
+def stored_to_json(stored: StoredItem) -> dict[str, Any]:
+    """What the item row keeps of where its encrypted objects are."""
+    return {"object_name": stored.object_name, "plaintext_size": stored.plaintext_size,
+            "sha256": stored.sha256, "ciphertext_size": stored.ciphertext_size,
+            "key_ids": list(stored.key_ids)}
+
+
+def stored_from_json(data: dict[str, Any]) -> StoredItem:
+    return StoredItem(object_name=data["object_name"], plaintext_size=data["plaintext_size"],
+                      sha256=data["sha256"], ciphertext_size=data["ciphertext_size"],
+                      key_ids=tuple(data["key_ids"]))
 
 
 def manifest_sha256(package_id: str, items: list[repo.ItemRow]) -> str:

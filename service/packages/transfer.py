@@ -10,14 +10,23 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 BLOCK_BYTES = 1024 * 1024
 
 
 def body_blocks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
-    """A blocking iterator, for a worker thread, over an ASGI request body in ~1 MiB blocks."""
+    """A blocking iterator over an ASGI request body in ~1 MiB blocks.
 
+    Call it on the event loop; iterate it on any thread (the vault reads on its own thread).
+    """
+    token = anyio.lowlevel.current_token()
+    return _blocks(stream, token)
+
+
+def _blocks(stream: AsyncIterator[bytes], token: anyio.lowlevel.EventLoopToken
+            ) -> Iterator[bytes]:
     async def next_block() -> bytes:
         buffer = bytearray()
         while len(buffer) < BLOCK_BYTES:
@@ -28,7 +37,7 @@ def body_blocks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
         return bytes(buffer)
 
     while True:
-        block = anyio.from_thread.run(next_block)
+        block = anyio.from_thread.run(next_block, token=token)
         if not block:
             return
         yield block

@@ -1,0 +1,66 @@
+"""A package's custody record: its entries, each with an inclusion proof to a fresh checkpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from service.auth import Officer
+from service.packages.endpoints import ERRORS
+from service.packages.policy import Operation
+
+router = APIRouter(prefix="/v1/packages", tags=["custody"])
+
+MAX_CUSTODY_ENTRIES = 5_000  # one response; page with start= beyond that
+
+
+class ProvenEntryOut(BaseModel):
+    index: int
+    leaf_hash: str = Field(description="Hex RFC 9162 leaf hash of the entry's canonical bytes.")
+    entry: dict[str, Any] = Field(description="The ledger entry (docs/ledger-format.md).")
+    inclusion_proof: list[str] = Field(description="Hex hashes, RFC 9162 order.")
+
+
+class CustodyOut(BaseModel):
+    package: str
+    tree_size: int
+    checkpoint: str = Field(description="C2SP signed note of the tree the proofs lead to.")
+    verifier_key: str
+    entries: list[ProvenEntryOut]
+    complete: bool = Field(description="False when more entries follow (page with start=).")
+
+
+@router.get("/{package_id}/custody", response_model=CustodyOut, responses=ERRORS)
+async def package_custody(
+    package_id: str, officer: Officer, request: Request,
+    start: Annotated[int, Query(ge=0, le=2**53)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_CUSTODY_ENTRIES)] = MAX_CUSTODY_ENTRIES,
+) -> CustodyOut:
+    """The package's chain of custody: every entry about it, in order, with inclusion proofs to
+    a checkpoint signed after this read was recorded (so the read itself is in the record)."""
+    runtime = request.app.state.runtime
+
+    def work() -> CustodyOut:
+        service = runtime.packages
+        with runtime.engine.connect() as conn:
+            service.authorize(conn, officer, package_id, Operation.READ_CUSTODY, "custody.read")
+        runtime.recorder.record(officer, "custody.read", package=package_id)
+        checkpoint = runtime.ledger.sign_checkpoint()
+        size = checkpoint.tree_size
+        stored = runtime.ledger.package_entries(package_id, start=start, limit=limit + 1)
+        stored = [s for s in stored if s.index < size]
+        complete = len(stored) <= limit
+        entries = [
+            ProvenEntryOut(index=s.index, leaf_hash=s.leaf_hash.hex(), entry=s.entry.to_dict(),
+                           inclusion_proof=[h.hex() for h in
+                                            runtime.ledger.inclusion_proof(s.index, size)])
+            for s in stored[:limit]
+        ]
+        return CustodyOut(package=package_id, tree_size=size, checkpoint=checkpoint.note,
+                          verifier_key=str(runtime.ledger.verifier_key), entries=entries,
+                          complete=complete)
+
+    return await anyio.to_thread.run_sync(work)
