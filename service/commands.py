@@ -6,10 +6,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from service import server_cli
-
-    server_cli.register(app)
-
+    from service import ledger_cli, server_cli
     from service.identity import cli as identity_cli
 
+    server_cli.register(app)
     identity_cli.register(app)
+    ledger_cli.register(app)

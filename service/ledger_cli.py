@@ -1,0 +1,40 @@
+"""`evx ledger verify`: the offline verifier, the same code as `python -m custody verify`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+ledger_app = typer.Typer(help="The custody ledger: verify exports offline.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def verify(
+    export: Path = typer.Argument(..., help="The JSON Lines export (GET /v1/ledger/export)."),
+    key: str = typer.Option(..., "--key", help="The log's verifier key, inline or a file."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint",
+                                           help="A signed checkpoint saved earlier: the export "
+                                                "must extend it (catches rollback/rewrites)."),
+    save_checkpoint: Path | None = typer.Option(None, "--save-checkpoint",
+                                                help="Save the verified checkpoint here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable result."),
+) -> None:
+    """Verify a ledger export with nothing but the export and the log's public key.
+
+    Exit status: 0 verified, 1 verification failed, 2 usage or format error.
+    """
+    from custody.cli import main
+
+    argv = ["verify", str(export), "--key", key]
+    if checkpoint is not None:
+        argv += ["--checkpoint", str(checkpoint)]
+    if save_checkpoint is not None:
+        argv += ["--save-checkpoint", str(save_checkpoint)]
+    if as_json:
+        argv.append("--json")
+    raise typer.Exit(main(argv))
