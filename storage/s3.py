@@ -19,7 +19,10 @@ from storage.errors import BackendUnavailable, ObjectNotFound
 from storage.objectstore import validate_object_name, validate_prefix, validate_range
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+# S3 allows 10,000 parts and the size is unknown up front, so part_size caps the object size:
+# 8 MiB -> 78 GiB per item. Raise it for larger items (memory grows with it).
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10_000
 DEFAULT_PARALLEL_UPLOADS = 2  # parts in flight: each costs ~part_size of memory
 READ_SIZE = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
@@ -248,22 +251,20 @@ class _ChunkReader:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             raise ValueError("unbounded read is not supported")
-        if len(self._pending) >= size:
-            out = bytes(self._pending[:size])
-            self._pending = self._pending[size:]
-            self.total += len(out)
-            return out
-        buffer = bytearray(self._pending)
-        while len(buffer) < size:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                break
-            except BaseException as exc:
-                self.source_error = exc
-                raise
-            buffer += chunk
-        out = bytes(buffer[:size])
-        self._pending = memoryview(buffer)[size:] if len(buffer) > size else memoryview(b"")
-        self.total += len(out)
-        return out
+        parts: list[memoryview] = []
+        have = 0
+        while have < size:
+            if not self._pending:
+                try:
+                    self._pending = memoryview(next(self._chunks))
+                except StopIteration:
+                    break
+                except BaseException as exc:
+                    self.source_error = exc
+                    raise
+            take = self._pending[: size - have]
+            self._pending = self._pending[len(take):]
+            parts.append(take)
+            have += len(take)
+        self.total += have
+        return b"".join(parts)  # the only copy of a part's bytes on our side

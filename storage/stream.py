@@ -185,39 +185,69 @@ def seal_stream(dek: bytes, header: ContentHeader, binding: ItemBinding,
             continue
         stats._sha256.update(piece)
         stats.plaintext_size += len(piece)
-        pending += piece
-        # keep at least one byte back: only the end of input decides which chunk is last
-        while len(pending) > size:
-            if index >= MAX_CHUNKS - 1:
-                raise ValueError("item too large for the chunk counter")
-            sealed = aead.encrypt(chunk_nonce(prefix, index, False),
-                                  memoryview(pending)[:size], ad)
-            del pending[:size]
+        view = memoryview(piece)
+        if pending:  # top up the partial chunk first
+            take = min(len(view), size - len(pending))
+            pending += view[:take]
+            view = view[take:]
+            if not view:
+                continue  # pending may be the last chunk: only the end of input decides
+            sealed = _seal_one(aead, prefix, index, False, pending, ad)
+            pending = bytearray()
             index += 1
             stats.ciphertext_size += len(sealed)
             yield sealed
-    sealed = aead.encrypt(chunk_nonce(prefix, index, True), bytes(pending), ad)
+        # whole chunks straight from the caller's buffer (no copy); keep at least one byte
+        # back, because only the end of input decides which chunk is the last
+        while len(view) > size:
+            sealed = _seal_one(aead, prefix, index, False, view[:size], ad)
+            view = view[size:]
+            index += 1
+            stats.ciphertext_size += len(sealed)
+            yield sealed
+        pending += view
+    sealed = _seal_one(aead, prefix, index, True, pending, ad)
     stats.ciphertext_size += len(sealed)
     yield sealed
 
 
+def _seal_one(aead: AESGCM, prefix: bytes, index: int, last: bool, plaintext: bytes | bytearray
+              | memoryview, ad: bytes) -> bytes:
+    if index >= MAX_CHUNKS:
+        raise ValueError("item too large for the 32-bit chunk counter")
+    return aead.encrypt(chunk_nonce(prefix, index, last), plaintext, ad)
+
+
 class _ExactReader:
-    """Reads exact byte counts from an iterator of arbitrarily sized pieces."""
+    """Reads exact byte counts from an iterator of arbitrarily sized pieces, without copying
+    when the bytes asked for lie within one piece (the common case: stores read 1 MiB)."""
 
     def __init__(self, pieces: Iterable[bytes]) -> None:
         self._pieces = iter(pieces)
-        self._buffer = bytearray()
+        self._current = memoryview(b"")
 
-    def read(self, n: int) -> bytes:
+    def read(self, n: int) -> bytes | memoryview:
         """``n`` bytes, or fewer only at the end of the stream."""
-        while len(self._buffer) < n:
+        if len(self._current) >= n:
+            out = self._current[:n]
+            self._current = self._current[n:]
+            return out
+        parts = [self._current]
+        have = len(self._current)
+        self._current = memoryview(b"")
+        while have < n:
             try:
-                self._buffer += next(self._pieces)
+                piece = memoryview(next(self._pieces))
             except StopIteration:
                 break
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
+            take = n - have
+            if have == 0 and len(piece) >= take:
+                self._current = piece[take:]
+                return piece[:take]
+            parts.append(piece[:take])
+            self._current = piece[take:]
+            have += len(parts[-1])
+        return b"".join(parts)  # one copy, only for chunks that straddle two pieces
 
     def at_end(self) -> bool:
         """Whether no byte is left."""
