@@ -50,6 +50,13 @@ class GroupCommitter(Generic[T, R]):
         self._closed = False
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._batches = 0
+        self._items = 0
+
+    @property
+    def stats(self) -> tuple[int, int]:
+        """``(batches, items)`` committed so far by this process (for benchmarks and metrics)."""
+        return self._batches, self._items
 
     def submit(self, items: Sequence[T]) -> list[R]:
         """Commit ``items`` (kept together, in order, in one transaction); block until durable.
@@ -114,6 +121,8 @@ class GroupCommitter(Generic[T, R]):
                     request.error = exc
                     request.done.set()
                 continue
+            self._batches += 1
+            self._items += len(items)
             start = 0
             for request in batch:
                 request.results = results[start:start + len(request.items)]

@@ -87,6 +87,11 @@ class Ledger:
         """The public key partners verify checkpoints with (``str()`` gives the C2SP form)."""
         return self._signer.verifier_key
 
+    @property
+    def append_stats(self) -> tuple[int, int]:
+        """``(transactions, entries)`` appended by this instance: the group-commit batching."""
+        return self._committer.stats
+
     def close(self) -> None:
         """Finish queued appends, stop the writer, dispose an engine opened by :meth:`open`."""
         self._committer.close()

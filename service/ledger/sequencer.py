@@ -29,6 +29,9 @@ from service.ledger.models import AppendedEntry, Event
 
 Clock = Callable[[], datetime]
 
+#: Rows from which PostgreSQL inserts use COPY rather than a statement per row.
+COPY_THRESHOLD = 256
+
 #: How many package heads a writer remembers between batches (each ~100 bytes).
 PACKAGE_HEAD_CACHE_SIZE = 10_000
 
@@ -138,8 +141,8 @@ class Sequencer:
             appended.append(AppendedEntry(index, leaf, entry))
         frontier.last_time = time
 
-        conn.execute(tables.entries.insert(), entry_rows)
-        conn.execute(tables.nodes.insert(), node_rows)
+        _insert_rows(conn, tables.entries, entry_rows)
+        _insert_rows(conn, tables.nodes, node_rows)
         if package_rows:
             self._upsert_package_heads(conn, list(package_rows.values()))
         moved = conn.execute(
@@ -207,17 +210,33 @@ def fetch_nodes(conn: sa.Connection, keys: Sequence[tuple[int, int]] | set[tuple
         return {}
     by_level: dict[int, list[int]] = {}
     for level, index in keys:
-        by_level.setdefault(level, []).append(index)
-    # One IN list per level keeps every disjunct an index range scan on the primary key.
-    condition = sa.or_(*(
-        sa.and_(tables.nodes.c.level == level, tables.nodes.c.node_index.in_(indexes))
-        for level, indexes in by_level.items()
-    ))
-    rows = conn.execute(
-        sa.select(tables.nodes.c.level, tables.nodes.c.node_index, tables.nodes.c.hash)
-        .where(condition)
-    )
+        by_level.setdefault(int(level), []).append(int(index))
+    # One IN list per level keeps every disjunct a primary-key index scan. The statement is
+    # plain SQL with integer literals (int() above: nothing else can reach it) because its shape
+    # changes with every request: building and compiling it as an expression costs more than
+    # the query itself.
+    condition = " OR ".join(
+        f"(level = {level} AND node_index IN ({','.join(map(str, sorted(indexes)))}))"
+        for level, indexes in sorted(by_level.items()))
+    rows = conn.exec_driver_sql(
+        f"SELECT level, node_index, hash FROM {tables.nodes.name} WHERE {condition}")
     return {(level, index): bytes(value) for level, index, value in rows}
+
+
+def _insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, object]]) -> None:
+    # Bulk batches (append_many) on PostgreSQL go through COPY, in the same transaction: one
+    # stream instead of a statement per row. Everything else: one cached executemany.
+    if len(rows) >= COPY_THRESHOLD and conn.dialect.name == "postgresql":
+        columns = list(rows[0])
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[column] for column in columns])
+        finally:
+            cursor.close()
+        return
+    conn.execute(table.insert(), rows)
 
 
 def _push_leaf(stack: list[tuple[int, int, bytes]], index: int, leaf: bytes
