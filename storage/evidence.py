@@ -272,10 +272,17 @@ class EvidenceVault:
                     layout: ChunkLayout) -> Iterator[bytes]:
         pieces = read_ahead(self.store.get(name), self.read_ahead_depth)
         head, rest = _split_head(pieces, HEADER_LEN)
+        problem: IntegrityError | None = None
         if len(head) < HEADER_LEN:
-            raise TruncatedObject("content ends inside its header")
-        if not hmac.compare_digest(head, header.to_bytes()):
-            raise AuthenticationFailed("content header differs from the one its envelope vouches for")
+            problem = TruncatedObject("content ends inside its header")
+        elif not hmac.compare_digest(head, header.to_bytes()):
+            problem = AuthenticationFailed("content header differs from the one its envelope "
+                                           "vouches for")
+        if problem is not None:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the read-ahead thread now, not at garbage collection
+            raise problem
         return open_chunks(dek, header, binding, layout, rest, 0, layout.chunk_count - 1,
                            expect_end=True)
 

@@ -70,4 +70,6 @@ def _read_ahead(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        worker.join()
+        # the generator may be finalized by the garbage collector on the worker thread itself
+        if threading.current_thread() is not worker:
+            worker.join()
