@@ -49,6 +49,10 @@ _ADVICE = {
     "disallowed_algorithm": "The token uses an algorithm this service does not accept.",
     "oversized": "The token is too large.",
     "role_not_allowed": "Your authority may not assert that role here.",
+    "missing_claim": "The token lacks a required claim (iss, sub, aud, exp, nbf, iat, jti, "
+                     "role).",
+    "malformed": "The token is not a well-formed JWT.",
+    "lifetime_too_long": "The token's lifetime exceeds what this service accepts (12 h).",
 }
 
 Officer = Annotated[Principal, Depends(current_principal)]

@@ -161,7 +161,7 @@ def register_domain_errors() -> None:
         (pkg.InvalidRequest, VALIDATION),
         (pkg.RangeNotSatisfiable, RANGE_NOT_SATISFIABLE),
         (InvalidItemName, VALIDATION),
-        (identity.InvalidToken, UNAUTHENTICATED),
+        (identity.AuthenticationFailed, UNAUTHENTICATED),
         (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
         (ledger.InvalidProofRequest, VALIDATION),
         (ledger.EntryNotFound, NOT_FOUND),

@@ -82,8 +82,11 @@ def decide(caller: Caller, op: Operation, owner_authority: str, share: ShareStat
     if share is None:
         if is_operator_auditor and op in (Operation.READ_METADATA, Operation.READ_CUSTODY):
             return Decision.allow()
-        if is_operator_auditor:
+        if is_operator_auditor and op is Operation.DOWNLOAD:
             return Decision.refuse(Refusal.FORBIDDEN, "auditors never read evidence content")
+        if is_operator_auditor:
+            return Decision.refuse(Refusal.FORBIDDEN,
+                                   "only the owning authority can change a package")
         return Decision.refuse(Refusal.NOT_FOUND, "no such package for this authority")
 
     # A recipient authority: it was sent this package at some point.

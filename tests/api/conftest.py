@@ -50,6 +50,8 @@ class World:
 
     def entries(self, start: int = 0) -> list[dict]:
         size = self.ledger_size()
+        if size <= start:
+            return []
         return [e.entry.to_dict() for e in self.runtime.ledger.entries(start, size - start)]
 
     # -- flows -------------------------------------------------------------------------------
