@@ -20,9 +20,11 @@ def serve(
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from service.logs import configure_logging
+    from service.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
+    configure_logging(settings.log_level, json=settings.log_format == "json")
     application = create_app(settings)
     uvicorn.run(application, host=host or settings.host, port=port or settings.port,
                 log_level="info", access_log=False)
@@ -32,9 +34,9 @@ def serve(
 def db_upgrade() -> None:
     """Apply every pending migration to the configured database."""
     from service.db import upgrade
-    from service.settings import Settings
+    from service.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     typer.echo(f"database at revision head: {settings.resolved_database_url.split('@')[-1]}")

@@ -1,5 +1,8 @@
-"""The one typed settings object. Everything comes from environment variables (prefix ``EVX_``)
-or from files mounted beside them (``EVX_<NAME>_FILE`` for secrets); nothing else reads env vars.
+"""The one typed settings object; nothing else in the code reads environment variables.
+
+Every setting comes from an environment variable ``EVX_<NAME>``, or from a file named ``evx_<name>``
+in the directory given by ``EVX_SECRETS_DIR`` (Kubernetes/compose secrets mounted as files);
+the environment wins over the file.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    log_format: str = Field(default="console", pattern="^(json|console)$",
+                            description="json for production (one object per line).")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")
     def _s3_complete(self) -> Settings:
@@ -77,3 +83,13 @@ class Settings(BaseSettings):
     @cached_property
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, plus secrets mounted as files in ``EVX_SECRETS_DIR``."""
+    import os
+
+    secrets_dir = os.environ.get("EVX_SECRETS_DIR")
+    if secrets_dir:
+        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    return Settings()
