@@ -95,6 +95,7 @@ class Ledger:
     def close(self) -> None:
         """Finish queued appends, stop the writer, dispose an engine opened by :meth:`open`."""
         self._committer.close()
+        self._sequencer.close()
         if self._owns_engine:
             self._engine.dispose()
 

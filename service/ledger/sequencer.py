@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -23,7 +24,7 @@ from custody.entry import Entry, format_time
 from custody.errors import FormatError
 from custody.merkle import node_hash, perfect_nodes
 from service.db import SQLITE_BEGIN
-from service.ledger import tables
+from service.ledger import pgpipeline, tables
 from service.ledger.errors import LedgerCorrupted, LedgerUnavailable
 from service.ledger.models import AppendedEntry, Event
 
@@ -66,6 +67,7 @@ class Sequencer:
         self._clock = clock
         self._frontier = _Frontier()
         self._lock = threading.Lock()  # guards against accidental concurrent use
+        self._conn: sa.Connection | None = None
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 
@@ -77,17 +79,38 @@ class Sequencer:
         """
         with self._lock:
             try:
-                with self._engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}) as conn:
-                    with conn.begin():
-                        appended, frontier = self._append(conn, events)
+                conn = self._connection()
+                with conn.begin():
+                    appended, frontier = self._append(conn, events)
             except LedgerCorrupted:
-                self._frontier = _Frontier()
+                self._reset()
                 raise
-            except sa.exc.SQLAlchemyError as exc:
-                self._frontier = _Frontier()
+            except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+                self._reset()
                 raise LedgerUnavailable(f"ledger append failed: {type(exc).__name__}") from exc
             self._frontier = frontier
             return appended
+
+    def close(self) -> None:
+        """Release the writer's connection."""
+        with self._lock:
+            self._reset()
+
+    def _connection(self) -> sa.Connection:
+        # The single writer keeps its connection: no pool checkout and ping per batch.
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._conn = self._engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        return self._conn
+
+    def _reset(self) -> None:
+        self._frontier = _Frontier()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.invalidate()  # state unknown after a failure: never reuse it
+                conn.close()
+            except sa.exc.SQLAlchemyError:
+                pass
 
     def _append(self, conn: sa.Connection, events: Sequence[Event]
                 ) -> tuple[list[AppendedEntry], _Frontier]:
@@ -141,15 +164,20 @@ class Sequencer:
             appended.append(AppendedEntry(index, leaf, entry))
         frontier.last_time = time
 
-        _insert_rows(conn, tables.entries, entry_rows)
-        _insert_rows(conn, tables.nodes, node_rows)
-        if package_rows:
-            self._upsert_package_heads(conn, list(package_rows.values()))
-        moved = conn.execute(
-            tables.head.update()
-            .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
-            .values(size=frontier.size, last_leaf_hash=frontier.last_leaf)
-        ).rowcount
+        if conn.dialect.name == "postgresql" and len(node_rows) < COPY_THRESHOLD:
+            moved = pgpipeline.write_batch(
+                conn, entry_rows, node_rows, list(package_rows.values()),
+                old_size=size, new_size=frontier.size, last_leaf=frontier.last_leaf)
+        else:
+            _insert_rows(conn, tables.entries, entry_rows)
+            _insert_rows(conn, tables.nodes, node_rows)
+            if package_rows:
+                self._upsert_package_heads(conn, list(package_rows.values()))
+            moved = conn.execute(
+                tables.head.update()
+                .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
+                .values(size=frontier.size, last_leaf_hash=frontier.last_leaf)
+            ).rowcount
         if moved != 1:
             raise LedgerCorrupted("the ledger head moved while it was locked")
         while len(frontier.packages) > PACKAGE_HEAD_CACHE_SIZE:
