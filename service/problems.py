@@ -123,8 +123,11 @@ def install(app: FastAPI) -> None:
         kind = _lookup(exc)
         if kind is None:  # pragma: no cover - only registered classes are routed here
             kind = INTERNAL
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} \
-            if kind.status == 401 else None
+        headers: dict[str, str] | None = None
+        if kind.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        elif kind is RANGE_NOT_SATISFIABLE and isinstance(getattr(exc, "size", None), int):
+            headers = {"Content-Range": f"bytes */{exc.size}"}  # type: ignore[attr-defined]
         return problem_response(kind, str(exc) or kind.title, request.url.path, headers=headers)
 
     for error_class in _DOMAIN:

@@ -1,0 +1,78 @@
+"""Fail closed: when the ledger cannot be written, nothing happens and no evidence byte leaves.
+
+The ledger is made to fail for real -- the database refuses inserts into the entries table (a
+trigger that aborts, as a full disk or a lost primary would) -- not by mocking anything.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from tests.api.conftest import OWNER, RECIPIENT, World
+
+BREAK_SQLITE = ("CREATE TRIGGER evx_test_ledger_down BEFORE INSERT ON ledger_entries "
+                "BEGIN SELECT RAISE(ABORT, 'ledger storage unavailable'); END")
+FIX_SQLITE = "DROP TRIGGER evx_test_ledger_down"
+
+
+def _break(w: World) -> None:
+    with w.runtime.engine.begin() as conn:
+        conn.execute(sa.text(BREAK_SQLITE))
+
+
+def _fix(w: World) -> None:
+    with w.runtime.engine.begin() as conn:
+        conn.execute(sa.text(FIX_SQLITE))
+
+
+def _objects(w: World) -> list[str]:
+    root = w.settings.objects_dir
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_download_refused_with_zero_bytes_when_ledger_fails(world: World) -> None:
+    secret = b"protected witness identity " * 1000
+    package_id = world.sealed_shared_package({"statement.txt": secret})
+    size_before = world.ledger_size()
+    _break(world)
+    r = world.client.get(f"/v1/packages/{package_id}/items/statement.txt/content",
+                         headers=world.headers(RECIPIENT))
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith("/ledger-unavailable")
+    assert secret[:20] not in r.content
+    assert b"protected witness" not in r.content
+    _fix(world)
+    assert world.ledger_size() == size_before
+    assert world.runtime.metrics.ledger_failures._value.get() >= 1  # noqa: SLF001
+
+
+def test_every_operation_refused_when_ledger_fails(world: World) -> None:
+    package_id = world.create_package()
+    world.upload(package_id, "a.bin", b"a")
+    objects_before = _objects(world)
+    size_before = world.ledger_size()
+    _break(world)
+    h = world.headers(OWNER)
+    responses = {
+        "create": world.client.post("/v1/packages", headers=h, json={
+            "case_reference": "C-1", "title": "t"}),
+        "upload": world.client.put(f"/v1/packages/{package_id}/items/b.bin", content=b"b" * 5000,
+                                   headers=h),
+        "metadata": world.client.get(f"/v1/packages/{package_id}", headers=h),
+        "list": world.client.get("/v1/packages", headers=h),
+        "seal": world.client.post(f"/v1/packages/{package_id}/seal", headers=h),
+        "custody": world.client.get(f"/v1/packages/{package_id}/custody", headers=h),
+    }
+    _fix(world)
+    for name, r in responses.items():
+        assert r.status_code == 503, (name, r.text)
+        assert r.json()["type"].endswith("/ledger-unavailable"), name
+    assert world.ledger_size() == size_before
+    # Nothing half-done: no new package, no item row, no orphan object, not sealed.
+    r = world.client.get(f"/v1/packages/{package_id}", headers=h)
+    assert [i["name"] for i in r.json()["items"]] == ["a.bin"]
+    assert r.json()["sealed"] is False
+    assert _objects(world) == objects_before
+    r = world.client.get("/v1/packages", headers=h)
+    assert [p["id"] for p in r.json()["packages"]] == [package_id]
