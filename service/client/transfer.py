@@ -1,0 +1,326 @@
+"""Moving evidence: upload (hash first, then stream with ``Content-Digest``) and download
+(stream into a partial file, resume with ``Range`` + ``If-Range``, verify, then move into place).
+
+Memory stays flat whatever the size: files are read and written in ``BLOCK_BYTES`` blocks and
+hashed incrementally, never held whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.client.errors import IntegrityFailure, UnavailableError, UsageError
+from service.client.files import Source, destination
+from service.client.http import Api, item_path
+from service.client.render import Transfers
+
+BLOCK_BYTES = 1024 * 1024
+MAX_RESUME_ATTEMPTS = 3  # automatic resumes of one item after a broken connection
+_DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+def sha256_of(path: Path, transfers: Transfers | None = None,
+              label: str = "") -> tuple[str, int]:
+    """Hex SHA-256 and length of the file, streaming."""
+    digest = hashlib.sha256()
+    length = 0
+    task = transfers.start(label, path.stat().st_size) if transfers and label else None
+    with path.open("rb") as handle:
+        while True:
+            block = handle.read(BLOCK_BYTES)
+            if not block:
+                break
+            digest.update(block)
+            length += len(block)
+            if task is not None and transfers is not None:
+                transfers.advance(task, len(block))
+    return digest.hexdigest(), length
+
+
+def sha256_field(hex_digest: str) -> str:
+    """RFC 9530 ``sha-256=:<base64>:``."""
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(hex_digest)).decode()}:"
+
+
+def parse_sha256_field(value: str | None) -> str | None:
+    """The hex sha-256 of an RFC 9530 ``Repr-Digest``/``Content-Digest`` value, or None."""
+    if not value:
+        return None
+    match = _DIGEST.search(value)
+    if match is None:
+        return None
+    try:
+        raw = base64.b64decode(match.group(1), validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+# -- upload ---------------------------------------------------------------------------------
+
+@dataclass
+class UploadResult:
+    name: str
+    size: int
+    sha256: str
+    status: str  # "uploaded" | "skipped"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256,
+                "status": self.status}
+
+
+def _file_blocks(path: Path, expected_size: int, transfers: Transfers,
+                 task: Any) -> Iterator[bytes]:
+    sent = 0
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK_BYTES):
+            sent += len(block)
+            if sent > expected_size:
+                break  # grown since hashed: the service will refuse the digest anyway
+            transfers.advance(task, len(block))
+            yield block
+
+
+def upload_one(api: Api, package_id: str, source: Source, existing: dict[str, Any] | None,
+               transfers: Transfers) -> UploadResult:
+    """Hash ``source`` locally, then stream it with its ``Content-Digest``; the service refuses
+    a mismatch (422) and stores nothing. An existing item with the same digest is skipped.
+
+    Raises:
+        UsageError: An item of that name exists with other content.
+        IntegrityFailure: The service computed another digest than the one sent.
+    """
+    sha256, size = sha256_of(source.path, transfers, f"hashing {source.name}")
+    if existing is not None:
+        if hmac.compare_digest(existing["sha256"], sha256) and existing["size"] == size:
+            return UploadResult(source.name, size, sha256, "skipped")
+        raise UsageError(
+            f"the package already holds a different item {source.name!r} "
+            f"(sha256 {existing['sha256']}, {existing['size']} bytes; local file sha256 "
+            f"{sha256}, {size} bytes)", hint="Items are immutable: upload the file under "
+            "another name, or into a new package.", slug="item-exists")
+    task = transfers.start(f"uploading {source.name}", size)
+    headers = {"Content-Digest": sha256_field(sha256), "Content-Length": str(size),
+               "Content-Type": "application/octet-stream"}
+    body = api.json("PUT", item_path(package_id, source.name), headers=headers,
+                    content=_file_blocks(source.path, size, transfers, task))
+    if body.get("sha256") != sha256 or body.get("size") != size:
+        raise IntegrityFailure(f"the service stored {source.name!r} with sha256 "
+                               f"{body.get('sha256')} ({body.get('size')} bytes), not {sha256}")
+    return UploadResult(source.name, size, sha256, "uploaded")
+
+
+# -- download -------------------------------------------------------------------------------
+
+@dataclass
+class DownloadResult:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    status: str  # "downloaded" | "present"
+    resumed_from: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "size": self.size,
+                "sha256": self.sha256, "status": self.status, "resumed_from": self.resumed_from}
+
+
+class _Broken(Exception):
+    """The body stopped early; ``received`` bytes of this attempt were written."""
+
+    def __init__(self, received: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.received = received
+        self.cause = cause
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(partial: Path) -> None:
+    try:
+        partial.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
+                 transfers: Transfers, *, limit_rate: int | None = None) -> DownloadResult:
+    """Download one item into ``out_dir``, resuming a partial download left by an earlier run.
+
+    The file appears at its final name only after the SHA-256 of all its bytes matched both the
+    package metadata and the ``Repr-Digest`` the service sent (then fsync and an atomic link).
+    A mismatch deletes the partial file.
+
+    Raises:
+        IntegrityFailure: The bytes or the service's digests do not match the metadata.
+        UsageError: A different file already exists at the destination.
+        UnavailableError: The connection kept breaking (the partial file is kept: run again).
+    """
+    name, size, sha256 = item["name"], int(item["size"]), str(item["sha256"]).lower()
+    final, partial = destination(out_dir, name)
+    if final.exists() or final.is_symlink():
+        if final.is_file() and not final.is_symlink():
+            have, length = sha256_of(final, transfers, f"checking {name}")
+            if hmac.compare_digest(have, sha256) and length == size:
+                return DownloadResult(name, final, size, sha256, "present")
+        raise UsageError(f"{final} already exists and is not this item",
+                         hint="Move it away or choose another -o directory.", slug="exists")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    # Always fetch at least the last byte: the response carries the service's Repr-Digest.
+    offset = 0
+    if partial.exists():
+        offset = min(partial.stat().st_size, max(size - 1, 0))
+    digest = hashlib.sha256()
+    resumed_from = offset
+    with partial.open("ab" if offset else "wb") as handle:
+        handle.truncate(offset)
+        if offset:
+            # Resuming: the bytes already here count only once hashed again (flat memory).
+            digest, length = _prefix_digest(partial, offset, transfers,
+                                            f"checking partial {name}")
+            if length != offset:
+                offset = resumed_from = 0
+                handle.truncate(0)
+                digest = hashlib.sha256()
+        task = transfers.start(f"downloading {name}", size, offset)
+        attempts = 0
+        while True:
+            try:
+                received, served_digest = _fetch(api, package_id, name, sha256, size, offset,
+                                                 handle, digest, transfers, task, limit_rate)
+                break
+            except _Broken as broken:
+                handle.flush()
+                offset += broken.received
+                attempts += 1
+                if broken.received == 0 or attempts > MAX_RESUME_ATTEMPTS:
+                    raise UnavailableError(
+                        f"the transfer of {name!r} broke off at byte {offset} of {size} "
+                        f"({broken.cause})", slug="transfer-interrupted",
+                        hint=f"Run the same command again to resume ({partial} is kept). If it "
+                             "stops at the same byte again, the stored item may be damaged: "
+                             "report it to the operator.") from broken.cause
+            except _Restart:
+                handle.truncate(0)
+                handle.seek(0)
+                offset = resumed_from = 0
+                digest = hashlib.sha256()
+                transfers.reset(task, f"downloading {name}", 0)
+        handle.flush()
+        os.fsync(handle.fileno())
+    got = digest.hexdigest()
+    if offset + received != size or not hmac.compare_digest(got, sha256) or \
+            not hmac.compare_digest(served_digest, sha256):
+        _discard(partial)
+        raise IntegrityFailure(
+            f"{name!r} does NOT match its recorded digest: received {offset + received} bytes "
+            f"with sha256 {got}; the package records {sha256} ({size} bytes) and the service "
+            f"announced {served_digest}. The partial file was deleted; nothing was saved.",
+            slug="digest-mismatch", hint="Try again; if it persists, report it to the owning "
+                                         "authority and the operator.")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(partial, final)  # never replaces a file that appeared meanwhile
+        partial.unlink()
+    except FileExistsError as exc:
+        raise UsageError(f"{final} appeared during the download; the verified copy stays at "
+                         f"{partial}", slug="exists") from exc
+    except OSError:
+        os.replace(partial, final)  # a filesystem without hard links
+    _fsync_dir(final.parent)
+    _fsync_dir(partial.parent)
+    return DownloadResult(name, final, size, sha256, "downloaded", resumed_from)
+
+
+class _Restart(Exception):
+    """The service sent the whole item although a range was asked: start over."""
+
+
+def _prefix_digest(path: Path, length: int, transfers: Transfers, label: str) -> tuple[Any, int]:
+    digest = hashlib.sha256()
+    done = 0
+    task = transfers.start(label, length)
+    with path.open("rb") as handle:
+        while done < length:
+            block = handle.read(min(BLOCK_BYTES, length - done))
+            if not block:
+                break
+            digest.update(block)
+            done += len(block)
+            transfers.advance(task, len(block))
+    return digest, done
+
+
+def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset: int,
+           handle: Any, digest: Any, transfers: Transfers, task: Any,
+           limit_rate: int | None) -> tuple[int, str]:
+    """One GET of the item from ``offset``; appends to ``handle``. Returns (bytes, Repr-Digest)."""
+    headers = {}
+    if offset:
+        headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha256}"'}
+    received = 0
+    try:
+        with api.stream("GET", item_path(package_id, name) + "/content",
+                        headers=headers) as response:
+            served = parse_sha256_field(response.headers.get("repr-digest"))
+            etag = response.headers.get("etag", "").strip()
+            if served is None or (etag and etag != f'"{served}"'):
+                raise IntegrityFailure(f"the service sent {name!r} without a usable sha-256 "
+                                       "Repr-Digest", slug="digest-mismatch")
+            if not hmac.compare_digest(served, sha256):
+                raise IntegrityFailure(
+                    f"the service announces {name!r} with sha256 {served}, but the package "
+                    f"records {sha256}; refusing it", slug="digest-mismatch",
+                    hint="Report this to the owning authority and the operator.")
+            if offset:
+                if response.status_code == 200:
+                    raise _Restart()
+                match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+                if response.status_code != 206 or match is None or \
+                        int(match.group(1)) != offset or int(match.group(3)) != size:
+                    raise _Restart()
+            started = time.monotonic()
+            try:
+                for block in response.iter_bytes(BLOCK_BYTES):
+                    if offset + received + len(block) > size:
+                        raise IntegrityFailure(f"the service sent more than the {size} bytes "
+                                               f"of {name!r}", slug="digest-mismatch")
+                    handle.write(block)
+                    digest.update(block)
+                    received += len(block)
+                    transfers.advance(task, len(block))
+                    if limit_rate:
+                        ahead = received / limit_rate - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+            except httpx.TransportError as exc:
+                raise _Broken(received, exc) from exc
+    except UnavailableError as exc:
+        # a broken connection surfaced by the stream wrapper
+        if received or (exc.slug == "connection-failed"
+                        and not isinstance(exc.__cause__, httpx.ConnectError)):
+            raise _Broken(received, exc) from exc
+        raise
+    if offset + received < size:
+        raise _Broken(received, RuntimeError("the response ended early"))
+    return received, served

@@ -1,0 +1,152 @@
+"""A real `evx serve` process and real `evx` client processes, as users run them.
+
+The server is started with ``python -m service.cli serve`` on a free port with its own data
+directory; authorities are registered with ``evx authority add --generate-key`` and tokens minted
+with ``evx token`` beforehand. Each user runs the client with only ``EVX_URL``, ``EVX_TOKEN`` and
+their own ``EVX_STATE_DIR`` -- nothing of the server's configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+OWNER, RECIPIENT, OPERATOR = "DE-BKA", "FR-OCRTEH", "EU-OPERATOR"
+STARTUP_TIMEOUT_S = 60.0
+CLI_TIMEOUT_S = 120.0
+EVX = [sys.executable, "-m", "service.cli"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PYTHONPATH"] = str(REPO)
+    env["COLUMNS"] = "200"
+    return env
+
+
+@dataclass
+class User:
+    """One person at their own machine: a token and their own client state directory."""
+
+    name: str
+    token: str
+    state_dir: Path
+    server: EvxServer
+
+    def env(self) -> dict[str, str]:
+        return {**_base_env(), "HOME": str(self.state_dir.parent), "EVX_URL": self.server.url,
+                "EVX_TOKEN": self.token, "EVX_STATE_DIR": str(self.state_dir)}
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen([*EVX, *args], env=self.env(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+    def run(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+        """Run ``evx ARGS`` as this user; assert the exit status (unless ``expect`` is None)."""
+        proc = subprocess.run([*EVX, *args], env=self.env(), capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+        if expect is not None:
+            assert proc.returncode == expect, (
+                f"evx {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
+                f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str, expect: int = 0) -> Any:
+        proc = self.run(*args, "--json", expect=expect)
+        return json.loads(proc.stdout)
+
+
+@dataclass
+class EvxServer:
+    """`evx serve` in a child process, stopped by its pid."""
+
+    root: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "server-data"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**_base_env(), "HOME": str(self.root), "EVX_DATA_DIR": str(self.data_dir),
+                "EVX_OPERATOR_AUTHORITY": OPERATOR, "EVX_LOG_LEVEL": "WARNING",
+                "EVX_CHUNK_SIZE": str(64 * 1024), **self.extra_env}
+
+    def admin(self, *args: str) -> str:
+        """``evx ARGS`` on the server's machine (registry, tokens)."""
+        proc = subprocess.run([*EVX, *args], env=self.env(), capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+        assert proc.returncode == 0, f"evx {' '.join(args)}: {proc.stdout}{proc.stderr}"
+        return proc.stdout.strip()
+
+    def add_authority(self, authority: str, country: str, roles: str) -> None:
+        self.admin("authority", "add", authority, "--name", f"{authority} (test)",
+                   "--country", country, "--roles", roles, "--generate-key")
+
+    def user(self, authority: str, role: str, subject: str) -> User:
+        token = self.admin("token", authority, "--sub", subject, "--role", role,
+                           "--ttl", "3600")
+        return User(f"{subject}@{authority}", token, self.root / "users" / subject / "state",
+                    self)
+
+    def start(self) -> None:
+        log = open(self.root / f"server-{self.port}.log", "ab")  # noqa: SIM115 - child's
+        self.process = subprocess.Popen([*EVX, "serve", "--port", str(self.port)],
+                                        env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        tail = self.log_text()[-3000:]
+        self.stop()
+        raise RuntimeError(f"evx serve did not become ready:\n{tail}")
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.root.glob("server-*.log"))
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
