@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     problems.register_domain_errors()
     problems.install(app)
+    app.openapi = lambda: problems.problem_openapi(app)  # type: ignore[method-assign]
 
     from service.health import router as health_router
     from service.ledger.endpoints import router as ledger_router

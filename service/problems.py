@@ -173,3 +173,68 @@ def register_domain_errors() -> None:
         (storage.ObjectNotFound, INTEGRITY),
     ]:
         register_error(error, kind)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "Stable URI naming the kind of problem."},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What happened and what to do."},
+        "instance": {"type": "string"},
+        "reason": {"type": "string", "description": "Why a token was refused (401)."},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": True,
+}
+
+_COMMON_ERRORS = {
+    "400": "The request is malformed",
+    "401": "Missing or refused token",
+    "403": "Not allowed",
+    "404": "Not found",
+    "405": "Method not allowed",
+    "409": "Conflicts with the current state",
+    "413": "Too large",
+    "416": "Range not satisfiable",
+    "422": "The request is invalid",
+    "500": "Internal error (nothing is served)",
+    "503": "A dependency (ledger, store) is unavailable; nothing was done",
+}
+_UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/ledger/key",
+                                    "/openapi.json"})
+
+
+def problem_openapi(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI schema with every error response declared as problem+json."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    problem_content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, methods in schema.get("paths", {}).items():
+        for operation in methods.values():
+            responses = operation.setdefault("responses", {})
+            wanted = dict(_COMMON_ERRORS)
+            if path in _UNAUTHENTICATED_PATHS:
+                wanted = {k: v for k, v in wanted.items() if k in ("500",)}
+                if path == "/readyz":
+                    responses.setdefault("503", {"description": "Not ready"})
+            for status, description in wanted.items():
+                existing = responses.get(status, {})
+                responses[status] = {"description": existing.get("description", description),
+                                     "content": problem_content}
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and path not in ("/readyz",):
+                    response["content"] = problem_content
+    app.openapi_schema = schema
+    return schema
