@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from storage.stream import (
 
 ITEM_PREFIX = "items/"
 ENVELOPE_SUFFIX = ".keys"
+_CONTENT_NAME = re.compile(r"items/[0-9a-f]{2}/[0-9a-f]{32}")
 DEFAULT_READ_AHEAD = 4  # pieces produced ahead by the background thread (memory: 4 chunks)
 
 
@@ -218,6 +220,18 @@ class EvidenceVault:
         self.store.delete(stored.envelope_name)
         self.store.delete(stored.object_name)
 
+    def delete_object(self, object_name: str) -> None:
+        """Delete the content and envelope objects named by ``object_name`` (e.g. a pending
+        upload that never produced a ``StoredItem``); missing objects are not an error.
+
+        Raises:
+            BackendUnavailable: the store failed.
+            ValueError: ``object_name`` was not made by ``new_object_name``.
+        """
+        name = _checked_name(object_name)
+        self.store.delete(name + ENVELOPE_SUFFIX)
+        self.store.delete(name)
+
     def rewrap_all(self) -> RewrapReport:
         """Rewrap every item's data key under the keyring's active KEK, leaving content objects
         untouched. Recipient (non-KEK) wraps are kept; old KEK wraps are dropped. An envelope
@@ -292,6 +306,12 @@ class EvidenceVault:
                 self.store.delete(victim)
             except (StorageError, ValueError):
                 pass  # best effort: the orphan sweeper removes what is left
+
+
+def _checked_name(object_name: str) -> str:
+    if _CONTENT_NAME.fullmatch(object_name) is None:
+        raise ValueError(f"not a content object name: {object_name!r}")
+    return object_name
 
 
 def _split_head(pieces: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:

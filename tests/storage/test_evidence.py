@@ -173,3 +173,23 @@ def test_large_item_streams_in_default_chunks(backend: Backend, keyring: Keyring
     assert stored.sha256 == hashlib.sha256(block * 11).hexdigest()
     assert vault.verify_item(stored, "p", "big") == stored.sha256
     assert read(vault, stored, "p", "big", (5 << 20) - 3, 10) == (block * 6)[(5 << 20) - 3:(5 << 20) + 7]
+
+
+def test_reserved_object_name(vault: EvidenceVault) -> None:
+    name = vault.new_object_name()
+    stored = vault.put_item("p", "i", [b"data"], object_name=name)
+    assert stored.object_name == name and read(vault, stored, "p", "i") == b"data"
+    vault.delete_object(name)
+    assert list(vault.store.list()) == []
+    vault.delete_object(name)  # idempotent
+    for bad in ["items/../x", "other/ab/" + "0" * 32, name.upper()]:
+        with pytest.raises(ValueError):
+            vault.put_item("p", "i", [b"x"], object_name=bad)
+        with pytest.raises(ValueError):
+            vault.delete_object(bad)
+
+
+def test_failed_put_under_reserved_name_leaves_nothing(vault: EvidenceVault) -> None:
+    with pytest.raises(UploadAborted):
+        vault.put_item("p", "i", aborted_upload(3 * C), object_name=vault.new_object_name())
+    assert list(vault.store.list()) == []
