@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,19 @@ MAX_REQUEST_ID_CHARS = 64  # a client-chosen id is echoed into logs; keep it sma
 log = structlog.get_logger("evx.http")
 
 
+def _sweep_at_start(runtime: Runtime) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from service.packages.sweeper import sweep
+
+    try:
+        report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
+                       grace=timedelta(seconds=runtime.settings.sweep_grace_seconds))
+        log.info("sweep_at_start", dead_uploads=report.stale_pending)
+    except Exception as exc:  # noqa: BLE001 - the next start (or `evx sweep`) tries again
+        log.warning("sweep_at_start_failed", error=type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """A configured app. Pass ``runtime`` to share one between apps (tests, benchmarks)."""
     settings = settings or Settings()
@@ -28,6 +42,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if owns_runtime:
+            # Uploads that died with an earlier process: removed in the background at start.
+            threading.Thread(target=_sweep_at_start, args=(runtime,), daemon=True,
+                             name="sweeper").start()
         yield
         if owns_runtime:
             runtime.close()

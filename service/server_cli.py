@@ -9,6 +9,7 @@ db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("sweep")(sweep_command)
     app.add_typer(db_app, name="db")
 
 
@@ -40,3 +41,28 @@ def db_upgrade() -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     typer.echo(f"database at revision head: {settings.resolved_database_url.split('@')[-1]}")
+
+
+def sweep_command(
+    older_than: int = typer.Option(None, "--older-than", help="Grace period in seconds "
+                                   "(default EVX_SWEEP_GRACE_SECONDS)."),
+    reconcile: bool = typer.Option(False, "--reconcile",
+                                   help="Also remove objects that no item or upload owns."),
+) -> None:
+    """Remove evidence objects left by uploads that died (crash mid-upload)."""
+    from datetime import datetime, timedelta, timezone
+
+    from service.packages.sweeper import sweep
+    from service.runtime import build_runtime
+    from service.settings import load_settings
+
+    settings = load_settings()
+    runtime = build_runtime(settings)
+    try:
+        grace = timedelta(seconds=older_than if older_than is not None
+                          else settings.sweep_grace_seconds)
+        report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
+                       grace=grace, reconcile=reconcile)
+    finally:
+        runtime.close()
+    typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects")

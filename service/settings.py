@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_item_bytes: int = Field(default=64 * 1024 * MIB, ge=1)
     chunk_size: int = Field(default=1 * MIB, ge=4096, le=16 * MIB)
 
+    sweep_grace_seconds: int = Field(
+        default=86_400, ge=60,
+        description="An upload pending longer than this died; the sweeper removes its objects.")
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_format: str = Field(default="console", pattern="^(json|console)$",

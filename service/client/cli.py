@@ -312,8 +312,9 @@ def share(
         body: dict[str, Any] = {"authority": authority, "legal_basis": legal_basis,
                                 "request_reference": request_reference}
         if expires is not None:
-            body["expires_at"] = (expires if expires.tzinfo else
-                                  expires.replace(tzinfo=UTC)).isoformat()
+            # Sent in UTC: the service's SQLite backend drops a non-UTC offset unconverted.
+            aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+            body["expires_at"] = aware.astimezone(UTC).isoformat()
         with Api(url, token) as api:
             s = api.json("POST", package_path(package_id) + "/shares", json=body)
         until = f" until {_when(s['expires_at'])}" if s.get("expires_at") else ""

@@ -185,3 +185,7 @@ def pending_objects_before(conn: Connection, cutoff: datetime) -> list[str]:
 
 def known_object_names(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(items.c.object_name)).scalars())
+
+
+def all_pending_objects(conn: Connection) -> set[str]:
+    return set(conn.execute(sa.select(pending_objects.c.object_name)).scalars())

@@ -1,0 +1,55 @@
+"""Removes evidence objects that no item owns: left by a crash mid-upload, or by a failed delete.
+
+The invariant that makes this safe: an upload records its object name as *pending* (committed)
+before the first byte is written, and the item row replaces the pending row in one transaction.
+So every object in the store is owned by an item or a pending row -- except orphans. Pending rows
+older than the grace period are uploads that died; their objects are removed, then the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.engine import Engine
+
+from service.packages import repository as repo
+from storage.evidence import ENVELOPE_SUFFIX, ITEM_PREFIX, EvidenceVault
+
+log = structlog.get_logger("evx.sweeper")
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    stale_pending: int  # uploads that died: their objects and rows removed
+    unowned: int  # objects owned by nothing (reconcile only)
+
+
+def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedelta,
+          reconcile: bool = False) -> SweepReport:
+    """Remove the objects of uploads pending for longer than ``grace``; with ``reconcile``, also
+    every object under the item prefix that no item and no pending upload owns.
+
+    Raises:
+        storage.errors.BackendUnavailable: the store failed (rows of undeleted objects stay).
+    """
+    with engine.connect() as conn:
+        stale = repo.pending_objects_before(conn, now - grace)
+    for name in stale:
+        vault.delete_object(name)
+        with engine.begin() as conn:
+            repo.remove_pending_object(conn, name)
+        log.warning("swept_stale_upload", object=name)
+    unowned = 0
+    if reconcile:
+        # List first, then read owners: an object listed before its upload finished is owned
+        # by its pending row or (atomically after) its item row in the later snapshot.
+        listed = {n.removesuffix(ENVELOPE_SUFFIX) for n in vault.store.list(ITEM_PREFIX)}
+        with engine.connect() as conn:
+            owned = repo.known_object_names(conn) | repo.all_pending_objects(conn)
+        for name in sorted(listed - owned):
+            vault.delete_object(name)
+            unowned += 1
+            log.warning("swept_unowned_object", object=name)
+    return SweepReport(len(stale), unowned)

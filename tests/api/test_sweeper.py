@@ -1,0 +1,65 @@
+"""Nothing half-written survives a crash: the sweeper removes what dead uploads left behind and
+never touches an item's objects or an upload still in progress."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from service.packages import repository as repo
+from service.packages.sweeper import sweep
+from storage.evidence import ENVELOPE_SUFFIX
+from tests.api.conftest import OWNER, World
+
+
+def _objects(w: World) -> set[str]:
+    root = w.settings.objects_dir
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _crashed_upload(w: World, started: datetime) -> str:
+    """What a process killed after writing the object but before recording the item leaves."""
+    vault = w.runtime.vault
+    name = vault.new_object_name()
+    with w.runtime.engine.begin() as conn:
+        repo.add_pending_object(conn, name, started)
+    vault.put_item("pkg_x", "x.bin", [b"half an upload"], object_name=name)
+    return name
+
+
+def test_sweeper_removes_dead_uploads_only(world: World) -> None:
+    package_id = world.create_package()
+    world.upload(package_id, "kept.bin", b"evidence that stays")
+    kept = _objects(world)
+    now = datetime.now(timezone.utc)
+    dead = _crashed_upload(world, now - timedelta(days=2))
+    in_progress = _crashed_upload(world, now - timedelta(minutes=1))
+    assert {dead, dead + ENVELOPE_SUFFIX} <= _objects(world)
+
+    report = sweep(world.runtime.engine, world.runtime.vault, now=now, grace=timedelta(hours=1))
+    assert report.stale_pending == 1
+    remaining = _objects(world)
+    assert dead not in remaining and dead + ENVELOPE_SUFFIX not in remaining
+    assert in_progress in remaining
+    assert kept <= remaining
+    with world.runtime.engine.connect() as conn:
+        assert repo.all_pending_objects(conn) == {in_progress}
+    r = world.client.get(f"/v1/packages/{package_id}/items/kept.bin/content",
+                         headers=world.headers(OWNER))
+    assert r.content == b"evidence that stays"
+
+
+def test_reconcile_removes_unowned_objects(world: World) -> None:
+    package_id = world.create_package()
+    world.upload(package_id, "kept.bin", b"stays")
+    kept = _objects(world)
+    orphan = world.runtime.vault.put_item("pkg_y", "y.bin", [b"owned by nobody"]).object_name
+    now = datetime.now(timezone.utc)
+    report = sweep(world.runtime.engine, world.runtime.vault, now=now, grace=timedelta(hours=1),
+                   reconcile=True)
+    assert report.unowned == 1
+    assert orphan not in _objects(world)
+    assert _objects(world) == kept
+    with world.runtime.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from package_items")).scalar_one() == 1
