@@ -120,10 +120,9 @@ class EvidenceVault:
             BackendUnavailable: the store failed.
             ValueError: not an item object name.
         """
-        if not object_name.startswith(ITEM_PREFIX) or object_name.endswith(ENVELOPE_SUFFIX):
-            raise ValueError(f"not an item object name: {object_name!r}")
-        self.store.delete(object_name + ENVELOPE_SUFFIX)
-        self.store.delete(object_name)
+        name = _checked_name(object_name)
+        self.store.delete(name + ENVELOPE_SUFFIX)
+        self.store.delete(name)
 
     def put_item(self, package_id: str, item_id: str, chunks: Iterable[bytes], *,
                  object_name: str | None = None) -> StoredItem:
@@ -135,11 +134,12 @@ class EvidenceVault:
 
         Raises:
             BackendUnavailable: the store failed.
-            ValueError: empty or oversized ids, or an item too large for the format.
+            ValueError: empty or oversized ids, an ``object_name`` not made by
+                ``new_object_name``, or an item too large for the format.
             Exception: whatever ``chunks`` raises, unchanged.
         """
         binding = ItemBinding(package_id, item_id)
-        name = object_name or self.new_object_name()
+        name = self.new_object_name() if object_name is None else _checked_name(object_name)
         dek = os.urandom(DEK_LEN)
         header = ContentHeader.generate(self.chunk_size)
         stats = SealStats()
@@ -219,18 +219,6 @@ class EvidenceVault:
         """
         self.store.delete(stored.envelope_name)
         self.store.delete(stored.object_name)
-
-    def delete_object(self, object_name: str) -> None:
-        """Delete the content and envelope objects named by ``object_name`` (e.g. a pending
-        upload that never produced a ``StoredItem``); missing objects are not an error.
-
-        Raises:
-            BackendUnavailable: the store failed.
-            ValueError: ``object_name`` was not made by ``new_object_name``.
-        """
-        name = _checked_name(object_name)
-        self.store.delete(name + ENVELOPE_SUFFIX)
-        self.store.delete(name)
 
     def rewrap_all(self) -> RewrapReport:
         """Rewrap every item's data key under the keyring's active KEK, leaving content objects
