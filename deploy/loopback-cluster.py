@@ -365,6 +365,17 @@ class LoopbackCluster:
         port = self.parts[f"volume{i}"].ports["http"]
         self._wait(lambda: _http_ok(f"http://127.0.0.1:{port}/status"), f"volume{i}")
 
+    def volume_ids(self, i: int) -> list[int]:
+        """Ids of the volumes the master places on volume server ``i`` (one copy each)."""
+        body = _http_json(f"http://127.0.0.1:{self.parts['master'].ports['http']}/dir/status")
+        url = f"127.0.0.1:{self.parts[f'volume{i}'].ports['http']}"
+        for dc in (body or {}).get("Topology", {}).get("DataCenters") or []:
+            for rack in dc.get("Racks") or []:
+                for node in rack.get("DataNodes") or []:
+                    if node.get("Url") == url:
+                        return _id_ranges(node.get("VolumeIds", ""))
+        return []
+
     def kill_volume(self, i: int) -> None:
         """SIGKILL volume server ``i`` (its data stays on disk, as on a rebooting node)."""
         self.parts[f"volume{i}"].kill()
@@ -460,6 +471,20 @@ class LoopbackCluster:
         self._wait(lambda: _http_ok(f"{self.api_url(i)}/readyz"), f"api{i} /readyz",
                    part=self.parts[f"api{i}"])
 
+    def api_requests_served(self, i: int) -> int:
+        """Requests replica ``i`` has answered since it started (its Prometheus counter)."""
+        with urllib.request.urlopen(f"{self.api_url(i)}/metrics", timeout=5) as r:  # noqa: S310
+            text = r.read().decode()
+        return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("evx_http_requests_total{")))
+
+    def nginx_errors(self) -> str:
+        """nginx's error log: upstream failures and retries to the next replica show here."""
+        try:
+            return (self.state_dir / "nginx" / "logs" / "error.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
     def kill_api(self, i: int) -> None:
         """SIGKILL API replica ``i`` mid-flight (its in-flight requests die with it)."""
         self.parts[f"api{i}"].kill()
@@ -527,7 +552,8 @@ class LoopbackCluster:
         """Write the state file ``down``/``status`` use from another process."""
         if not self.state_dir.exists():
             return
-        state = {"replicas": self.replicas, "volumes": self.volumes, "pg_admin_url": self.pg_admin_url,
+        state = {"replicas": self.replicas, "volumes": self.volumes,
+                 "pg_admin_url": self.pg_admin_url,
                  "database": self.database, "database_url": self.database_url,
                  "nginx_port": self.nginx_port, "upstreams": self.upstreams,
                  "chunk_size": self.chunk_size, "max_item_bytes": self.max_item_bytes,
@@ -651,6 +677,15 @@ def write_self_signed_cert(cert_path: Path, key_path: Path, host: str = "127.0.0
                                            serialization.NoEncryption()))
     key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _id_ranges(text: str) -> list[int]:
+    """Parse the master's " 1-6 9 12-13" volume id list."""
+    ids: list[int] = []
+    for token in text.split():
+        low, _, high = token.partition("-")
+        ids.extend(range(int(low), int(high or low) + 1))
+    return ids
 
 
 def _http_ok(url: str, *, accept: tuple[int, ...] = (200,), cafile: Path | None = None) -> bool:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import random
+import ssl
 import subprocess
 import sys
 import threading
@@ -97,7 +98,7 @@ def _retrying(run: Run, op: str, attempt: object) -> object:
         delay = min(delay * 2, 2.0)
 
 
-def _uploader(run: Run, url: str, ca: str, token: str, worker: int) -> None:
+def _uploader(run: Run, url: str, ca: ssl.SSLContext, token: str, worker: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(worker)
     with httpx.Client(base_url=url, verify=ca, timeout=TIMEOUT) as client:
@@ -150,7 +151,7 @@ def _uploader(run: Run, url: str, ca: str, token: str, worker: int) -> None:
                     run.acked_on_conflict += outcome == "conflict-same-digest"
 
 
-def _downloader(run: Run, url: str, ca: str, token: str, worker: int) -> None:
+def _downloader(run: Run, url: str, ca: ssl.SSLContext, token: str, worker: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     rng = random.Random(1000 + worker)
     with httpx.Client(base_url=url, verify=ca, timeout=TIMEOUT) as client:
@@ -193,7 +194,8 @@ def _recovery(run: Run, killed_at: float, until: float) -> tuple[int, float]:
 def _export(world: ClusterWorld, tmp_path: Path) -> tuple[Path, str, list[dict]]:
     cluster = world.cluster
     token = world.token(OPERATOR, "auditor-scale", role="auditor")
-    with httpx.Client(base_url=cluster.url, verify=str(cluster.ca_file), timeout=120) as client:
+    tls = ssl.create_default_context(cafile=str(cluster.ca_file))
+    with httpx.Client(base_url=cluster.url, verify=tls, timeout=120) as client:
         key = client.get("/v1/ledger/key").text.strip()
         r = client.get("/v1/ledger/export", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200, r.text
@@ -225,7 +227,8 @@ def test_appends_from_three_replicas_at_once_stay_ordered(cluster_world: Cluster
     """Each replica is hit directly (not through nginx) by its own officer, all at once."""
     cluster = cluster_world.cluster
     owner_token = cluster_world.token(OWNER, "setup")
-    with httpx.Client(base_url=cluster.url, verify=str(cluster.ca_file), timeout=30) as client:
+    tls = ssl.create_default_context(cafile=str(cluster.ca_file))
+    with httpx.Client(base_url=cluster.url, verify=tls, timeout=30) as client:
         r = client.post("/v1/packages", headers={"Authorization": f"Bearer {owner_token}"},
                         json={"case_reference": "ORDER", "title": "ordering", "description": ""})
         assert r.status_code == 201, r.text
@@ -268,7 +271,7 @@ def test_appends_from_three_replicas_at_once_stay_ordered(cluster_world: Cluster
 def test_scale_out_survives_killed_replica_and_volume_server(cluster_world: ClusterWorld,
                                                              tmp_path: Path) -> None:
     cluster = cluster_world.cluster
-    url, ca = cluster.url, str(cluster.ca_file)
+    url, ca = cluster.url, ssl.create_default_context(cafile=str(cluster.ca_file))
     run = Run()
     errors: list[BaseException] = []
 
@@ -300,6 +303,7 @@ def test_scale_out_survives_killed_replica_and_volume_server(cluster_world: Clus
         elif what == "restart api":
             cluster.start_api(KILLED_API, wait=False)
         else:
+            volumes_on_killed = cluster.volume_ids(KILLED_VOLUME)
             cluster.kill_volume(KILLED_VOLUME)
     time.sleep(max(0.0, RUN_SECONDS - run.now()))
     run.stop.set()
@@ -310,6 +314,12 @@ def test_scale_out_survives_killed_replica_and_volume_server(cluster_world: Clus
     assert not run.gave_up, f"operations that never recovered: {run.gave_up}"
     assert not run.unexpected, run.unexpected
     assert len(run.uploads) >= 10 and run.downloads >= 10
+    assert volumes_on_killed, "the killed volume server held no volume: nothing was tested"
+
+    cluster.wait_api(KILLED_API)
+    served_after_restart = cluster.api_requests_served(KILLED_API)
+    nginx_errors = cluster.nginx_errors()
+    upstream_failures = nginx_errors.count("upstream")
 
     # 1. Every acknowledged upload is there with its digest, and nothing else is.
     token = cluster_world.token(OWNER, "checker")
@@ -359,9 +369,13 @@ def test_scale_out_survives_killed_replica_and_volume_server(cluster_world: Clus
           f"{run.acked_on_conflict} acknowledged on retry as 409 with the same digest)\n"
           f"  acknowledged downloads {run.downloads} ({run.bytes_down / 2**20:.0f} MiB)\n"
           f"  api{KILLED_API} SIGKILL at {kill_api:.1f}s: {api_failures} failed client attempts, "
-          f"last {api_recovery:.1f}s after the kill; restarted at {events['restart api']:.1f}s\n"
+          f"last {api_recovery:.1f}s after the kill; restarted at "
+          f"{events['restart api']:.1f}s, then served {served_after_restart} requests\n"
+          f"  nginx logged {upstream_failures} upstream errors (a dead replica's connections; "
+          f"reads and unsent writes go to the next one)\n"
           f"  volume{KILLED_VOLUME} SIGKILL at {kill_volume:.1f}s: {vol_failures} failed client "
-          f"attempts, last {vol_recovery:.1f}s after the kill (not restarted)\n"
+          f"attempts, last {vol_recovery:.1f}s after the kill (it held a copy of "
+          f"{len(volumes_on_killed)} volumes; not restarted)\n"
           f"  failed attempts by kind: {dict(failed_kinds)}\n"
           f"  ledger: {len(lines)} entries, one chain; item.uploaded allowed {len(uploaded)} "
           f"(crash-window duplicates {crash_window_duplicates}), download.started "
