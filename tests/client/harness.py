@@ -38,7 +38,7 @@ def _base_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env["PYTHONPATH"] = str(REPO)
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = "250"
     return env
 
 
@@ -102,6 +102,25 @@ class EvxServer:
                               timeout=CLI_TIMEOUT_S)
         assert proc.returncode == 0, f"evx {' '.join(args)}: {proc.stdout}{proc.stderr}"
         return proc.stdout.strip()
+
+    def admin_parallel(self, commands: list[list[str]]) -> list[str]:
+        """Several ``evx`` admin commands at once (after the database exists)."""
+        procs = [subprocess.Popen([*EVX, *args], env=self.env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for args in commands]
+        outputs = []
+        for args, proc in zip(commands, procs, strict=True):
+            out, err = proc.communicate(timeout=CLI_TIMEOUT_S)
+            assert proc.returncode == 0, f"evx {' '.join(args)}: {out}{err}"
+            outputs.append(out.strip())
+        return outputs
+
+    def users(self, wanted: list[tuple[str, str, str]]) -> list[User]:
+        """Tokens for (authority, role, subject), minted concurrently."""
+        tokens = self.admin_parallel([["token", authority, "--sub", subject, "--role", role,
+                                       "--ttl", "3600"] for authority, role, subject in wanted])
+        return [User(f"{subject}@{authority}", token, self.root / "users" / subject / "state",
+                     self) for (authority, _, subject), token in zip(wanted, tokens,
+                                                                     strict=True)]
 
     def add_authority(self, authority: str, country: str, roles: str) -> None:
         self.admin("authority", "add", authority, "--name", f"{authority} (test)",

@@ -1,0 +1,101 @@
+"""Real `evx serve` processes for the client tests: embedded defaults (SQLite + folder) and
+PostgreSQL + SeaweedFS. One server per module and backend: registering authorities and minting
+tokens through the CLI costs a second per call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.client.harness import OPERATOR, OWNER, RECIPIENT, EvxServer, User
+
+
+@dataclass
+class World:
+    """A running server and the people of the issue, each with their own client state."""
+
+    server: EvxServer
+    investigator: User  # DE-BKA, owns the evidence
+    recipient: User  # FR-OCRTEH investigator
+    owner_auditor: User
+    recipient_auditor: User
+    operator_auditor: User
+
+
+def build_world(server: EvxServer) -> World:
+    server.add_authority(OWNER, "DE", "investigator,auditor")  # first: creates the database
+    server.admin_parallel([
+        ["authority", "add", RECIPIENT, "--name", "OCRTEH", "--country", "FR",
+         "--roles", "investigator,auditor", "--generate-key"],
+        ["authority", "add", OPERATOR, "--name", "Hub operator", "--country", "EU",
+         "--roles", "auditor", "--generate-key"]])
+    users = server.users([(OWNER, "investigator", "anna.schmidt"),
+                          (RECIPIENT, "investigator", "luc.martin"),
+                          (OWNER, "auditor", "dieter.audit"),
+                          (RECIPIENT, "auditor", "claire.audit"),
+                          (OPERATOR, "auditor", "olga.operator")])
+    server.start()
+    return World(server, *users)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    server = EvxServer(tmp_path_factory.mktemp("evx-embedded"))
+    try:
+        yield build_world(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
+          seaweed: object) -> Iterator[World]:
+    import sqlalchemy as sa
+
+    name = f"evx_client_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(pg_server_url).set(database=name) \
+        .render_as_string(hide_password=False)
+    server = EvxServer(tmp_path_factory.mktemp("evx-pg-s3"), extra_env={
+        "EVX_DATABASE_URL": url, "EVX_OBJECT_STORE": "s3",
+        "EVX_S3_ENDPOINT": seaweed.endpoint,  # type: ignore[attr-defined]
+        "EVX_S3_ACCESS_KEY": seaweed.access_key,  # type: ignore[attr-defined]
+        "EVX_S3_SECRET_KEY": seaweed.secret_key,  # type: ignore[attr-defined]
+        "EVX_S3_BUCKET": f"evx-client-{uuid.uuid4().hex[:12]}",
+    })
+    try:
+        yield build_world(server)
+    finally:
+        server.stop()
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :n"), {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["embedded", pytest.param("pg_s3", marks=[pytest.mark.postgres,
+                                                                  pytest.mark.s3])])
+def world(request: pytest.FixtureRequest) -> World:
+    """Each test using it runs on the embedded defaults and on PostgreSQL + SeaweedFS."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+def write_random(path: Path, size: int, block: int = 1024 * 1024) -> Path:
+    """A file of ``size`` random bytes, written in blocks."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        left = size
+        while left:
+            n = min(block, left)
+            handle.write(os.urandom(n))
+            left -= n
+    return path
