@@ -242,8 +242,9 @@ class PackageService:
             self._discard(object_name)
             raise self._refuse(caller, "item.uploaded", package_id, exc, item=name,
                                outcome="failed") from None
-        except BaseException:
+        except BaseException as exc:
             self._discard(object_name)
+            self._record_failure(caller, package_id, name, exc)
             raise
         try:
             if expected_sha256 is not None and not hmac.compare_digest(
@@ -276,6 +277,17 @@ class PackageService:
             item = repo.get_item(conn, package_id, name)
         assert item is not None
         return item
+
+    def _record_failure(self, caller: Caller, package_id: str, name: str,
+                        exc: BaseException) -> None:
+        """Best effort: an upload that broke off (client gone, store down) is on the record too."""
+        reason = "client disconnected" if type(exc).__name__ == "ClientDisconnect" \
+            else f"upload failed: {type(exc).__name__}"
+        try:
+            self._recorder.record(caller, "item.uploaded", package=package_id, item=name,
+                                  outcome="failed", reason=reason)
+        except Exception:  # noqa: BLE001 - the original error is what the caller must see
+            return
 
     def _discard(self, object_name: str) -> None:
         """Remove a partial or refused object; the sweeper retries if this fails."""
