@@ -26,7 +26,7 @@ from service.client.http import Api, item_path
 from service.client.render import Transfers
 
 BLOCK_BYTES = 1024 * 1024
-MAX_RESUME_ATTEMPTS = 3  # automatic resumes of one item after a broken connection
+MAX_RESUME_ATTEMPTS = 5  # automatic resumes of one item after a broken connection
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -203,7 +203,7 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 handle.truncate(0)
                 digest = hashlib.sha256()
         task = transfers.start(f"downloading {name}", size, offset)
-        attempts = 0
+        attempts = stalled = 0
         while True:
             try:
                 received, served_digest = _fetch(api, package_id, name, sha256, size, offset,
@@ -213,13 +213,23 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 handle.flush()
                 offset += broken.received
                 attempts += 1
-                if broken.received == 0 or attempts > MAX_RESUME_ATTEMPTS:
+                stalled = stalled + 1 if broken.received == 0 else 0
+                if stalled >= 2:
+                    # Broken off twice in a row at this very byte, on fresh connections: the
+                    # service stops streaming where stored bytes fail their integrity check.
+                    raise IntegrityFailure(
+                        f"the service stopped sending {name!r} repeatedly at byte {offset} of "
+                        f"{size}: the stored item is probably damaged (the service serves no "
+                        "byte that fails its integrity check)", slug="stored-item-damaged",
+                        hint=f"Report it to the operator and the owning authority; nothing was "
+                             f"saved at {final} (the bytes verified so far stay in {partial} "
+                             "for a later retry).") from broken.cause
+                if attempts > MAX_RESUME_ATTEMPTS:
                     raise UnavailableError(
                         f"the transfer of {name!r} broke off at byte {offset} of {size} "
                         f"({broken.cause})", slug="transfer-interrupted",
-                        hint=f"Run the same command again to resume ({partial} is kept). If it "
-                             "stops at the same byte again, the stored item may be damaged: "
-                             "report it to the operator.") from broken.cause
+                        hint=f"Run the same command again to resume ({partial} is kept).") \
+                        from broken.cause
             except _Restart:
                 handle.truncate(0)
                 handle.seek(0)

@@ -27,12 +27,10 @@ class World:
 
 
 def build_world(server: EvxServer) -> World:
-    server.add_authority(OWNER, "DE", "investigator,auditor")  # first: creates the database
-    server.admin_parallel([
-        ["authority", "add", RECIPIENT, "--name", "OCRTEH", "--country", "FR",
-         "--roles", "investigator,auditor", "--generate-key"],
-        ["authority", "add", OPERATOR, "--name", "Hub operator", "--country", "EU",
-         "--roles", "auditor", "--generate-key"]])
+    # One at a time: `evx authority add` writes the registry (SQLite allows one writer).
+    server.add_authority(OWNER, "DE", "investigator,auditor")
+    server.add_authority(RECIPIENT, "FR", "investigator,auditor")
+    server.add_authority(OPERATOR, "EU", "auditor")
     users = server.users([(OWNER, "investigator", "anna.schmidt"),
                           (RECIPIENT, "investigator", "luc.martin"),
                           (OWNER, "auditor", "dieter.audit"),

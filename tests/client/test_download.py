@@ -1,0 +1,118 @@
+"""Downloads that break: a real interruption resumed to a correct file, and a tampered stored
+object refused with nothing left that looks like a good file."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import World, write_random
+from tests.client.harness import RECIPIENT, User
+
+BIG = 24 * 1024 * 1024 + 123  # not a multiple of the 1 MiB blocks or 64 KiB chunks
+SLOW_RATE = 6 * 1024 * 1024  # bytes/s for the run that gets killed: ~4 s for the whole item
+
+
+def _shared_package(world: World, files: list[Path]) -> str:
+    de = world.investigator
+    package = de.json("package", "create", "--case-ref", "BKA-2026-18",
+                      "--title", "Disk image")["id"]
+    de.run("upload", package, *map(str, files))
+    de.run("seal", package)
+    de.run("share", package, "--authority", RECIPIENT, "--legal-basis", "EIO 2014/41/EU",
+           "--request-ref", "MLA-FR-2026-0043")
+    return package
+
+
+def _kill_when_past_half(fr: User, package: str, out: Path, partial: Path, size: int) -> None:
+    """Start a rate-limited download and SIGKILL it once its partial file holds > half."""
+    proc = fr.popen("download", package, "-o", str(out), "--limit-rate", str(SLOW_RATE))
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if partial.exists() and partial.stat().st_size > size // 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        else:
+            pytest.fail("the download never got past half")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_interrupted_download_resumes_to_a_correct_file(world: World, tmp_path: Path) -> None:
+    image = write_random(tmp_path / "disk.img", BIG)
+    package = _shared_package(world, [image])
+    fr = world.recipient
+    out = tmp_path / "received"
+    partial = out / ".evx-partial" / "disk.img.part"
+
+    _kill_when_past_half(fr, package, out, partial, BIG)
+    cut = partial.stat().st_size
+    assert BIG // 2 < cut < BIG
+    assert not (out / "disk.img").exists()  # nothing at the final name until verified
+
+    resumed = fr.json("download", package, "-o", str(out))
+    item = resumed["items"][0]
+    assert item["status"] == "downloaded" and item["resumed_from"] == cut
+    data = (out / "disk.img").read_bytes()
+    assert len(data) == BIG and data == image.read_bytes()
+    assert item["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not partial.exists()
+
+    # The custody record shows the killed transfer and the ranged resume that completed it.
+    record = world.recipient_auditor.json("custody", package)
+    downloads = [e for e in record["entries"] if e["item"] == "disk.img"
+                 and e["action"].startswith("download.")]
+    assert [e["action"] for e in downloads] == ["download.started", "download.aborted",
+                                                "download.started", "download.completed"]
+    assert downloads[0]["details"]["offset"] == 0
+    assert downloads[2]["details"]["offset"] == cut
+    assert downloads[2]["details"]["length"] == BIG - cut
+    assert downloads[3]["details"]["bytes_sent"] == BIG - cut
+
+
+def _object_files(world: World) -> set[Path]:
+    root = world.server.data_dir / "objects" / "items"
+    return {p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".keys")}
+
+
+def test_tampered_object_is_refused_and_nothing_is_left_in_place(embedded: World,
+                                                                 tmp_path: Path) -> None:
+    world = embedded
+    before = _object_files(world)
+    evidence = write_random(tmp_path / "chat-export.zip", 3 * 1024 * 1024 + 5)
+    package = _shared_package(world, [evidence])
+    (stored,) = _object_files(world) - before
+    # A byte flipped in the encrypted object on disk, behind the service's back.
+    with stored.open("r+b") as handle:
+        handle.seek(stored.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+    out = tmp_path / "received"
+    refused = world.recipient.run("download", package, "-o", str(out), expect=None)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert refused.returncode == 1, refused.stderr
+    assert "the stored item is probably damaged" in refused.stderr
+    assert not (out / "chat-export.zip").exists()
+    leftovers = [p for p in out.rglob("*") if p.is_file()]
+    # At most a partial file under .evx-partial, never complete.
+    for path in leftovers:
+        assert path.parent == out / ".evx-partial" and path.name.endswith(".part")
+        assert path.stat().st_size < evidence.stat().st_size
+    # Trying again does not produce a file either.
+    again = world.recipient.run("download", package, "-o", str(out), expect=None)
+    assert again.returncode in (1, 5), again.stderr
+    assert not (out / "chat-export.zip").exists()
+    # And the service put the failed transfer on the record.
+    record = world.recipient_auditor.json("custody", package)
+    assert any(e["action"] == "download.aborted" and e["outcome"] == "failed"
+               for e in record["entries"])
