@@ -1,0 +1,126 @@
+"""The client's pure parts: item names from local files, RFC 9530 fields, problem mapping, and
+the import boundary (the client never loads the service's or the store's internals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.client.errors import (
+    EXIT_AUTH,
+    EXIT_DENIED,
+    EXIT_INTEGRITY,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    UsageError,
+)
+from service.client.files import check_item_name, collect_sources, destination
+from service.client.http import error_from_response, server_origin
+from service.client.transfer import parse_sha256_field, sha256_field
+
+TYPE = "https://evidence-exchange.example/problems/"
+
+
+def _problem(status: int, slug: str, **extra: object) -> httpx.Response:
+    body = {"type": TYPE + slug, "title": "t", "status": status, "detail": "d", **extra}
+    return httpx.Response(status, content=json.dumps(body).encode(),
+                          headers={"content-type": "application/problem+json",
+                                   "x-request-id": "abc"})
+
+
+@pytest.mark.parametrize(("status", "slug", "code", "says"), [
+    (401, "unauthenticated", EXIT_AUTH, "token"),
+    (403, "share-expired", EXIT_DENIED, "share with your authority has expired"),
+    (403, "share-revoked", EXIT_DENIED, "revoked"),
+    (403, "forbidden", EXIT_DENIED, "may not"),
+    (404, "not-found", EXIT_DENIED, "package id"),
+    (409, "package-sealed", EXIT_USAGE, "new package"),
+    (422, "digest-mismatch", EXIT_INTEGRITY, "Nothing was stored"),
+    (500, "integrity-failure", EXIT_INTEGRITY, "damaged"),
+    (503, "ledger-unavailable", EXIT_UNAVAILABLE, "ledger"),
+])
+def test_problem_types_become_distinct_errors(status: int, slug: str, code: int,
+                                              says: str) -> None:
+    error = error_from_response(_problem(status, slug))
+    assert (error.exit_code, error.slug) == (code, slug)
+    assert says in (error.hint or "")
+
+
+def test_an_expired_token_says_so() -> None:
+    error = error_from_response(_problem(401, "unauthenticated", reason="expired"))
+    assert error.exit_code == EXIT_AUTH and error.details["reason"] == "expired"
+    assert error.message == "the token has expired" and "new one" in (error.hint or "")
+
+
+def test_a_non_problem_error_falls_back_on_the_status() -> None:
+    assert error_from_response(httpx.Response(502, content=b"<html>")).exit_code == \
+        EXIT_UNAVAILABLE
+    assert error_from_response(httpx.Response(404)).exit_code == EXIT_DENIED
+
+
+def test_digest_fields_round_trip() -> None:
+    hex_digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert sha256_field(hex_digest) == "sha-256=:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=:"
+    assert parse_sha256_field("sha-512=:AAAA:, " + sha256_field(hex_digest)) == hex_digest
+    assert parse_sha256_field("sha-256=:AAAA:") is None  # not 32 bytes
+    assert parse_sha256_field(None) is None
+
+
+def test_server_origin_keys_the_trust_state() -> None:
+    assert server_origin("https://evx.example/") == "https://evx.example:443"
+    assert server_origin("http://127.0.0.1:8000/api") == "http://127.0.0.1:8000"
+    with pytest.raises(UsageError):
+        server_origin("ftp://x")
+
+
+def test_directory_items_have_posix_relative_names(tmp_path: Path) -> None:
+    root = tmp_path / "case"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "x.bin").write_bytes(b"x")
+    (root / "top.txt").write_bytes(b"t")
+    os.symlink("a/b/x.bin", root / "inside-link")
+    names = sorted(s.name for s in collect_sources([root]))
+    assert names == ["case/a/b/x.bin", "case/inside-link", "case/top.txt"]
+
+
+def test_links_escaping_the_directory_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "case"
+    root.mkdir()
+    (tmp_path / "secret.txt").write_text("not evidence")
+    os.symlink(tmp_path / "secret.txt", root / "escape")
+    with pytest.raises(UsageError, match="outside"):
+        collect_sources([root])
+    os.unlink(root / "escape")
+    os.symlink(tmp_path, root / "dir-escape")
+    with pytest.raises(UsageError, match="outside"):
+        collect_sources([root])
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "C:x",
+                                  ".evx-partial/x", "a/ b", "x\n"])
+def test_unsafe_names_never_become_paths(name: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        destination(tmp_path, name)
+
+
+def test_names_are_nfc() -> None:
+    with pytest.raises(UsageError, match="NFC"):
+        check_item_name("e\u0301.txt")
+    assert check_item_name("\u00e9.txt") == "\u00e9.txt"
+
+
+def test_the_client_never_imports_server_or_store_internals() -> None:
+    code = ("import sys, service.client.cli, service.client.transfer, service.client.trust\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('storage', 'fastapi', 'sqlalchemy', 'starlette', 'minio') or "
+            "(m.startswith('service.') and not m.startswith('service.client')))\n"
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
