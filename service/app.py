@@ -28,7 +28,9 @@ def _sweep_at_start(runtime: Runtime) -> None:
 
     try:
         report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
-                       grace=timedelta(seconds=runtime.settings.sweep_grace_seconds))
+                       grace=timedelta(seconds=runtime.settings.sweep_grace_seconds),
+                       recorder=runtime.recorder,
+                       operator_authority=runtime.settings.operator_authority)
         log.info("sweep_at_start", dead_uploads=report.stale_pending)
     except Exception as exc:  # noqa: BLE001 - the next start (or `evx sweep`) tries again
         log.warning("sweep_at_start_failed", error=type(exc).__name__)

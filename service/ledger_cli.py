@@ -38,3 +38,22 @@ def verify(
     if as_json:
         argv.append("--json")
     raise typer.Exit(main(argv))
+
+
+@ledger_app.command("key")
+def key(
+    key_file: Path | None = typer.Option(None, "--key-file",
+                                         help="The log signing key (default EVX_LOG_KEY_FILE "
+                                              "or the data directory's)."),
+    origin: str | None = typer.Option(None, "--origin", help="Default EVX_LOG_ORIGIN."),
+    create: bool = typer.Option(False, "--create", help="Generate the key (0600) if missing."),
+) -> None:
+    """Print the log's C2SP verifier key, offline (for partners to pin)."""
+    from custody.note import Signer
+    from service.ledger.keys import load_log_key, load_or_create_log_key
+    from service.settings import load_settings
+
+    settings = load_settings()
+    path = key_file or settings.resolved_log_key_file
+    private = load_or_create_log_key(path) if create else load_log_key(path)
+    typer.echo(str(Signer(origin or settings.log_origin, private).verifier_key))

@@ -7,10 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.db import make_engine, upgrade
+from service.db import make_engine, schema_revision, upgrade
 from service.identity.errors import UnknownAuthority
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
@@ -63,9 +62,9 @@ class Runtime:
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
         try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            checks["database"] = "ok"
+            current, head = schema_revision(self.engine)
+            checks["database"] = "ok" if current == head else \
+                f"schema at {current}, code needs {head}: run `evx db upgrade`"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["database"] = f"unavailable: {type(exc).__name__}"
         try:
@@ -109,7 +108,8 @@ def build_ledger(settings: Settings, engine: Engine) -> Any:
 def build_runtime(settings: Settings) -> Runtime:
     """Open (and migrate) the database, keys and object store named by ``settings``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    upgrade(settings.resolved_database_url)
+    if settings.auto_migrate:
+        upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     keyring = Keyring(DirectoryKeySource(settings.resolved_kek_dir, create=True))
     store = build_store(settings)

@@ -24,11 +24,34 @@ def serve(
     from service.logs import configure_logging
     from service.settings import load_settings
 
+    import socket
+
+    import structlog
+
     settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_format == "json")
+    structlog.contextvars.bind_contextvars(replica=settings.replica_id or socket.gethostname())
     application = create_app(settings)
+    proxy = settings.forwarded_allow_ips
     uvicorn.run(application, host=host or settings.host, port=port or settings.port,
-                log_level="info", access_log=False)
+                log_level="warning", access_log=False, proxy_headers=proxy is not None,
+                forwarded_allow_ips=proxy, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+
+
+@db_app.command("revision")
+def db_revision() -> None:
+    """Print the database's schema revision and the one this code needs."""
+    from service.db import make_engine, schema_revision
+    from service.settings import load_settings
+
+    engine = make_engine(load_settings().resolved_database_url)
+    try:
+        current, head = schema_revision(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"database: {current}  code: {head}  {'up to date' if current == head else 'STALE'}")
+    if current != head:
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")
@@ -62,7 +85,8 @@ def sweep_command(
         grace = timedelta(seconds=older_than if older_than is not None
                           else settings.sweep_grace_seconds)
         report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
-                       grace=grace, reconcile=reconcile)
+                       grace=grace, reconcile=reconcile, recorder=runtime.recorder,
+                       operator_authority=settings.operator_authority)
     finally:
         runtime.close()
     typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects")

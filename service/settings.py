@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         default=86_400, ge=60,
         description="An upload pending longer than this died; the sweeper removes its objects.")
 
+    auto_migrate: bool = Field(
+        default=True, description="Migrate the database at start. Set false with several "
+        "replicas: run `evx db upgrade` once (a migration Job) and /readyz reports a stale "
+        "schema instead of racing migrations.")
+    forwarded_allow_ips: str | None = Field(
+        default=None, description="Proxies trusted for X-Forwarded-For/-Proto (uvicorn).")
+    replica_id: str | None = Field(default=None,
+                                   description="Name of this replica in logs (default hostname).")
+    shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600,
+                                        description="Time running transfers get on SIGTERM.")
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_format: str = Field(default="console", pattern="^(json|console)$",

@@ -66,6 +66,10 @@ def upgrade() -> None:
         "pending_objects",
         sa.Column("object_name", sa.String(200), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("package_id", sa.String(40), nullable=True),
+        sa.Column("item", sa.String(512), nullable=True),
+        sa.Column("authority", sa.String(64), nullable=True),
+        sa.Column("subject", sa.String(200), nullable=True),
         sa.PrimaryKeyConstraint("object_name", name="pk_pending_objects"),
     )
 

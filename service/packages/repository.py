@@ -168,19 +168,34 @@ def revoke_share(conn: Connection, package_id: str, authority: str, *, revoked_a
     return result.rowcount == 1
 
 
-def add_pending_object(conn: Connection, object_name: str, started_at: datetime) -> None:
-    conn.execute(pending_objects.insert().values(object_name=object_name, started_at=started_at))
+@dataclass(frozen=True)
+class PendingUpload:
+    object_name: str
+    started_at: datetime
+    package_id: str | None
+    item: str | None
+    authority: str | None
+    subject: str | None
+
+
+def add_pending_object(conn: Connection, object_name: str, started_at: datetime, *,
+                       package_id: str | None = None, item: str | None = None,
+                       authority: str | None = None, subject: str | None = None) -> None:
+    conn.execute(pending_objects.insert().values(
+        object_name=object_name, started_at=started_at, package_id=package_id, item=item,
+        authority=authority, subject=subject))
 
 
 def remove_pending_object(conn: Connection, object_name: str) -> None:
     conn.execute(pending_objects.delete().where(pending_objects.c.object_name == object_name))
 
 
-def pending_objects_before(conn: Connection, cutoff: datetime) -> list[str]:
+def pending_uploads_before(conn: Connection, cutoff: datetime) -> list[PendingUpload]:
     rows = conn.execute(
-        sa.select(pending_objects.c.object_name).where(pending_objects.c.started_at < cutoff)
+        sa.select(pending_objects).where(pending_objects.c.started_at < cutoff)
+        .order_by(pending_objects.c.started_at)
     ).all()
-    return [r[0] for r in rows]
+    return [_row(PendingUpload, r) for r in rows]
 
 
 def known_object_names(conn: Connection) -> set[str]:

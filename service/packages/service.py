@@ -235,7 +235,9 @@ class PackageService:
 
         object_name = self._vault.new_object_name()
         with self._engine.begin() as conn:
-            repo.add_pending_object(conn, object_name, self._clock())
+            repo.add_pending_object(conn, object_name, self._clock(), package_id=package_id,
+                                    item=name, authority=caller.authority,
+                                    subject=caller.subject)
         try:
             stored = self._vault.put_item(package_id, name, limited(), object_name=object_name)
         except ItemTooLarge as exc:

@@ -3,7 +3,9 @@
 The invariant that makes this safe: an upload records its object name as *pending* (committed)
 before the first byte is written, and the item row replaces the pending row in one transaction.
 So every object in the store is owned by an item or a pending row -- except orphans. Pending rows
-older than the grace period are uploads that died; their objects are removed, then the row.
+older than the grace period are uploads that died; their objects are removed, the death is put
+on the record (the process may have died after recording the upload and before the item row
+committed, so the custody record must say the item never arrived), then the row goes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from service.packages import repository as repo
+from service.recorder import CustodyRecorder
 from storage.evidence import ENVELOPE_SUFFIX, ITEM_PREFIX, EvidenceVault
 
 log = structlog.get_logger("evx.sweeper")
@@ -26,21 +29,43 @@ class SweepReport:
     unowned: int  # objects owned by nothing (reconcile only)
 
 
+@dataclass(frozen=True)
+class Sweeper:
+    """The system actor of the sweeper's ledger entries."""
+
+    authority: str
+    subject: str = "evx-sweeper"
+    role: str = "system"
+
+
 def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedelta,
+          recorder: CustodyRecorder, operator_authority: str,
           reconcile: bool = False) -> SweepReport:
     """Remove the objects of uploads pending for longer than ``grace``; with ``reconcile``, also
     every object under the item prefix that no item and no pending upload owns.
 
     Raises:
         storage.errors.BackendUnavailable: the store failed (rows of undeleted objects stay).
+        service.ledger.errors.LedgerUnavailable: the death of an upload could not be recorded
+            (its row stays; the next sweep records it).
     """
     with engine.connect() as conn:
-        stale = repo.pending_objects_before(conn, now - grace)
-    for name in stale:
-        vault.delete_object(name)
+        stale = repo.pending_uploads_before(conn, now - grace)
+    actor = Sweeper(operator_authority)
+    for upload in stale:
+        vault.delete_object(upload.object_name)
+        if upload.package_id is not None:
+            recorder.record(actor, "item.uploaded", package=upload.package_id,
+                            item=upload.item, outcome="failed",
+                            reason="the upload never completed (its server process died); "
+                                   "nothing was stored",
+                            details={"uploader_authority": upload.authority,
+                                     "uploader": upload.subject,
+                                     "started_at": upload.started_at.isoformat()})
         with engine.begin() as conn:
-            repo.remove_pending_object(conn, name)
-        log.warning("swept_stale_upload", object=name)
+            repo.remove_pending_object(conn, upload.object_name)
+        log.warning("swept_stale_upload", object=upload.object_name,
+                    package=upload.package_id)
     unowned = 0
     if reconcile:
         # List first, then read owners: an object listed before its upload finished is owned

@@ -55,4 +55,9 @@ pending_objects = sa.Table(
     metadata,
     sa.Column("object_name", sa.String(200), primary_key=True),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    # Who was uploading what: a dead upload is put on the record by the sweeper.
+    sa.Column("package_id", sa.String(40), nullable=True),
+    sa.Column("item", sa.String(512), nullable=True),
+    sa.Column("authority", sa.String(64), nullable=True),
+    sa.Column("subject", sa.String(200), nullable=True),
 )

@@ -46,3 +46,23 @@ def test_metrics_count_requests_bytes_appends_denials(world: World) -> None:
     assert samples['evx_unauthenticated_total{reason="malformed"}'] == 1
     assert any(k.startswith("evx_http_requests_total{") and 'status="200"' in k for k in samples)
     assert samples["evx_ledger_append_seconds_count"] >= 5
+
+
+def test_stale_schema_reported_not_migrated(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.db import downgrade, upgrade
+    from service.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "d", auto_migrate=False)
+    settings.data_dir.mkdir()
+    upgrade(settings.resolved_database_url)
+    downgrade(settings.resolved_database_url, "0002_authorities")  # an older release's schema
+    with TestClient(create_app(settings)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "evx db upgrade" in r.json()["checks"]["database"]
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200

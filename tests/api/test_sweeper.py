@@ -18,14 +18,21 @@ def _objects(w: World) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-def _crashed_upload(w: World, started: datetime) -> str:
+def _crashed_upload(w: World, started: datetime, package_id: str = "pkg_x") -> str:
     """What a process killed after writing the object but before recording the item leaves."""
     vault = w.runtime.vault
     name = vault.new_object_name()
     with w.runtime.engine.begin() as conn:
-        repo.add_pending_object(conn, name, started)
-    vault.put_item("pkg_x", "x.bin", [b"half an upload"], object_name=name)
+        repo.add_pending_object(conn, name, started, package_id=package_id, item="x.bin",
+                                authority=OWNER, subject="officer-9")
+    vault.put_item(package_id, "x.bin", [b"half an upload"], object_name=name)
     return name
+
+
+def _sweep(w: World, now: datetime, **kwargs: object):
+    return sweep(w.runtime.engine, w.runtime.vault, now=now, grace=timedelta(hours=1),
+                 recorder=w.runtime.recorder, operator_authority=w.settings.operator_authority,
+                 **kwargs)
 
 
 def test_sweeper_removes_dead_uploads_only(world: World) -> None:
@@ -33,12 +40,19 @@ def test_sweeper_removes_dead_uploads_only(world: World) -> None:
     world.upload(package_id, "kept.bin", b"evidence that stays")
     kept = _objects(world)
     now = datetime.now(timezone.utc)
-    dead = _crashed_upload(world, now - timedelta(days=2))
-    in_progress = _crashed_upload(world, now - timedelta(minutes=1))
+    dead = _crashed_upload(world, now - timedelta(days=2), package_id)
+    in_progress = _crashed_upload(world, now - timedelta(minutes=1), package_id)
     assert {dead, dead + ENVELOPE_SUFFIX} <= _objects(world)
 
-    report = sweep(world.runtime.engine, world.runtime.vault, now=now, grace=timedelta(hours=1))
+    size = world.ledger_size()
+    report = _sweep(world, now)
     assert report.stale_pending == 1
+    recorded = world.entries(size)
+    assert [(e["action"], e["outcome"], e["package"], e["item"]) for e in recorded] == [
+        ("item.uploaded", "failed", package_id, "x.bin")]
+    assert recorded[0]["actor"] == {"authority": world.settings.operator_authority,
+                                    "subject": "evx-sweeper", "role": "system"}
+    assert recorded[0]["details"]["uploader"] == "officer-9"
     remaining = _objects(world)
     assert dead not in remaining and dead + ENVELOPE_SUFFIX not in remaining
     assert in_progress in remaining
@@ -56,8 +70,7 @@ def test_reconcile_removes_unowned_objects(world: World) -> None:
     kept = _objects(world)
     orphan = world.runtime.vault.put_item("pkg_y", "y.bin", [b"owned by nobody"]).object_name
     now = datetime.now(timezone.utc)
-    report = sweep(world.runtime.engine, world.runtime.vault, now=now, grace=timedelta(hours=1),
-                   reconcile=True)
+    report = _sweep(world, now, reconcile=True)
     assert report.unowned == 1
     assert orphan not in _objects(world)
     assert _objects(world) == kept
