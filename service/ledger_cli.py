@@ -40,15 +40,15 @@ def verify(
     raise typer.Exit(main(argv))
 
 
-@ledger_app.command("key")
-def key(
+@ledger_app.command("verifier-key")
+def verifier_key(
     key_file: Path | None = typer.Option(None, "--key-file",
                                          help="The log signing key (default EVX_LOG_KEY_FILE "
                                               "or the data directory's)."),
     origin: str | None = typer.Option(None, "--origin", help="Default EVX_LOG_ORIGIN."),
     create: bool = typer.Option(False, "--create", help="Generate the key (0600) if missing."),
 ) -> None:
-    """Print the log's C2SP verifier key, offline (for partners to pin)."""
+    """Print the verifier key of a log signing key file, offline (operators; to publish)."""
     from custody.note import Signer
     from service.ledger.keys import load_log_key, load_or_create_log_key
     from service.settings import load_settings
