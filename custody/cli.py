@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from custody.export import MAX_LINE_BYTES
 from custody.note import MAX_NOTE_BYTES, VerifierKey
 from custody.verify import VerifiedLedger, verify_export_lines
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "load_verifier_key", "main", "verify_file"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "available_cpus", "load_verifier_key", "main", "verify_file"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,19 +71,33 @@ def _bounded_lines(handle: BinaryIO) -> Iterator[bytes]:
         yield line
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (the default number of verification processes)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def verify_file(
     export_path: str | Path,
     verifier_key: VerifierKey,
     trusted_checkpoint: Checkpoint | None = None,
+    *,
+    workers: int = 1,
 ) -> VerifiedLedger:
     """Verify the export file at ``export_path`` (streaming; memory independent of its length).
+
+    Args:
+        workers: Processes checking entry lines (see :func:`custody.verify.verify_export_lines`).
 
     Raises:
         VerificationError: Any subclass -- the export does not verify (see ``custody.verify``).
         OSError: The file cannot be read.
     """
     with open(export_path, "rb") as handle:
-        return verify_export_lines(_bounded_lines(handle), verifier_key, trusted_checkpoint=trusted_checkpoint)
+        return verify_export_lines(_bounded_lines(handle), verifier_key, trusted_checkpoint=trusted_checkpoint,
+                                   workers=workers)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,7 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--checkpoint", help="a signed checkpoint saved from an earlier verification")
     verify.add_argument("--save-checkpoint", help="write the newly verified signed checkpoint here")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument("--workers", type=_positive_int, default=None,
+                        help="processes checking entry lines (default: the number of CPUs)")
     return parser
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def _report_failure(exc: Exception, as_json: bool, out: TextIO, err: TextIO) -> None:
@@ -126,7 +150,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         _report_failure(exc, args.json, out, err)
         return EXIT_USAGE
     try:
-        result = verify_file(args.export, key, trusted)
+        result = verify_file(args.export, key, trusted, workers=args.workers or available_cpus())
     except FormatError as exc:
         _report_failure(exc, args.json, out, err)
         return EXIT_USAGE

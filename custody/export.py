@@ -34,8 +34,10 @@ __all__ = [
     "ExportItem",
     "ExportRecord",
     "ExportTrailer",
+    "check_export_end",
     "iter_export",
     "read_export",
+    "read_export_line",
     "write_export",
 ]
 
@@ -149,6 +151,50 @@ def _header(obj: dict[str, object]) -> ExportHeader:
     return ExportHeader(origin, size)
 
 
+def read_export_line(line: bytes | str, number: int, position: int, *, after_checkpoint: bool = False) -> ExportItem:
+    """Parse line ``number`` (1-based) of an export, the reference way: one step of :func:`iter_export`.
+
+    ``position`` is the number of entry lines before it (the entry position it would hold);
+    ``after_checkpoint`` says whether the checkpoint line was already read.
+
+    Raises:
+        FormatError: As :func:`iter_export`, for this line.
+    """
+    if after_checkpoint:
+        raise FormatError("content after the checkpoint line", line=number)
+    obj = _load(line, number, None if number == 1 else position)
+    if number == 1:
+        return _header(obj)
+    keys = obj.keys()
+    if keys == _RECORD_KEYS:
+        leaf, raw_entry = obj["leaf_hash"], obj["entry"]
+        if not isinstance(leaf, str) or not _HEX_HASH_RE.match(leaf):
+            raise FormatError("leaf_hash must be 64 lowercase hex digits", index=position, line=number)
+        try:
+            entry = Entry.from_dict(raw_entry)
+        except FormatError as exc:
+            raise FormatError(exc.reason, index=position, line=number) from None
+        return ExportRecord(bytes.fromhex(leaf), entry)
+    if keys == _TRAILER_KEYS:
+        note = obj["checkpoint"]
+        if not isinstance(note, str):
+            raise FormatError("checkpoint must be a string", line=number)
+        return ExportTrailer(note)
+    raise FormatError("line is neither an entry nor the checkpoint", index=position, line=number)
+
+
+def check_export_end(lines_read: int, checkpoint_read: bool) -> None:
+    """The end-of-input checks of :func:`iter_export`.
+
+    Raises:
+        FormatError: The export was empty or did not end with the checkpoint line.
+    """
+    if lines_read == 0:
+        raise FormatError("export is empty", line=1)
+    if not checkpoint_read:
+        raise FormatError("export ends without a checkpoint line", line=lines_read + 1)
+
+
 def iter_export(lines: Iterable[bytes | str]) -> Iterator[ExportItem]:
     """Parse an export line by line: the header, each record, then the trailer.
 
@@ -160,35 +206,13 @@ def iter_export(lines: Iterable[bytes | str]) -> Iterator[ExportItem]:
     position = 0
     done = False
     for number, line in enumerate(lines, start=1):  # noqa: B007 - number used after the loop
-        if done:
-            raise FormatError("content after the checkpoint line", line=number)
-        obj = _load(line, number, None if number == 1 else position)
-        if number == 1:
-            yield _header(obj)
-            continue
-        keys = obj.keys()
-        if keys == _RECORD_KEYS:
-            leaf, raw_entry = obj["leaf_hash"], obj["entry"]
-            if not isinstance(leaf, str) or not _HEX_HASH_RE.match(leaf):
-                raise FormatError("leaf_hash must be 64 lowercase hex digits", index=position, line=number)
-            try:
-                entry = Entry.from_dict(raw_entry)
-            except FormatError as exc:
-                raise FormatError(exc.reason, index=position, line=number) from None
-            yield ExportRecord(bytes.fromhex(leaf), entry)
+        item = read_export_line(line, number, position, after_checkpoint=done)
+        if isinstance(item, ExportRecord):
             position += 1
-        elif keys == _TRAILER_KEYS:
-            note = obj["checkpoint"]
-            if not isinstance(note, str):
-                raise FormatError("checkpoint must be a string", line=number)
+        elif isinstance(item, ExportTrailer):
             done = True
-            yield ExportTrailer(note)
-        else:
-            raise FormatError("line is neither an entry nor the checkpoint", index=position, line=number)
-    if number == 0:
-        raise FormatError("export is empty", line=1)
-    if not done:
-        raise FormatError("export ends without a checkpoint line", line=number + 1)
+        yield item
+    check_export_end(number, done)
 
 
 def read_export(lines: Iterable[bytes | str]) -> Export:

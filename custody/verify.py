@@ -31,8 +31,9 @@ from custody.errors import (
     RootMismatch,
     SequenceError,
 )
-from custody.export import Export, ExportHeader, ExportRecord, iter_export
-from custody.merkle import CompactRange, verify_consistency, verify_inclusion
+from custody.canonical_line import CanonicalEntryLine, CheckedRun, check_canonical_entry_line
+from custody.export import Export, ExportHeader, ExportRecord, ExportTrailer, check_export_end, read_export_line
+from custody.merkle import HASH_SIZE, CompactRange, verify_consistency, verify_inclusion
 from custody.note import VerifierKey
 
 __all__ = [
@@ -116,6 +117,58 @@ class _LedgerWalk:
         self._compact.append(leaf)
         self._check_trusted_prefix()
 
+    def add_checked(self, line: CanonicalEntryLine) -> bool:
+        """Take an entry line :mod:`custody.canonical_line` accepted, if it is in its place.
+
+        Returns ``False`` and changes nothing when it is not (wrong index, broken chain): the
+        caller then reads the line the reference way and :meth:`add` raises the exact error.
+        Raises ForkError as :meth:`add` does.
+        """
+        if line.index != self._compact.size or line.prev != self._prev:
+            return False
+        package = line.package
+        if package is not None:
+            heads = self._heads
+            if line.package_prev != heads.get(package):
+                return False
+            heads[package] = line.leaf_hex
+        self._prev = line.leaf_hex
+        self._compact.append(line.leaf_hash)
+        if self._trusted is not None:
+            self._check_trusted_prefix()
+        return True
+
+    def add_checked_run(self, run: CheckedRun) -> bool:
+        """Take a run of consecutive entry lines a worker checked, if it continues the ledger.
+
+        The worker checked each line (as :meth:`add_checked` expects) and the links inside the
+        run; here only the links into it are checked: its start, its first ``prev``, and the
+        ``package_prev`` of each package's first entry in it.  Returns ``False`` and changes
+        nothing when one does not hold (the caller then reads the lines one by one and the
+        exact error surfaces).  Raises ForkError as :meth:`add` does.
+        """
+        heads = self._heads
+        if run.start != self._compact.size or run.first_prev != self._prev:
+            return False
+        for package, package_prev in run.first_package_prevs.items():
+            if heads.get(package) != package_prev:
+                return False
+        heads.update(run.last_package_leaves)
+        self._prev = run.last_leaf_hex
+        trusted = self._trusted
+        compact = self._compact
+        end = run.start + run.count
+        if run.subtree is not None and (trusted is None or not run.start < trusted.size < end):
+            compact.append_subtree(run.count.bit_length() - 1, run.subtree)
+            self._check_trusted_prefix()
+        else:
+            leaves = run.leaf_hashes
+            for offset in range(0, len(leaves), HASH_SIZE):
+                compact.append(leaves[offset:offset + HASH_SIZE])
+                if trusted is not None:
+                    self._check_trusted_prefix()
+        return True
+
     def _check_trusted_prefix(self) -> None:
         trusted = self._trusted
         if trusted is not None and self._compact.size == trusted.size:
@@ -180,30 +233,79 @@ def verify_export(
     return walk.finish(export.header, export.checkpoint_note, verifier_key)
 
 
+class _ExportReading:
+    """Reading an export line by line into a :class:`_LedgerWalk` (the state of one verification)."""
+
+    __slots__ = ("fast_path", "header", "note", "number", "walk")
+
+    def __init__(self, walk: _LedgerWalk, fast_path: bool) -> None:
+        self.walk = walk
+        self.fast_path = fast_path
+        self.header: ExportHeader | None = None
+        self.note: str | None = None
+        self.number = 0  # lines read so far
+
+    def feed(self, line: bytes | str) -> None:
+        """Read the next line: the fast path when it applies, else the reference path."""
+        self.number = number = self.number + 1
+        if self.fast_path and number > 1 and self.note is None:
+            checked = check_canonical_entry_line(line)
+            if checked is not None and self.walk.add_checked(checked):
+                return
+        item = read_export_line(line, number, self.walk.count, after_checkpoint=self.note is not None)
+        if isinstance(item, ExportRecord):
+            self.walk.add(item)
+        elif isinstance(item, ExportTrailer):
+            self.note = item.checkpoint_note
+        else:
+            self.header = item
+
+    def finish(self, verifier_key: VerifierKey) -> VerifiedLedger:
+        check_export_end(self.number, self.note is not None)
+        assert self.header is not None and self.note is not None  # line 1 / check_export_end
+        return self.walk.finish(self.header, self.note, verifier_key)
+
+
 def verify_export_lines(
     lines: Iterable[bytes | str],
     verifier_key: VerifierKey,
     *,
     trusted_checkpoint: Checkpoint | None = None,
+    fast_path: bool = True,
+    workers: int = 1,
 ) -> VerifiedLedger:
-    """:func:`verify_export` over export lines, streaming (one entry in memory at a time).
+    """:func:`verify_export` over export lines, streaming (memory independent of the length).
+
+    Entry lines in the exact layout our exporter writes are checked by
+    :mod:`custody.canonical_line` without building :class:`~custody.entry.Entry` objects; any
+    other line, and any line that fails a check there, is read the reference way, so the result
+    and every error (class, index, line, reason) are those of the reference path.
+
+    Args:
+        fast_path: ``False`` reads every line the reference way (for cross-checks and benchmarks).
+        workers: More than 1 checks chunks of entry lines in that many worker processes (see
+            :mod:`custody.verify_parallel`) once the export proves longer than one chunk; the
+            ledger walk stays in this process, so results and errors are the same.  Workers are
+            spawned, so a calling script needs the ``if __name__ == "__main__":`` idiom.
 
     Raises:
-        FormatError: A malformed line (with ``line``), besides everything :func:`verify_export` raises.
-        ValueError: As :func:`verify_export`.
+        FormatError: A malformed line (with ``line``), or content after the checkpoint line,
+            besides everything :func:`verify_export` raises.
+        ValueError: As :func:`verify_export`; or ``workers`` < 1.
     """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
     _check_trusted(trusted_checkpoint, verifier_key)
-    walk = _LedgerWalk(trusted_checkpoint)
-    header: ExportHeader | None = None
-    for item in iter_export(lines):
-        if isinstance(item, ExportRecord):
-            walk.add(item)
-        elif isinstance(item, ExportHeader):
-            header = item
-        else:
-            assert header is not None
-            return walk.finish(header, item.checkpoint_note, verifier_key)
-    raise AssertionError("iter_export ends with a trailer or raises")  # pragma: no cover
+    reading = _ExportReading(_LedgerWalk(trusted_checkpoint), fast_path)
+    if workers > 1 and fast_path:
+        from custody.verify_parallel import feed_in_parallel  # noqa: PLC0415 - only when asked
+
+        feed_in_parallel(reading, lines, workers)
+    else:
+        feed = reading.feed
+        for line in lines:
+            feed(line)
+    return reading.finish(verifier_key)
 
 
 def verify_consistency_from(

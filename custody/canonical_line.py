@@ -1,0 +1,249 @@
+"""Checking an export's entry line that is already canonical, without building an ``Entry``.
+
+Our exporter writes every entry line as ``{"entry":<canonical entry>,"leaf_hash":"<hex>"}``:
+the JCS bytes of the record, so the entry's canonical bytes sit verbatim between a fixed prefix
+and a fixed-length suffix.  For such a line, :func:`check_canonical_entry_line` proves
+everything the reference path (``Entry.from_dict`` via :mod:`custody.export`) would establish,
+more cheaply:
+
+* the slice parses (C decoder) to an object that re-serializes to *exactly* the slice with the
+  fast JCS encoder (``custody.jcs``: sort_keys, no whitespace, literal non-ASCII) -- so the slice
+  was canonical and had no duplicate keys (duplicates collapse and the bytes would differ), and
+  its leaf hash is ``SHA-256(0x00 || slice)`` with no second serialization;
+* the fields obey every rule of ``Entry``'s constructor (cheap ``dict``/``set`` checks);
+* the recorded leaf hash is that hash, as 64 lowercase hex digits.
+
+Anything else -- a line written another way, a float, a non-BMP details key, a wrong hash, any
+doubt -- returns ``None`` and the caller takes the reference path, which then raises exactly the
+error it always raised.  The checker therefore only needs to be *sound*: accept nothing the
+reference path would refuse or read differently.  ``tests/custody/test_canonical_line.py``
+cross-checks the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from json.scanner import c_make_scanner  # type: ignore[attr-defined]
+from typing import NamedTuple
+
+from custody.merkle import CompactRange
+
+# The very patterns and key sets Entry validates with, so the two cannot drift apart.
+from custody.entry import (
+    _ACTOR_KEYS,
+    _HEX_HASH_RE,
+    _KEYS,
+    _LEGAL_KEYS,
+    _TIME_RE,
+    ENTRY_VERSION,
+    MAX_ENTRY_BYTES,
+    Action,
+    Outcome,
+    Role,
+)
+from custody.jcs import MAX_SAFE_INTEGER, key_is_fast
+
+__all__ = ["CanonicalEntryLine", "CheckedRun", "check_canonical_entry_line", "check_entry_run"]
+
+_PREFIX = b'{"entry":'
+_LEAF_KEY = b',"leaf_hash":"'
+_HEX_LEN = 64
+_SUFFIX_LEN = len(_LEAF_KEY) + _HEX_LEN + len(b'"}')
+_HASH_AT = -(_HEX_LEN + 2)  # the hex digits are line[_HASH_AT:-2]
+_LEAF_KEY_AT = _HASH_AT - len(_LEAF_KEY)
+
+_ACTIONS = frozenset(member.value for member in Action)
+_OUTCOMES = frozenset(member.value for member in Outcome)
+_ROLES = frozenset(member.value for member in Role)
+_ALLOWED = Outcome.ALLOWED.value
+
+# The C scanner and encoder, built once and called directly: json.loads/JSONEncoder.encode add
+# a whitespace regex pass and build a new C encoder on every call.  The encoder's settings are
+# custody.jcs's fast path (separators "," ":", sorted keys, literal non-ASCII); markers=None
+# skips the cycle check, which parsed JSON cannot need.
+_scan = c_make_scanner(json.JSONDecoder())
+_encode = c_make_encoder(None, None, encode_basestring, None, ":", ",", True, False, False)
+_sha256 = hashlib.sha256
+_fromisoformat = datetime.fromisoformat
+
+
+class CanonicalEntryLine(NamedTuple):
+    """What the ledger walk needs of a checked entry line."""
+
+    index: int
+    leaf_hash: bytes
+    leaf_hex: str
+    prev: str | None
+    package: str | None
+    package_prev: str | None
+
+
+def check_canonical_entry_line(line: bytes | str) -> CanonicalEntryLine | None:
+    """The entry of a canonical, valid entry line with a correct leaf hash; else ``None``.
+
+    ``None`` says nothing about validity: read the line the reference way to find out.  Does
+    not check the entry's place in the ledger (index, ``prev``, ``package_prev``).  Raises
+    nothing.
+    """
+    if type(line) is not bytes:
+        try:
+            line = line.encode("utf-8") if type(line) is str else b""
+        except UnicodeEncodeError:
+            return None
+    if line[-1:] == b"\n":
+        line = line[:-1]
+    if (
+        not line.startswith(_PREFIX)
+        or line[_LEAF_KEY_AT:_HASH_AT] != _LEAF_KEY
+        or line[-2:] != b'"}'
+        or len(line) - len(_PREFIX) - _SUFFIX_LEN > MAX_ENTRY_BYTES
+    ):
+        return None
+    body = line[len(_PREFIX):_LEAF_KEY_AT]
+    try:
+        text = body.decode("utf-8")
+        obj, end = _scan(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    if type(obj) is not dict or end != len(text) or not _entry_fields_valid(obj):
+        return None
+    try:
+        if "".join(_encode(obj, 0)) != text:
+            return None
+    except (ValueError, RecursionError):  # pragma: no cover - fields already checked
+        return None
+    leaf = _sha256(b"\x00" + body).digest()
+    leaf_hex = leaf.hex()
+    if line[_HASH_AT:-2] != leaf_hex.encode("ascii"):
+        return None
+    return CanonicalEntryLine(obj["index"], leaf, leaf_hex, obj["prev"], obj["package"], obj["package_prev"])
+
+
+class CheckedRun(NamedTuple):
+    """The longest run of entry lines from a chunk that checked out, ready for the ledger walk."""
+
+    start: int  # the ledger position of its first entry
+    count: int
+    first_prev: str | None  # the first entry's prev (to link to the ledger so far)
+    last_leaf_hex: str
+    first_package_prevs: dict[str, str | None]  # package -> package_prev of its first entry here
+    last_package_leaves: dict[str, str]  # package -> leaf hash (hex) of its last entry here
+    leaf_hashes: bytes  # count * 32 bytes
+    subtree: bytes | None  # root over the run when it is a whole aligned perfect subtree
+
+
+def check_entry_run(start: int, lines: list[bytes]) -> CheckedRun:
+    """Check consecutive entry lines meant for positions ``start``, ``start + 1``, ... (a worker's job).
+
+    Stops before the first line that :func:`check_canonical_entry_line` refuses, that is not at
+    its position, or whose ``prev``/``package_prev`` does not link to an earlier line of the run;
+    links to entries before the run are the caller's to check.  Raises nothing.
+    """
+    leaves = bytearray()
+    firsts: dict[str, str | None] = {}
+    lasts: dict[str, str] = {}
+    first_prev: str | None = None
+    prev_hex = ""
+    count = 0
+    for count, line in enumerate(lines):  # noqa: B007 - count is the run length after the loop
+        checked = check_canonical_entry_line(line)
+        if checked is None or checked.index != start + count:
+            break
+        if count == 0:
+            first_prev = checked.prev
+        elif checked.prev != prev_hex:
+            break
+        package = checked.package
+        if package is not None:
+            last = lasts.get(package)
+            if last is None:
+                firsts[package] = checked.package_prev
+            elif checked.package_prev != last:
+                break
+            lasts[package] = checked.leaf_hex
+        prev_hex = checked.leaf_hex
+        leaves += checked.leaf_hash
+    else:
+        count = len(lines)
+    subtree = None
+    if count and count & (count - 1) == 0 and start % count == 0:
+        compact = CompactRange()
+        for offset in range(0, len(leaves), 32):
+            compact.append(bytes(leaves[offset:offset + 32]))
+        subtree = compact.root()
+    return CheckedRun(start, count, first_prev, prev_hex, firsts, lasts, bytes(leaves), subtree)
+
+
+def _entry_fields_valid(obj: dict[str, object]) -> bool:  # noqa: C901, PLR0911 - one rule per line
+    """The rules of ``Entry.from_dict`` and ``Entry.__post_init__`` over parsed JSON (exact types).
+
+    Keep in step with ``custody/entry.py``: a rule missing here would let the fast path accept
+    what the reference path refuses.
+    """
+    if obj.keys() != _KEYS:
+        return False
+    index, v = obj["index"], obj["v"]
+    if type(index) is not int or not 0 <= index <= MAX_SAFE_INTEGER or type(v) is not int or v != ENTRY_VERSION:
+        return False
+    time = obj["time"]
+    if type(time) is not str or not _TIME_RE.match(time):
+        return False
+    try:
+        _fromisoformat(time[:-1])
+    except ValueError:
+        return False
+    actor = obj["actor"]
+    if (
+        type(actor) is not dict
+        or actor.keys() != _ACTOR_KEYS
+        or type(actor["authority"]) is not str
+        or type(actor["subject"]) is not str
+    ):
+        return False
+    role, action, outcome = actor["role"], obj["action"], obj["outcome"]
+    if (
+        type(role) is not str or role not in _ROLES
+        or type(action) is not str or action not in _ACTIONS
+        or type(outcome) is not str or outcome not in _OUTCOMES
+    ):
+        return False
+    package, item, reason = obj["package"], obj["item"], obj["reason"]
+    if package is not None and (type(package) is not str or not package):
+        return False
+    if item is not None and (type(item) is not str or not item):
+        return False
+    if reason is not None and type(reason) is not str:
+        return False
+    if outcome != _ALLOWED and not reason:
+        return False
+    legal = obj["legal"]
+    if legal is not None and (
+        type(legal) is not dict
+        or legal.keys() != _LEGAL_KEYS
+        or type(legal["basis"]) is not str
+        or type(legal["request_reference"]) is not str
+    ):
+        return False
+    details = obj["details"]
+    if type(details) is not dict:
+        return False
+    for key, value in details.items():
+        # Keys from JSON are str; code-point order must equal JCS's UTF-16 order for the encoder.
+        if not (key.isascii() or key_is_fast(key)):
+            return False
+        if value is None or value is True or value is False or type(value) is str:
+            continue
+        if type(value) is not int or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return False
+    prev, package_prev = obj["prev"], obj["package_prev"]
+    if prev is not None and (type(prev) is not str or not _HEX_HASH_RE.match(prev)):
+        return False
+    if package_prev is not None and (type(package_prev) is not str or not _HEX_HASH_RE.match(package_prev)):
+        return False
+    if (index == 0) != (prev is None):
+        return False
+    return not (package is None and package_prev is not None)
+
