@@ -36,6 +36,17 @@ def _sweep_at_start(runtime: Runtime) -> None:
         log.warning("sweep_at_start_failed", error=type(exc).__name__)
 
 
+KEY_RELOAD_SECONDS = 60  # a KEK rotated by `evx keys rotate` reaches every replica this fast
+
+
+def _reload_keys(runtime: Runtime, stop: threading.Event) -> None:
+    while not stop.wait(KEY_RELOAD_SECONDS):
+        try:
+            runtime.keyring.reload()
+        except Exception as exc:  # noqa: BLE001 - keep the keys we have; readiness reports
+            log.warning("key_reload_failed", error=type(exc).__name__)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """A configured app. Pass ``runtime`` to share one between apps (tests, benchmarks)."""
     settings = settings or Settings()
@@ -44,11 +55,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
         if owns_runtime:
             # Uploads that died with an earlier process: removed in the background at start.
             threading.Thread(target=_sweep_at_start, args=(runtime,), daemon=True,
                              name="sweeper").start()
+            threading.Thread(target=_reload_keys, args=(runtime, stop), daemon=True,
+                             name="key-reload").start()
         yield
+        stop.set()
         if owns_runtime:
             runtime.close()
 

@@ -6,11 +6,12 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from service import ledger_cli, server_cli
+    from service import keys_cli, ledger_cli, server_cli
     from service.client import cli as client_cli
     from service.identity import cli as identity_cli
 
     server_cli.register(app)
     identity_cli.register(app)
     ledger_cli.register(app)
+    keys_cli.register(app)
     client_cli.register(app)

@@ -37,6 +37,7 @@ from service.packages.errors import (
 from service.packages.names import InvalidItemName, validate_item_name
 from service.packages.policy import Caller, Decision, Operation, Refusal, decide
 from service.recorder import CustodyRecorder
+from storage.errors import UnknownKey
 from storage.evidence import StoredItem
 
 Clock = Callable[[], datetime]
@@ -403,13 +404,21 @@ class PackageService:
             caller, "download.started", package=package_id, item=name, legal=legal,
             details={"offset": start, "length": end - start, "sha256": item.sha256})
         try:
-            chunks = self._vault.open_item(stored_from_json(item.storage), package_id, name,
-                                           offset=start,
-                                           length=end - start)
+            chunks = self._open(item, package_id, name, start, end - start)
         except Exception as exc:
             self.finish_download(caller, package_id, name, sent=0, error=exc)
             raise
         return Download(package, item, start, end, chunks, index)
+
+    def _open(self, item: repo.ItemRow, package_id: str, name: str, offset: int,
+              length: int) -> Iterator[bytes]:
+        stored = stored_from_json(item.storage)
+        try:
+            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
+        except UnknownKey:
+            # Another replica rotated the KEK and rewrapped this item: read the keys again.
+            self._vault.keyring.reload()
+            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
 
     def finish_download(self, caller: Caller, package_id: str, name: str, *, sent: int,
                         error: BaseException | None, expected: int | None = None) -> None:
