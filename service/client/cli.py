@@ -109,6 +109,8 @@ def package_create(
     case_reference: str = typer.Option(..., "--case-ref", help="Your case reference."),
     title: str = typer.Option(..., "--title", help="What the package holds."),
     description: str = typer.Option("", "--description"),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Print only the package id (PKG=$(evx package create -q ...))."),
     url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
 ) -> None:
     """Create an evidence package owned by your authority (investigators)."""
@@ -119,6 +121,9 @@ def package_create(
             p = api.json("POST", "/v1/packages", json={"case_reference": case_reference,
                                                        "title": title,
                                                        "description": description})
+        if quiet and not as_json:
+            print(p["id"])
+            return
         output.result(p, escape(f"created package {p['id']}  ({p['title']}, case "
                                 f"{p['case_reference']})\nnext: evx upload {p['id']} "
                                 "FILE-OR-DIR..."))

@@ -1,5 +1,5 @@
 """Real `evx serve` processes for the client tests: embedded defaults (SQLite + folder) and
-PostgreSQL + SeaweedFS. One server per module and backend: registering authorities and minting
+PostgreSQL + SeaweedFS. One server per backend for the session: registering authorities and minting
 tokens through the CLI costs a second per call."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def build_world(server: EvxServer) -> World:
     return World(server, *users)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     server = EvxServer(tmp_path_factory.mktemp("evx-embedded"))
     try:
@@ -49,7 +49,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
           seaweed: object) -> Iterator[World]:
     import sqlalchemy as sa
