@@ -73,7 +73,10 @@ def _when(value: Any) -> str:
 
 
 def _row(table: Table, *cells: str) -> None:
-    """Add a row of server-supplied text: escaped, so names cannot inject rich markup."""
+    """Add a row of server-supplied text: escaped, so names cannot inject rich markup; long
+    values (digests, item names) fold onto more lines instead of being cut."""
+    for column in table.columns:
+        column.overflow = "fold"
     table.add_row(*(escape(c) for c in cells))
 
 
@@ -420,7 +423,8 @@ def custody(
 
 def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
     table = Table("#", "time (UTC)", "authority / subject / role", "action", "outcome",
-                  "item", "legal reference", title=f"custody of {package_id}")
+                  "item", "legal reference", title=escape(f"custody of {package_id}"))
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for e in entries:
         actor = e["actor"]
         outcome = e["outcome"] if e["outcome"] == "allowed" else \
@@ -430,7 +434,7 @@ def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
         extra = ""
         if e["action"] == "share.created" and details.get("authority"):
             extra = f" → {details['authority']}"
-        _row(table, str(e["index"]), e["time"].replace("T", " ").rstrip("Z")[:23],
+        _row(table, str(e["index"]), e["time"][:19].replace("T", " "),
                       f"{actor['authority']} / {actor['subject']} / {actor['role']}",
                       e["action"] + extra, outcome, e.get("item") or "",
                       f"{legal['basis']}; {legal['request_reference']}" if legal else "")
