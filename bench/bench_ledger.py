@@ -1,7 +1,7 @@
 """Ledger benchmark on a real PostgreSQL: append throughput vs plain INSERT+COMMIT, offline
 verification speed, proof latency at 1M entries. Prints figures side by side; asserts nothing.
 
-    .venv/bin/python -m bench.bench_ledger [--entries 1000000] [--seconds 3]
+    .venv/bin/python -m bench.bench_ledger [--entries 1000000] [--seconds 6]
 
 Uses the server at $EVX_BENCH_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test)
 to create a database of its own, dropped at the end.
@@ -33,6 +33,8 @@ SERVER_URL = os.environ.get("EVX_BENCH_PG_URL",
                             "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ORIGIN = "evidence-exchange.bench/log"
 ACTOR = Actor("DE-BKA", "officer-4711", "investigator")
+#: Alternating plain/ledger slices per cell of the throughput table.
+SLICES = 6
 
 
 def make_event(n: int) -> Event:
@@ -84,27 +86,34 @@ def run_threads(writers: int, seconds: float, work: Callable[[int, int], None]) 
     return sum(counts)
 
 
-def plain_insert_rate(url: str, writers: int, seconds: float, row_bytes: int) -> float:
-    """Rows/s of single-row INSERT + COMMIT (synchronous commit) of ``row_bytes`` rows."""
+def side_by_side(url: str, ledger: Ledger, writers: int, seconds: float, row_bytes: int,
+                 slices: int = SLICES) -> tuple[float, float, float]:
+    """Plain rows/s, ledger appends/s and mean entries per ledger commit at ``writers``.
+
+    "Plain" is single-row INSERT + COMMIT (synchronous commit) of ``row_bytes`` rows. The two are
+    run in alternating slices, ``seconds`` in total each, so that the host's drifting load and
+    commit-flush latency weigh on both alike.
+    """
     engine = make_engine(url, pool_size=writers + 2)
     payload = "x" * row_bytes
     table = sa.table("bench_plain", sa.column("payload"))
-    done = run_threads(writers, seconds, lambda w, n: _insert_one(engine, table, payload))
-    engine.dispose()
-    return done / seconds
+    plain = appended = 0
+    batches0, items0 = ledger.append_stats
+    try:
+        for _ in range(slices):
+            plain += run_threads(writers, seconds / slices,
+                                 lambda w, n: _insert_one(engine, table, payload))
+            appended += run_threads(writers, seconds / slices,
+                                    lambda w, n: ledger.append(make_event(w * 10**6 + n)))
+    finally:
+        engine.dispose()
+    batches, items = ledger.append_stats
+    return plain / seconds, appended / seconds, (items - items0) / max(1, batches - batches0)
 
 
 def _insert_one(engine: sa.Engine, table: sa.TableClause, payload: str) -> None:
     with engine.begin() as conn:
         conn.execute(table.insert().values(payload=payload))
-
-
-def append_rate(ledger: Ledger, writers: int, seconds: float) -> tuple[float, float]:
-    """Appends/s through :meth:`Ledger.append` from ``writers`` threads, and mean batch size."""
-    batches0, items0 = ledger.append_stats
-    done = run_threads(writers, seconds, lambda w, n: ledger.append(make_event(w * 10**6 + n)))
-    batches, items = ledger.append_stats
-    return done / seconds, (items - items0) / max(1, batches - batches0)
 
 
 def fill(ledger: Ledger, target: int, batch: int = 5_000) -> float:
@@ -160,7 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--verify-entries", type=int, default=200_000)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--samples", type=int, default=500)
     args = parser.parse_args()
 
@@ -175,14 +184,14 @@ def main() -> None:
             sample = ledger.append(make_event(0))
             row_bytes = len(sample.entry.canonical_bytes()) + 32 + 60  # + hash + index columns
             print(f"PostgreSQL append throughput, synchronous_commit=on, {args.seconds:g}s per "
-                  f"cell, entry row ~{row_bytes} bytes")
+                  f"cell in {SLICES} alternating slices, entry row ~{row_bytes} bytes")
             print(f"{'writers':>7} {'plain INSERT+COMMIT/s':>22} {'ledger append/s':>16} "
                   f"{'ratio':>6} {'entries/commit':>15}")
             for writers in (1, 4, 16):
-                plain = plain_insert_rate(url, writers, args.seconds, row_bytes)
-                rate, batch = append_rate(ledger, writers, args.seconds)
+                plain, rate, batch = side_by_side(url, ledger, writers, args.seconds, row_bytes)
                 print(f"{writers:>7} {plain:>22,.0f} {rate:>16,.0f} {rate / plain:>5.2f}x "
                       f"{batch:>15.1f}")
+            print(f"(optimistic appends refused for a stale head: {ledger.stale_heads})")
 
             filled = fill(ledger, args.verify_entries)
             count, export_rate, verify_rate = verification_rate(ledger)

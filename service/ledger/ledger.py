@@ -55,7 +55,8 @@ class Ledger:
     def __init__(self, engine: sa.Engine, log_key: Ed25519PrivateKey, *, origin: str,
                  clock: Clock = utc_now, max_batch: int = MAX_BATCH,
                  owns_engine: bool = False) -> None:
-        """Use ``engine`` (from :func:`service.db.make_engine`), migrated to ``0001_ledger``+.
+        """Use ``engine`` (from :func:`service.db.make_engine`), migrated to the newest revision
+        (PostgreSQL needs ``0004_ledger_append`` for its guarded appends).
 
         ``origin`` names the log in checkpoints and is the signing key's name.
         Raises ``ValueError`` for an invalid origin.
@@ -91,6 +92,12 @@ class Ledger:
     def append_stats(self) -> tuple[int, int]:
         """``(transactions, entries)`` appended by this instance: the group-commit batching."""
         return self._committer.stats
+
+    @property
+    def stale_heads(self) -> int:
+        """Batches this instance had to sequence again under the head lock because another
+        process or replica appended first (the optimistic path's misses)."""
+        return self._sequencer.stale_heads
 
     def close(self) -> None:
         """Finish queued appends, stop the writer, dispose an engine opened by :meth:`open`."""

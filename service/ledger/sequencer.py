@@ -1,11 +1,38 @@
 """The append transaction: give events their place in the one linear log and store them.
 
-Every append -- from any thread, process or API replica -- goes through :meth:`Sequencer.append`,
-which takes the log's single head row under a write lock (``SELECT ... FOR UPDATE`` on
-PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), assigns the next indexes, chains ``prev`` and
-``package_prev``, inserts the entries and every perfect Merkle node they complete, moves the heads
-forward and commits -- all in one transaction. Holding the head lock is what makes the log
-linear: no two writers can see the same size, so there is no fork, gap or duplicate index.
+Every append -- from any thread, process or API replica -- goes through :meth:`Sequencer.append`.
+A batch is *sequenced* (indexes, ``prev`` and ``package_prev`` chains, leaf hashes, every perfect
+Merkle node it completes) against a known head, then stored with the head moved forward in the
+same transaction. Two ways to know the head:
+
+**Locking path** (SQLite, the first batch of a writer, and every retry). Take the single head row
+under a write lock (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
+read what is needed, sequence, write, commit. No two writers can hold the lock at once, so no two
+can sequence against the same size: no fork, gap or duplicate index.
+
+**Optimistic path** (PostgreSQL). After each commit the writer keeps the head it just wrote:
+size, last leaf hash, last time, the Merkle frontier (the perfect nodes covering ``[0, size)``)
+and the heads of the packages it touched. All of that is exactly the database's state *as long as
+the head row still shows that size and last leaf*: every append by anyone moves the head, and the
+head only moves forward (migration ``0001`` trigger). So the next batch is sequenced against the
+cache and sent with BEGIN, ``ledger_advance_head(expected size, expected leaf -> new)``, the
+INSERTs, ``ledger_advance_package_head(expected last index -> new)`` per package and COMMIT, in
+one pipelined round trip (:func:`pgpipeline.commit_on_cached_head`). Why that is safe:
+
+- The head guard runs first and updates the head row, so it takes the row lock the locking path
+  takes; a concurrent writer is serialized behind it, or it behind them -- and then re-checks the
+  *committed* row (READ COMMITTED re-evaluation) and finds the size moved.
+- A failing guard raises, so the server skips the rest of the pipeline, COMMIT included: a stale
+  batch never commits anything. The entries' and nodes' primary keys are a second guard: a batch
+  sequenced at an index another writer used collides.
+- Package heads of packages not in the cache are read without a lock just before; that read
+  can only be newer than the cached head if the head moved, which the head guard then refuses.
+  The package guards refuse it independently.
+- Durable before return: the COMMIT's reply (``synchronous_commit=on``) is awaited.
+
+When a guard refuses, the batch is rolled back, the cache is dropped and the batch is sequenced
+again on the locking path, which reloads the head from the database. Batches too large for the
+pipeline (``append_many`` bulk loads) also take the locking path, where they are written by COPY.
 """
 
 from __future__ import annotations
@@ -15,6 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import psycopg
 import sqlalchemy as sa
@@ -36,18 +64,26 @@ COPY_THRESHOLD = 256
 #: How many package heads a writer remembers between batches (each ~100 bytes).
 PACKAGE_HEAD_CACHE_SIZE = 10_000
 
+#: Largest batch sent on the optimistic path; larger ones take the locking path and COPY.
+OPTIMISTIC_MAX_EVENTS = COPY_THRESHOLD // 4
+
 
 def utc_now() -> datetime:
     """The current time, UTC, to the microsecond."""
     return datetime.now(UTC)
 
 
+class _PackageHead(NamedTuple):
+    last_index: int
+    last_leaf: bytes
+
+
 @dataclass
 class _Frontier:
-    """What the writer knows about the log right after its own last commit.
+    """What the writer knows about the log: the head at ``size`` and what follows from it.
 
-    It is only trusted while the head row still shows the same size and last leaf hash: any other
-    writer's append changes both, and the cache is then reloaded from the database.
+    Exactly the database's state while the head row shows the same size and last leaf hash; any
+    other writer's append changes both (see the module docstring).
     """
 
     size: int = -1
@@ -55,7 +91,26 @@ class _Frontier:
     last_time: str | None = None
     # Perfect nodes covering [0, size), largest first: (level, index, hash).
     stack: list[tuple[int, int, bytes]] = field(default_factory=list)
-    packages: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    packages: OrderedDict[str, _PackageHead] = field(default_factory=OrderedDict)
+
+    @property
+    def known(self) -> bool:
+        return self.size >= 0
+
+    def copy(self) -> _Frontier:
+        return _Frontier(self.size, self.last_leaf, self.last_time, list(self.stack),
+                         OrderedDict(self.packages))
+
+
+@dataclass
+class _Batch:
+    """A batch sequenced against a frontier: its rows, and the frontier after it."""
+
+    entries: list[dict[str, object]]
+    nodes: list[dict[str, object]]
+    packages: list[dict[str, object]]
+    appended: list[AppendedEntry]
+    after: _Frontier
 
 
 class Sequencer:
@@ -70,6 +125,14 @@ class Sequencer:
         self._conn: sa.Connection | None = None
         dialect = engine.dialect.name
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._optimistic = dialect == "postgresql"
+        self._stale_heads = 0
+
+    @property
+    def stale_heads(self) -> int:
+        """Optimistic batches refused because another writer had appended since this one's last
+        commit (each then sequenced again under the head lock)."""
+        return self._stale_heads
 
     def append(self, events: Sequence[Event]) -> list[AppendedEntry]:
         """Durably append ``events`` in order; returns them as recorded.
@@ -80,16 +143,20 @@ class Sequencer:
         with self._lock:
             try:
                 conn = self._connection()
-                with conn.begin():
-                    appended, frontier = self._append(conn, events)
+                batch = self._append_on_cached_head(conn, events)
+                if batch is None:
+                    with conn.begin():
+                        batch = self._append_locked(conn, events)
             except LedgerCorrupted:
                 self._reset()
                 raise
             except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
                 self._reset()
                 raise LedgerUnavailable(f"ledger append failed: {type(exc).__name__}") from exc
-            self._frontier = frontier
-            return appended
+            self._frontier = batch.after
+            while len(self._frontier.packages) > PACKAGE_HEAD_CACHE_SIZE:
+                self._frontier.packages.popitem(last=False)
+            return batch.appended
 
     def close(self) -> None:
         """Release the writer's connection."""
@@ -112,8 +179,30 @@ class Sequencer:
             except sa.exc.SQLAlchemyError:
                 pass
 
-    def _append(self, conn: sa.Connection, events: Sequence[Event]
-                ) -> tuple[list[AppendedEntry], _Frontier]:
+    def _append_on_cached_head(self, conn: sa.Connection, events: Sequence[Event]
+                               ) -> _Batch | None:
+        """The optimistic path; ``None`` when the locking path must (or did not yet) run."""
+        if not (self._optimistic and self._frontier.known
+                and len(events) <= OPTIMISTIC_MAX_EVENTS):
+            return None
+        frontier = self._frontier.copy()
+        missing = sorted({e.package for e in events if e.package} - frontier.packages.keys())
+        if missing:
+            for package, (index, leaf) in pgpipeline.read_package_heads(conn, missing).items():
+                frontier.packages[package] = _PackageHead(index, leaf)
+        batch = self._sequence(frontier, events)
+        try:
+            pgpipeline.commit_on_cached_head(
+                conn, batch.entries, batch.nodes, batch.packages,
+                expected=(self._frontier.size, self._frontier.last_leaf),
+                new=(batch.after.size, batch.appended[-1].leaf_hash))
+        except pgpipeline.HeadMoved:
+            self._stale_heads += 1
+            self._frontier = _Frontier()  # reload everything under the lock
+            return None
+        return batch
+
+    def _append_locked(self, conn: sa.Connection, events: Sequence[Event]) -> _Batch:
         row = conn.execute(
             sa.select(tables.head.c.size, tables.head.c.last_leaf_hash)
             .where(tables.head.c.id == tables.HEAD_ROW_ID)
@@ -124,12 +213,33 @@ class Sequencer:
         size, last_leaf = int(row.size), row.last_leaf_hash
         cached = self._frontier
         if cached.size == size and cached.last_leaf == last_leaf:
-            frontier = _Frontier(size, last_leaf, cached.last_time, list(cached.stack),
-                                 OrderedDict(cached.packages))
+            frontier = cached.copy()
         else:
             frontier = self._load_frontier(conn, size, last_leaf)
         self._load_package_heads(conn, frontier, {e.package for e in events if e.package})
+        batch = self._sequence(frontier, events)
 
+        if conn.dialect.name == "postgresql" and len(batch.nodes) < COPY_THRESHOLD:
+            moved = pgpipeline.write_batch(
+                conn, batch.entries, batch.nodes, batch.packages,
+                old_size=size, new_size=batch.after.size, last_leaf=batch.appended[-1].leaf_hash)
+        else:
+            _insert_rows(conn, tables.entries, batch.entries)
+            _insert_rows(conn, tables.nodes, batch.nodes)
+            if batch.packages:
+                self._upsert_package_heads(conn, batch.packages)
+            moved = conn.execute(
+                tables.head.update()
+                .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
+                .values(size=batch.after.size, last_leaf_hash=batch.after.last_leaf)
+            ).rowcount
+        if moved != 1:
+            raise LedgerCorrupted("the ledger head moved while it was locked")
+        return batch
+
+    def _sequence(self, frontier: _Frontier, events: Sequence[Event]) -> _Batch:
+        """Place ``events`` after ``frontier`` (which must hold every package head they need);
+        ``frontier`` becomes the state after them."""
         time = format_time(self._clock())
         if frontier.last_time is not None and time < frontier.last_time:
             time = frontier.last_time  # never go back in time, whatever this host's clock says
@@ -139,11 +249,11 @@ class Sequencer:
         appended: list[AppendedEntry] = []
         for event in events:
             index = frontier.size
-            package_prev = frontier.packages.get(event.package) if event.package else None
+            package_head = frontier.packages.get(event.package) if event.package else None
             entry = event.to_entry(
                 index=index, time=time,
                 prev=frontier.last_leaf.hex() if frontier.last_leaf is not None else None,
-                package_prev=package_prev.hex() if package_prev is not None else None)
+                package_prev=package_head.last_leaf.hex() if package_head else None)
             leaf = entry.leaf_hash()
             entry_rows.append({
                 "idx": index, "leaf_hash": leaf, "canonical": entry.canonical_bytes().decode(),
@@ -152,37 +262,21 @@ class Sequencer:
             })
             node_rows.extend(_push_leaf(frontier.stack, index, leaf))
             if entry.package is not None:
-                frontier.packages[entry.package] = leaf
+                frontier.packages[entry.package] = _PackageHead(index, leaf)
                 frontier.packages.move_to_end(entry.package)
                 previous = package_rows.get(entry.package)
                 package_rows[entry.package] = {
                     "package": entry.package, "last_index": index, "last_leaf_hash": leaf,
                     "count": (previous["count"] if previous else 0) + 1,  # type: ignore[operator]
+                    "expected_last_index": (previous["expected_last_index"] if previous
+                                            else package_head.last_index if package_head
+                                            else None),
                 }
             frontier.size += 1
             frontier.last_leaf = leaf
             appended.append(AppendedEntry(index, leaf, entry))
         frontier.last_time = time
-
-        if conn.dialect.name == "postgresql" and len(node_rows) < COPY_THRESHOLD:
-            moved = pgpipeline.write_batch(
-                conn, entry_rows, node_rows, list(package_rows.values()),
-                old_size=size, new_size=frontier.size, last_leaf=frontier.last_leaf)
-        else:
-            _insert_rows(conn, tables.entries, entry_rows)
-            _insert_rows(conn, tables.nodes, node_rows)
-            if package_rows:
-                self._upsert_package_heads(conn, list(package_rows.values()))
-            moved = conn.execute(
-                tables.head.update()
-                .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
-                .values(size=frontier.size, last_leaf_hash=frontier.last_leaf)
-            ).rowcount
-        if moved != 1:
-            raise LedgerCorrupted("the ledger head moved while it was locked")
-        while len(frontier.packages) > PACKAGE_HEAD_CACHE_SIZE:
-            frontier.packages.popitem(last=False)
-        return appended, frontier
+        return _Batch(entry_rows, node_rows, list(package_rows.values()), appended, frontier)
 
     def _upsert_package_heads(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
         statement = self._insert(tables.package_heads)
@@ -193,7 +287,7 @@ class Sequencer:
                 "last_leaf_hash": statement.excluded.last_leaf_hash,
                 "count": tables.package_heads.c.count + statement.excluded.count,
             },
-        ), rows)
+        ), [{k: v for k, v in row.items() if k != "expected_last_index"} for row in rows])
 
     @staticmethod
     def _load_frontier(conn: sa.Connection, size: int, last_leaf: bytes | None) -> _Frontier:
@@ -224,11 +318,12 @@ class Sequencer:
         if not missing:
             return
         rows = conn.execute(
-            sa.select(tables.package_heads.c.package, tables.package_heads.c.last_leaf_hash)
+            sa.select(tables.package_heads.c.package, tables.package_heads.c.last_index,
+                      tables.package_heads.c.last_leaf_hash)
             .where(tables.package_heads.c.package.in_(missing))
         )
-        for package, leaf in rows:
-            frontier.packages[package] = leaf
+        for package, index, leaf in rows:
+            frontier.packages[package] = _PackageHead(int(index), bytes(leaf))
 
 
 def fetch_nodes(conn: sa.Connection, keys: Sequence[tuple[int, int]] | set[tuple[int, int]]
