@@ -42,7 +42,9 @@ def build_world(server: EvxServer) -> World:
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    server = EvxServer(tmp_path_factory.mktemp("evx-embedded"))
+    # No clock leeway, so a token can be shown to expire within a test.
+    server = EvxServer(tmp_path_factory.mktemp("evx-embedded"),
+                       extra_env={"EVX_TOKEN_LEEWAY_SECONDS": "0"})
     try:
         yield build_world(server)
     finally:
