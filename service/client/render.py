@@ -78,9 +78,3 @@ class Transfers:
 
     def reset(self, task: TaskID, description: str, done: int = 0) -> None:
         self._bars.update(task, description=description, completed=done)
-
-    def finish(self, task: TaskID, description: str | None = None) -> None:
-        total = self._bars.tasks[[t.id for t in self._bars.tasks].index(task)].total
-        self._bars.update(task, completed=total, description=description
-                          or self._bars.tasks[[t.id for t in self._bars.tasks].index(task)]
-                          .description)

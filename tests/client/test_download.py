@@ -4,6 +4,7 @@ object refused with nothing left that looks like a good file."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import time
 from pathlib import Path
@@ -116,3 +117,25 @@ def test_tampered_object_is_refused_and_nothing_is_left_in_place(embedded: World
     record = world.recipient_auditor.json("custody", package)
     assert any(e["action"] == "download.aborted" and e["outcome"] == "failed"
                for e in record["entries"])
+
+
+def test_a_bad_partial_is_caught_deleted_and_the_next_run_is_clean(embedded: World,
+                                                                  tmp_path: Path) -> None:
+    world = embedded
+    evidence = write_random(tmp_path / "memory.dmp", 2 * 1024 * 1024 + 1)
+    package = _shared_package(world, [evidence])
+    out = tmp_path / "received"
+    partial = out / ".evx-partial" / "memory.dmp.part"
+    partial.parent.mkdir(parents=True)
+    data = evidence.read_bytes()
+    # A partial file whose bytes are not the item's (a disk error, a tampered copy).
+    partial.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:1024 * 1024])
+
+    refused = world.recipient.run("download", package, "-o", str(out), "--json", expect=1)
+    assert json.loads(refused.stdout)["error"] == "digest-mismatch"
+    assert "does NOT match its recorded digest" in refused.stderr
+    assert not partial.exists() and not (out / "memory.dmp").exists()
+
+    fresh = world.recipient.json("download", package, "-o", str(out))
+    assert fresh["items"][0]["resumed_from"] == 0
+    assert (out / "memory.dmp").read_bytes() == data
