@@ -82,8 +82,8 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
                            "The custody ledger cannot be written, so the service refused the "
                            "operation. Retry later; if it persists, tell the operator."),
     "store-unavailable": (UnavailableError, "The evidence store is unavailable; retry later."),
-    "internal": (UnavailableError, "The service failed; retry later or tell the operator "
-                                   "(with the X-Request-Id below)."),
+    "internal": (UnavailableError, "The service failed; retry later, and tell the operator "
+                                   "if it persists."),
 }
 
 _TOKEN_ADVICE = {
@@ -128,8 +128,8 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
             hint = _TOKEN_ADVICE.get(reason, hint)
             if reason == "expired":
                 detail = "the token has expired"
-    if slug == "integrity-failure" or kind is UnavailableError and request_id:
-        hint = f"{hint} (request id {request_id})" if request_id else hint
+    if request_id and (slug == "integrity-failure" or kind is UnavailableError):
+        hint = f"{hint} (request id {request_id})"
     return kind(detail, hint=hint, slug=slug, details=details)
 
 
