@@ -99,7 +99,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         started = time.perf_counter()
         status = 500
         try:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # rendered here so the 500 carries the request id
+                log.error("unhandled_error", path=request.url.path, error=type(exc).__name__,
+                          exc_info=exc)
+                response = problems.problem_response(
+                    problems.INTERNAL, "An internal error occurred; quote the request id "
+                    "when you report it.", request.url.path, request_id=request_id)
             status = response.status_code
             response.headers[REQUEST_ID_HEADER] = request_id
             return response

@@ -57,6 +57,9 @@ DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
 VALIDATION = ProblemType(422, "validation", "The request is invalid")
 INTEGRITY = ProblemType(500, "integrity-failure",
                         "Stored evidence failed its integrity check; nothing was served")
+LEDGER_INCONSISTENT = ProblemType(
+    500, "ledger-inconsistent",
+    "The stored ledger does not match its signed checkpoints or the log key; nothing is served")
 LEDGER_UNAVAILABLE = ProblemType(503, "ledger-unavailable",
                                  "The custody ledger cannot be written; the operation was refused")
 STORE_UNAVAILABLE = ProblemType(503, "store-unavailable", "The evidence store is unavailable")
@@ -166,6 +169,7 @@ def register_domain_errors() -> None:
         (InvalidItemName, VALIDATION),
         (identity.AuthenticationFailed, UNAUTHENTICATED),
         (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
+        (ledger.LedgerCorrupted, LEDGER_INCONSISTENT),
         (ledger.InvalidProofRequest, VALIDATION),
         (ledger.EntryNotFound, NOT_FOUND),
         (storage.IntegrityError, INTEGRITY),

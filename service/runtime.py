@@ -77,7 +77,27 @@ class Runtime:
             checks["keys"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["keys"] = f"unavailable: {type(exc).__name__}"
+        try:
+            checks["log_key"] = self._log_key_check()
+        except Exception as exc:  # noqa: BLE001
+            checks["log_key"] = f"unavailable: {type(exc).__name__}"
         return checks
+
+    def _log_key_check(self) -> str:
+        """The latest signed checkpoint must verify under the key this replica signs with: a
+        replaced or mismatched log key must not go on serving (partners would see a new key)."""
+        from custody.checkpoint import Checkpoint
+        from custody.errors import VerificationError
+
+        latest = self.ledger.latest_checkpoint()
+        if latest is None:
+            return "ok"
+        try:
+            Checkpoint.verify(latest.note, self.ledger.verifier_key)
+        except VerificationError:
+            return ("mismatch: the latest checkpoint is not signed by this log key "
+                    "(EVX_LOG_KEY_FILE replaced?)")
+        return "ok"
 
     def close(self) -> None:
         close = getattr(self.ledger, "close", None)

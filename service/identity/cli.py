@@ -30,15 +30,19 @@ def register(app: typer.Typer) -> None:
 @contextmanager
 def _registry_session() -> Iterator[tuple[Any, Path]]:
     """One transaction on the configured database (migrated first), and the data directory."""
-    from service.db import make_engine, upgrade
-    from service.settings import Settings
+    from service.db import SQLITE_BEGIN, make_engine, upgrade
+    from service.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
+    if settings.auto_migrate:
+        upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     try:
-        with engine.begin() as conn:
+        # SQLite: take the write lock up front so concurrent commands wait their turn (a
+        # deferred transaction that reads first cannot wait for it and fails at once).
+        with engine.connect() as conn, \
+                conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
             yield conn, settings.data_dir
     except IdentityError as exc:
         typer.echo(f"error: {exc}", err=True)

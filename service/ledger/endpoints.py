@@ -18,7 +18,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
+from custody.checkpoint import Checkpoint
+from custody.errors import VerificationError
 from service.auth import Officer
+from service.ledger.errors import LedgerCorrupted
 from service.identity.tokens import Principal
 from service.packages.errors import AccessDenied
 
@@ -64,6 +67,11 @@ def current_checkpoint(runtime: Any) -> Any:
     """The latest signed checkpoint if it covers the whole tree, else a freshly signed one."""
     latest = runtime.ledger.latest_checkpoint()
     if latest is not None and latest.tree_size == runtime.ledger.tree_size():
+        try:
+            Checkpoint.verify(latest.note, runtime.ledger.verifier_key)
+        except VerificationError:
+            raise LedgerCorrupted("the latest checkpoint is not signed by the current log "
+                                  "key; refusing to serve it") from None
         return latest
     return runtime.ledger.sign_checkpoint()
 

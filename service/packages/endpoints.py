@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from service.auth import Officer
 from storage.errors import IntegrityError as StorageIntegrityError
 from service.packages import repository as repo
+from service.packages.errors import ItemNotFound
 from service.packages.http_fields import (
     format_sha256_digest,
     parse_content_digest,
@@ -154,6 +155,20 @@ def revoke_share(package_id: str, authority: str, officer: Officer,
     service = _service(request)
     share = service.revoke(officer, package_id, authority)
     return _share_out(share, False)
+
+
+@router.head("/{package_id}/items/{name:path}/content", responses=ERRORS)
+def item_content_head(package_id: str, name: str, officer: Officer, request: Request) -> Response:
+    """Size and digest of an item without its bytes (a metadata read, on the record)."""
+    service = _service(request)
+    _, items, _ = service.read(officer, package_id)
+    item = next((i for i in items if i.name == name), None)
+    if item is None:
+        raise ItemNotFound(f"the package has no item {name!r}")
+    return Response(status_code=200, headers={
+        "Repr-Digest": format_sha256_digest(item.sha256), "ETag": f'"{item.sha256}"',
+        "Accept-Ranges": "bytes", "Content-Length": str(item.size),
+        "Cache-Control": "no-store"})
 
 
 @router.get("/{package_id}/items/{name:path}/content", responses={

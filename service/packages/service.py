@@ -8,6 +8,7 @@ refused (``LedgerUnavailable``) and nothing leaves the store.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import hmac
 import secrets
 import threading
@@ -346,6 +347,9 @@ class PackageService:
                 if expires_at <= now:
                     raise self._refuse(caller, "share.created", package_id, InvalidRequest(
                         "expires_at is in the past"), outcome="failed")
+                # Stored and recorded in UTC: SQLite keeps no offset, and the ledger and the
+                # share row must say the same instant.
+                expires_at = expires_at.astimezone(timezone.utc)
             self._recorder.record(
                 caller, "share.created", package=package_id, legal=legal,
                 details={"authority": authority,
@@ -405,10 +409,13 @@ class PackageService:
             details={"offset": start, "length": end - start, "sha256": item.sha256})
         try:
             chunks = self._open(item, package_id, name, start, end - start)
+            # Authenticate the first chunk before any header goes out: a tampered object is
+            # then a clear 500 integrity failure, not a connection cut after a 200.
+            first = next(chunks, b"")
         except Exception as exc:
             self.finish_download(caller, package_id, name, sent=0, error=exc)
             raise
-        return Download(package, item, start, end, chunks, index)
+        return Download(package, item, start, end, itertools.chain((first,), chunks), index)
 
     def _open(self, item: repo.ItemRow, package_id: str, name: str, offset: int,
               length: int) -> Iterator[bytes]:

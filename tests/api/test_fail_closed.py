@@ -76,3 +76,38 @@ def test_every_operation_refused_when_ledger_fails(world: World) -> None:
     assert _objects(world) == objects_before
     r = world.client.get("/v1/packages", headers=h)
     assert [p["id"] for p in r.json()["packages"]] == [package_id]
+
+
+def test_tampered_object_is_a_clear_integrity_error_before_any_byte(world: World) -> None:
+    package_id = world.sealed_shared_package({"t.bin": b"evidence " * 50_000})
+    root = world.settings.objects_dir
+    content = next(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".keys"))
+    raw = bytearray(content.read_bytes())
+    raw[100] ^= 0x01  # inside the first chunk
+    content.write_bytes(bytes(raw))
+    size = world.ledger_size()
+    r = world.client.get(f"/v1/packages/{package_id}/items/t.bin/content",
+                         headers=world.headers(RECIPIENT))
+    assert r.status_code == 500
+    assert r.json()["type"].endswith("/integrity-failure")
+    assert b"evidence evidence" not in r.content
+    recorded = [(e["action"], e["outcome"]) for e in world.entries(size)]
+    assert recorded == [("download.started", "allowed"), ("download.aborted", "failed")]
+
+
+def test_replaced_log_key_is_refused_not_served(world: World) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from service.ledger.ledger import Ledger
+
+    h = world.headers(RECIPIENT)
+    assert world.client.get("/v1/ledger/checkpoint", headers=h).status_code == 200
+    world.sealed_shared_package()  # the tree grows past the signed checkpoint
+    # The operator swaps the signing key under a running replica.
+    world.runtime.ledger = Ledger(world.runtime.engine, Ed25519PrivateKey.generate(),
+                                  origin=world.settings.log_origin)
+    world.runtime.recorder._ledger = world.runtime.ledger  # noqa: SLF001
+    r = world.client.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["log_key"].startswith("mismatch")
+    r = world.client.get("/v1/ledger/checkpoint", headers=h)
+    assert r.status_code == 500 and r.json()["type"].endswith("/ledger-inconsistent")

@@ -11,7 +11,8 @@ def test_health_and_readiness(world: World) -> None:
     assert world.client.get("/healthz").json() == {"status": "ok"}
     r = world.client.get("/readyz")
     assert r.status_code == 200
-    assert r.json()["checks"] == {"database": "ok", "object_store": "ok", "keys": "ok"}
+    assert r.json()["checks"] == {"database": "ok", "object_store": "ok", "keys": "ok",
+                                  "log_key": "ok"}
 
 
 def test_not_ready_when_object_store_is_gone(world: World) -> None:

@@ -178,3 +178,29 @@ def test_range_not_satisfiable_and_if_range(world: World) -> None:
     fresh = world.client.get(url, headers={**world.headers(RECIPIENT), "Range": "bytes=10-",
                                            "If-Range": etag})
     assert fresh.status_code == 206 and fresh.content == DATA[10:]
+
+
+def test_head_gives_size_and_digest_without_bytes(world: World) -> None:
+    package_id = world.sealed_shared_package({"d.bin": DATA})
+    r = world.client.head(f"/v1/packages/{package_id}/items/d.bin/content",
+                          headers=world.headers(RECIPIENT))
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["repr-digest"] == _digest(DATA)
+    assert r.headers["content-length"] == str(len(DATA))
+    r = world.client.head(f"/v1/packages/{package_id}/items/nope.bin/content",
+                          headers=world.headers(RECIPIENT))
+    assert r.status_code == 404
+
+
+def test_share_expiry_stored_in_utc(world: World) -> None:
+    package_id = world.create_package()
+    world.upload(package_id, "a", b"a")
+    world.client.post(f"/v1/packages/{package_id}/seal", headers=world.headers(OWNER))
+    r = world.client.post(f"/v1/packages/{package_id}/shares", headers=world.headers(OWNER),
+                          json={"authority": RECIPIENT, "legal_basis": "EIO",
+                                "request_reference": "R", "expires_at":
+                                "2099-06-01T12:00:00+02:00"})
+    assert r.status_code == 201
+    assert r.json()["expires_at"].replace("+00:00", "Z") == "2099-06-01T10:00:00Z"
+    share = [e for e in world.entries() if e["action"] == "share.created"][-1]
+    assert share["details"]["expires_at"] == "2099-06-01T10:00:00+00:00"
