@@ -28,7 +28,7 @@ from service.packages.schemas import (
     ShareOut,
 )
 from service.packages.service import PackageService
-from service.packages.transfer import blocks_from_thread, body_blocks
+from service.packages.transfer import blocks_from_thread, with_body
 
 router = APIRouter(prefix="/v1/packages", tags=["packages"])
 
@@ -116,10 +116,9 @@ async def upload_item(
     """Upload one item as the raw request body, streamed and encrypted as it arrives."""
     service = _service(request)
     expected = parse_content_digest(content_digest) if content_digest is not None else None
-    body = body_blocks(request.stream())
-    item = await anyio.to_thread.run_sync(
-        lambda: service.upload(officer, package_id, name, body,
-                               declared_length=content_length, expected_sha256=expected))
+    item = await with_body(request.stream(), lambda body: service.upload(
+        officer, package_id, name, body, declared_length=content_length,
+        expected_sha256=expected))
     request.app.state.runtime.metrics.bytes_in.inc(item.size)
     response.headers["Location"] = f"/v1/packages/{package_id}/items/{name}/content"
     return _item_out(item)
