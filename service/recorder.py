@@ -7,7 +7,7 @@ refuse the operation (503) in that case: no entry, no action.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -15,17 +15,9 @@ from custody.entry import Actor, Legal, Role
 from service.ledger.errors import LedgerUnavailable
 from service.ledger.models import Event
 from service.metrics import Metrics
+from service.packages.policy import Caller
 
 log = structlog.get_logger("evx.custody")
-
-
-class Caller(Protocol):
-    @property
-    def authority(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def role(self) -> str: ...
 
 
 class CustodyRecorder:

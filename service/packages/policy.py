@@ -15,6 +15,8 @@ from typing import Protocol
 
 
 class Caller(Protocol):
+    """Who acts: an authenticated officer, or a system actor (sweeper, key management)."""
+
     @property
     def authority(self) -> str: ...
     @property
