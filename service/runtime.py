@@ -14,7 +14,9 @@ from service.identity.errors import UnknownAuthority
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
 from service.metrics import Metrics
+from service.packages.gate import Gate
 from service.packages.service import PackageService
+from service.packages.transfers import ItemTransfers
 from service.recorder import CustodyRecorder
 from service.settings import Settings
 from storage.evidence import EvidenceVault
@@ -35,7 +37,9 @@ class Runtime:
     keyring: Keyring
     metrics: Metrics
     recorder: CustodyRecorder
+    gate: Gate
     packages: PackageService
+    transfers: ItemTransfers
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
@@ -137,10 +141,10 @@ def build_runtime(settings: Settings) -> Runtime:
     ledger = build_ledger(settings, engine)
     metrics = Metrics.create()
     recorder = CustodyRecorder(ledger, metrics)
+    gate = Gate(engine, recorder, operator_authority=settings.operator_authority)
     runtime = Runtime(settings=settings, engine=engine, ledger=ledger, vault=vault, store=store,
-                      keyring=keyring, metrics=metrics, recorder=recorder,
-                      packages=None)  # type: ignore[arg-type]
-    runtime.packages = PackageService(
-        engine, vault, recorder, operator_authority=settings.operator_authority,
-        max_item_bytes=settings.max_item_bytes, known_authority=runtime.known_authority)
+                      keyring=keyring, metrics=metrics, recorder=recorder, gate=gate,
+                      packages=None,  # type: ignore[arg-type]  # needs the runtime's registry
+                      transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes))
+    runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
     return runtime

@@ -44,9 +44,9 @@ async def package_custody(
     runtime = request.app.state.runtime
 
     def work() -> CustodyOut:
-        service = runtime.packages
         with runtime.engine.connect() as conn:
-            service.authorize(conn, officer, package_id, Operation.READ_CUSTODY, "custody.read")
+            runtime.gate.authorize(conn, officer, package_id, Operation.READ_CUSTODY,
+                                   "custody.read")
         runtime.recorder.record(officer, "custody.read", package=package_id)
         checkpoint = runtime.ledger.sign_checkpoint()
         size = checkpoint.tree_size

@@ -28,7 +28,8 @@ from service.packages.schemas import (
     ShareOut,
 )
 from service.packages.service import PackageService
-from service.packages.transfer import blocks_from_thread, with_body
+from service.packages.transfers import ItemTransfers
+from service.packages.streaming import blocks_from_thread, with_body
 
 router = APIRouter(prefix="/v1/packages", tags=["packages"])
 
@@ -41,6 +42,10 @@ ERRORS = {status: {"description": text, **_PROBLEM} for status, text in {
 
 def _service(request: Request) -> PackageService:
     return request.app.state.runtime.packages
+
+
+def _transfers(request: Request) -> ItemTransfers:
+    return request.app.state.runtime.transfers
 
 
 def _item_out(item: repo.ItemRow) -> ItemOut:
@@ -114,9 +119,9 @@ async def upload_item(
     content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> ItemOut:
     """Upload one item as the raw request body, streamed and encrypted as it arrives."""
-    service = _service(request)
+    transfers = _transfers(request)
     expected = parse_content_digest(content_digest) if content_digest is not None else None
-    item = await with_body(request.stream(), lambda body: service.upload(
+    item = await with_body(request.stream(), lambda body: transfers.upload(
         officer, package_id, name, body, declared_length=content_length,
         expected_sha256=expected))
     request.app.state.runtime.metrics.bytes_in.inc(item.size)
@@ -183,7 +188,7 @@ async def download_item(
     if_range: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Stream the decrypted item; ``Range: bytes=N-`` resumes. The digest is in ``Repr-Digest``."""
-    service = _service(request)
+    transfers = _transfers(request)
     metrics = request.app.state.runtime.metrics
 
     def select(item: repo.ItemRow) -> tuple[int, int] | None:
@@ -193,7 +198,7 @@ async def download_item(
         return parse_range(range_header, item.size)
 
     download = await anyio.to_thread.run_sync(
-        lambda: service.begin_download(officer, package_id, name, select))
+        lambda: transfers.begin_download(officer, package_id, name, select))
     item = download.item
     etag = f'"{item.sha256}"'
     length = download.end - download.start
@@ -229,7 +234,7 @@ async def download_item(
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: service.finish_download(
+                await anyio.to_thread.run_sync(lambda: transfers.finish_download(
                     officer, package_id, name, sent=sent, error=error, expected=length))
 
     return StreamingResponse(body(), status_code=206 if partial else 200,  # type: ignore[arg-type]

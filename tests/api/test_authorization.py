@@ -126,11 +126,11 @@ def test_matrix(world: World, caller: str) -> None:
         package_id = _package(world, share_state)
         if expired:
             later = datetime.now(timezone.utc) + timedelta(days=400)
-            world.runtime.packages._clock = lambda: later  # noqa: SLF001 - time travel
+            world.runtime.gate.clock = lambda: later  # time travel
         headers = world.headers(authority, role) if authority else {}
         before = world.ledger_size()
         response = _call(world, endpoint, package_id, headers)
-        world.runtime.packages._clock = lambda: datetime.now(timezone.utc)  # noqa: SLF001
+        world.runtime.gate.clock = lambda: datetime.now(timezone.utc)
         expected = expected_by_caller[caller]
         assert response.status_code == expected, (endpoint, caller, response.text)
         if expected >= 400:
@@ -164,7 +164,7 @@ def test_listing_shows_only_visible_packages(world: World, caller: str) -> None:
     package_id = _package(world, share_state)
     if share_state == "expired":
         later = datetime.now(timezone.utc) + timedelta(days=400)
-        world.runtime.packages._clock = lambda: later  # noqa: SLF001
+        world.runtime.gate.clock = lambda: later
     r = world.client.get("/v1/packages", headers=world.headers(authority, role))
     assert r.status_code == 200
     ids = {p["id"] for p in r.json()["packages"]}

@@ -1,0 +1,214 @@
+"""Evidence bytes in and out: streaming upload and download of items, each on the record.
+
+Nothing half-written survives a failed upload: the object is registered as pending before the
+first byte, removed on failure, and swept if the process dies. A download is recorded durably
+before its first byte and its completion or abort (with the bytes sent) afterwards.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from service.packages import repository as repo
+from service.packages.errors import DigestMismatch, ItemExists, ItemNotFound, ItemTooLarge, \
+    PackageSealed
+from service.packages.gate import Gate
+from service.packages.names import InvalidItemName, validate_item_name
+from service.packages.policy import Caller, Operation
+from storage.errors import UnknownKey
+from storage.evidence import EvidenceVault, StoredItem
+
+
+@dataclass(frozen=True)
+class Download:
+    """An authorised, recorded download about to stream."""
+
+    package: repo.PackageRow
+    item: repo.ItemRow
+    start: int
+    end: int  # exclusive
+    chunks: Iterator[bytes]
+    started_index: int
+
+
+class ItemTransfers:
+    def __init__(self, gate: Gate, vault: EvidenceVault, *, max_item_bytes: int) -> None:
+        self._gate = gate
+        self._vault = vault
+        self._max_item_bytes = max_item_bytes
+
+    # -- items --------------------------------------------------------------------------------
+
+    def upload(self, caller: Caller, package_id: str, name: str, body: Iterable[bytes], *,
+               declared_length: int | None, expected_sha256: bytes | None) -> repo.ItemRow:
+        """Store one item, streaming; nothing half-written survives a failure."""
+        with self._gate.engine.connect() as conn:
+            package = self._gate.authorize(conn, caller, package_id, Operation.MODIFY,
+                                      "item.uploaded", item=name[:512])
+            try:
+                validate_item_name(name)
+            except InvalidItemName as exc:
+                raise self._gate.refuse(caller, "item.uploaded", package_id, exc,
+                                   outcome="failed") from None
+            if package.sealed_at is not None:
+                raise self._gate.refuse(caller, "item.uploaded", package_id,
+                                   PackageSealed("the package is sealed"), item=name)
+            if repo.get_item(conn, package_id, name) is not None:
+                raise self._gate.refuse(caller, "item.uploaded", package_id,
+                                   ItemExists(f"item {name!r} already exists"), item=name)
+        if declared_length is not None and declared_length > self._max_item_bytes:
+            raise self._gate.refuse(caller, "item.uploaded", package_id, ItemTooLarge(
+                f"item is {declared_length} bytes; the maximum is {self._max_item_bytes}"),
+                item=name, outcome="failed")
+
+        received = 0
+
+        def limited() -> Iterator[bytes]:
+            nonlocal received
+            for chunk in body:
+                received += len(chunk)
+                if received > self._max_item_bytes:
+                    raise ItemTooLarge(f"item exceeds the maximum of {self._max_item_bytes} bytes")
+                yield chunk
+
+        object_name = self._vault.new_object_name()
+        with self._gate.engine.begin() as conn:
+            repo.add_pending_object(conn, object_name, self._gate.now(), package_id=package_id,
+                                    item=name, authority=caller.authority,
+                                    subject=caller.subject)
+        try:
+            stored = self._vault.put_item(package_id, name, limited(), object_name=object_name)
+        except ItemTooLarge as exc:
+            self._discard(object_name)
+            raise self._gate.refuse(caller, "item.uploaded", package_id, exc, item=name,
+                               outcome="failed") from None
+        except BaseException as exc:
+            self._discard(object_name)
+            self._record_failure(caller, package_id, name, exc)
+            raise
+        try:
+            if expected_sha256 is not None and not hmac.compare_digest(
+                    bytes.fromhex(stored.sha256), expected_sha256):
+                raise self._gate.refuse(caller, "item.uploaded", package_id, DigestMismatch(
+                    "the received bytes do not match the Content-Digest; nothing was stored"),
+                    item=name, outcome="failed")
+            with self._gate.mutating() as conn:
+                current = repo.lock_package(conn, package_id)
+                if current is None or current.sealed_at is not None:
+                    raise self._gate.refuse(caller, "item.uploaded", package_id,
+                                       PackageSealed("the package was sealed during the upload"),
+                                       item=name)
+                if repo.get_item(conn, package_id, name) is not None:
+                    raise self._gate.refuse(caller, "item.uploaded", package_id,
+                                       ItemExists(f"item {name!r} already exists"), item=name)
+                self._gate.recorder.record(caller, "item.uploaded", package=package_id, item=name,
+                                      details={"size": stored.plaintext_size,
+                                               "sha256": stored.sha256})
+                self._gate.before_write(conn)
+                repo.insert_item(conn, package_id=package_id, name=name, size=stored.plaintext_size,
+                                 sha256=stored.sha256, object_name=object_name,
+                                 storage=stored_to_json(stored), uploaded_by=caller.subject,
+                                 uploaded_at=self._gate.now())
+                repo.remove_pending_object(conn, object_name)
+        except BaseException:
+            self._discard(object_name)
+            raise
+        with self._gate.engine.connect() as conn:
+            item = repo.get_item(conn, package_id, name)
+        assert item is not None
+        return item
+
+    def _record_failure(self, caller: Caller, package_id: str, name: str,
+                        exc: BaseException) -> None:
+        """Best effort: an upload that broke off (client gone, store down) is on the record too."""
+        reason = "client disconnected" if type(exc).__name__ == "ClientDisconnect" \
+            else f"upload failed: {type(exc).__name__}"
+        try:
+            self._gate.recorder.record(caller, "item.uploaded", package=package_id, item=name,
+                                  outcome="failed", reason=reason)
+        except Exception:  # noqa: BLE001 - the original error is what the caller must see
+            return
+
+    def _discard(self, object_name: str) -> None:
+        """Remove a partial or refused object; the sweeper retries if this fails."""
+        try:
+            self._vault.delete_object(object_name)
+        except Exception:  # noqa: BLE001 - the pending row stays, the sweeper finishes the job
+            return
+        with self._gate.engine.begin() as conn:
+            repo.remove_pending_object(conn, object_name)
+
+    def begin_download(self, caller: Caller, package_id: str, name: str,
+                       byte_range: Callable[[repo.ItemRow], tuple[int, int] | None]) -> Download:
+        """Authorise, record ``download.started`` durably, then open the decrypting stream."""
+        with self._gate.engine.connect() as conn:
+            package = self._gate.authorize(conn, caller, package_id, Operation.DOWNLOAD,
+                                      "download.started", item=name[:512])
+            item = repo.get_item(conn, package_id, name)
+            share = repo.get_share(conn, package_id, caller.authority)
+        if item is None:
+            raise self._gate.refuse(caller, "download.started", package_id,
+                               ItemNotFound(f"the package has no item {name!r}"),
+                               outcome="failed")
+        try:
+            selected = byte_range(item)
+        except Exception as exc:
+            raise self._gate.refuse(caller, "download.started", package_id, exc, item=name,
+                               outcome="failed") from None
+        start, end = selected if selected else (0, item.size)
+        legal = None
+        if share is not None and caller.authority != package.owner_authority:
+            legal = {"basis": share.legal_basis, "request_reference": share.request_reference}
+        index = self._gate.recorder.record(
+            caller, "download.started", package=package_id, item=name, legal=legal,
+            details={"offset": start, "length": end - start, "sha256": item.sha256})
+        try:
+            chunks = self._open(item, package_id, name, start, end - start)
+            # Authenticate the first chunk before any header goes out: a tampered object is
+            # then a clear 500 integrity failure, not a connection cut after a 200.
+            first = next(chunks, b"")
+        except Exception as exc:
+            self.finish_download(caller, package_id, name, sent=0, error=exc)
+            raise
+        return Download(package, item, start, end, itertools.chain((first,), chunks), index)
+
+    def _open(self, item: repo.ItemRow, package_id: str, name: str, offset: int,
+              length: int) -> Iterator[bytes]:
+        stored = stored_from_json(item.storage)
+        try:
+            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
+        except UnknownKey:
+            # Another replica rotated the KEK and rewrapped this item: read the keys again.
+            self._vault.keyring.reload()
+            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
+
+    def finish_download(self, caller: Caller, package_id: str, name: str, *, sent: int,
+                        error: BaseException | None, expected: int | None = None) -> None:
+        """Record completion, or an abort with the bytes sent and why."""
+        if error is None and (expected is None or sent == expected):
+            self._gate.recorder.record(caller, "download.completed", package=package_id, item=name,
+                                  details={"bytes_sent": sent})
+            return
+        reason = "client disconnected" if error is None or isinstance(
+            error, (GeneratorExit, ConnectionError)) else type(error).__name__
+        self._gate.recorder.record(caller, "download.aborted", package=package_id, item=name,
+                              outcome="failed", reason=reason, details={"bytes_sent": sent})
+
+
+def stored_to_json(stored: StoredItem) -> dict[str, Any]:
+    """What the item row keeps of where its encrypted objects are."""
+    return {"object_name": stored.object_name, "plaintext_size": stored.plaintext_size,
+            "sha256": stored.sha256, "ciphertext_size": stored.ciphertext_size,
+            "key_ids": list(stored.key_ids)}
+
+
+def stored_from_json(data: dict[str, Any]) -> StoredItem:
+    return StoredItem(object_name=data["object_name"], plaintext_size=data["plaintext_size"],
+                      sha256=data["sha256"], ciphertext_size=data["ciphertext_size"],
+                      key_ids=tuple(data["key_ids"]))
+
+
