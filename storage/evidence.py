@@ -45,6 +45,7 @@ from storage.stream import (
     ChunkLayout,
     ContentHeader,
     ItemBinding,
+    TAG_LEN,
     SealStats,
     open_chunks,
     seal_stream,
@@ -53,7 +54,10 @@ from storage.stream import (
 ITEM_PREFIX = "items/"
 ENVELOPE_SUFFIX = ".keys"
 _CONTENT_NAME = re.compile(r"items/[0-9a-f]{2}/[0-9a-f]{32}")
-DEFAULT_READ_AHEAD = 4  # pieces produced ahead by the background thread (memory: 4 chunks)
+DEFAULT_READ_AHEAD = 4  # pieces produced ahead by the background thread (memory: 4 pieces)
+# Bytes asked of the store per piece when reading content, rounded to whole sealed chunks so no
+# chunk straddles two pieces (that would cost a join, i.e. a copy of the chunk).
+READ_PIECE_TARGET = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,9 @@ class EvidenceVault:
             return iter(())
         first, last = offset // header.chunk_size, (end - 1) // header.chunk_size
         start = layout.chunk_offset(first)
-        stop = layout.chunk_offset(last) + layout.chunk_plaintext_size(last) + 16
-        ciphertext = read_ahead(self.store.get(stored.object_name, start, stop - start),
+        stop = layout.chunk_offset(last) + layout.chunk_plaintext_size(last) + TAG_LEN
+        ciphertext = read_ahead(self.store.get(stored.object_name, start, stop - start,
+                                               piece_size=_piece_size(header)),
                                 self.read_ahead_depth)
         plaintext = open_chunks(dek, header, binding, layout, ciphertext, first, last)
         return _trim(plaintext, offset - first * header.chunk_size, end - offset)
@@ -272,19 +277,16 @@ class EvidenceVault:
 
     def _read_whole(self, name: str, dek: bytes, header: ContentHeader, binding: ItemBinding,
                     layout: ChunkLayout) -> Iterator[bytes]:
-        pieces = read_ahead(self.store.get(name), self.read_ahead_depth)
-        head, rest = _split_head(pieces, HEADER_LEN)
-        problem: IntegrityError | None = None
+        # The header is read on its own so that the chunks after it start a piece: with pieces
+        # of whole sealed chunks, every chunk is decrypted straight from the piece it lies in.
+        head = b"".join(self.store.get(name, 0, HEADER_LEN))
         if len(head) < HEADER_LEN:
-            problem = TruncatedObject("content ends inside its header")
-        elif not hmac.compare_digest(head, header.to_bytes()):
-            problem = AuthenticationFailed("content header differs from the one its envelope "
-                                           "vouches for")
-        if problem is not None:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()  # stop the read-ahead thread now, not at garbage collection
-            raise problem
+            raise TruncatedObject("content ends inside its header")
+        if not hmac.compare_digest(head, header.to_bytes()):
+            raise AuthenticationFailed("content header differs from the one its envelope "
+                                       "vouches for")
+        rest = read_ahead(self.store.get(name, HEADER_LEN, piece_size=_piece_size(header)),
+                          self.read_ahead_depth)
         return open_chunks(dek, header, binding, layout, rest, 0, layout.chunk_count - 1,
                            expect_end=True)
 
@@ -302,25 +304,10 @@ def _checked_name(object_name: str) -> str:
     return object_name
 
 
-def _split_head(pieces: Iterator[bytes], n: int) -> tuple[bytes, Iterator[bytes]]:
-    """Take the first ``n`` bytes off a stream of pieces; return them and the rest."""
-    head = bytearray()
-    leftover = b""
-    for piece in pieces:
-        need = n - len(head)
-        head += piece[:need]
-        if len(piece) > need:
-            leftover = piece[need:]
-            break
-        if len(head) == n:
-            break
-
-    def rest() -> Iterator[bytes]:
-        if leftover:
-            yield leftover
-        yield from pieces
-
-    return bytes(head), rest()
+def _piece_size(header: ContentHeader) -> int:
+    """Bytes per store read for this content: whole sealed chunks, about ``READ_PIECE_TARGET``."""
+    sealed = header.chunk_size + TAG_LEN
+    return sealed * max(1, READ_PIECE_TARGET // sealed)
 
 
 def _trim(plaintext: Iterator[bytes], skip: int, count: int) -> Iterator[bytes]:

@@ -114,15 +114,17 @@ class FileSystemStore:
             raise
         return written
 
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream a byte range of ``name`` (the file is opened by this call).
+    def get(self, name: str, offset: int = 0, length: int | None = None, *,
+            piece_size: int | None = None) -> Iterator[bytes]:
+        """Stream a byte range of ``name`` (the file is opened by this call) in pieces of
+        ``piece_size`` bytes (default ``read_size``).
 
         Raises:
             ObjectNotFound: no such object.
             BackendUnavailable: a filesystem error (also while iterating).
-            ValueError: malformed name, negative offset or length.
+            ValueError: malformed name, negative offset or length, ``piece_size`` below 1.
         """
-        validate_range(offset, length)
+        validate_range(offset, length, piece_size)
         path = self._path(name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -130,14 +132,15 @@ class FileSystemStore:
             raise ObjectNotFound(name) from exc
         except OSError as exc:
             raise BackendUnavailable(f"cannot open {name}: {exc}") from exc
-        return self._read(fd, name, offset, length)
+        return self._read(fd, name, offset, length, piece_size or self.read_size)
 
-    def _read(self, fd: int, name: str, offset: int, length: int | None) -> Iterator[bytes]:
+    def _read(self, fd: int, name: str, offset: int, length: int | None,
+              piece_size: int) -> Iterator[bytes]:
         try:
             remaining = -1 if length is None else length
             position = offset
             while remaining:
-                want = self.read_size if remaining < 0 else min(self.read_size, remaining)
+                want = piece_size if remaining < 0 else min(piece_size, remaining)
                 data = os.pread(fd, want, position)
                 if not data:
                     return

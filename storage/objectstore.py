@@ -41,12 +41,14 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
-def validate_range(offset: int, length: int | None) -> None:
-    """Check a byte range request.
+def validate_range(offset: int, length: int | None, piece_size: int | None = None) -> None:
+    """Check a byte range request (and its optional piece size).
 
     Raises:
-        ValueError: ``offset`` is negative or ``length`` is negative.
+        ValueError: ``offset`` or ``length`` is negative, or ``piece_size`` is below 1.
     """
+    if piece_size is not None and piece_size < 1:
+        raise ValueError(f"piece_size must be >= 1, got {piece_size}")
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
     if length is not None and length < 0:
@@ -72,16 +74,20 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+    def get(self, name: str, offset: int = 0, length: int | None = None, *,
+            piece_size: int | None = None) -> Iterator[bytes]:
         """Stream ``length`` bytes (all remaining if None) of ``name`` starting at ``offset``.
 
+        ``piece_size`` asks for pieces of that many bytes (all but the last); it is a hint, a
+        backend may yield other sizes. Readers of sealed content pass a multiple of the sealed
+        chunk size so that every chunk lies within one piece and is decrypted without a copy.
         The object is opened eagerly, so ``ObjectNotFound`` is raised by this call, not later. A
         range past the end of the object yields fewer (possibly zero) bytes.
 
         Raises:
             ObjectNotFound: no such object.
             BackendUnavailable: the read failed (also while iterating).
-            ValueError: negative offset or length.
+            ValueError: negative offset or length, or a ``piece_size`` below 1.
         """
         ...
 

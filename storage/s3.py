@@ -114,16 +114,18 @@ class S3Store:
             raise BackendUnavailable(f"S3 put {name} failed: {exc}") from exc
         return reader.total
 
-    def get(self, name: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        """Stream a byte range of ``name`` (the request is made by this call).
+    def get(self, name: str, offset: int = 0, length: int | None = None, *,
+            piece_size: int | None = None) -> Iterator[bytes]:
+        """Stream a byte range of ``name`` (the request is made by this call) in pieces of
+        ``piece_size`` bytes (default ``READ_SIZE``).
 
         Raises:
             ObjectNotFound: no such object (or bucket).
             BackendUnavailable: S3 unreachable or failing (also while iterating).
-            ValueError: malformed name, negative offset or length.
+            ValueError: malformed name, negative offset or length, ``piece_size`` below 1.
         """
         validate_object_name(name)
-        validate_range(offset, length)
+        validate_range(offset, length, piece_size)
         if length == 0:
             return iter(())
         try:
@@ -137,13 +139,14 @@ class S3Store:
             raise BackendUnavailable(f"S3 get {name} failed: {exc}") from exc
         except _TRANSPORT_ERRORS as exc:
             raise BackendUnavailable(f"S3 get {name} failed: {exc}") from exc
-        return self._stream(response, name)
+        return self._stream(response, name, piece_size or READ_SIZE)
 
     @staticmethod
-    def _stream(response: urllib3.BaseHTTPResponse, name: str) -> Iterator[bytes]:
+    def _stream(response: urllib3.BaseHTTPResponse, name: str,
+                piece_size: int) -> Iterator[bytes]:
         try:
             while True:
-                data = response.read(READ_SIZE)
+                data = response.read(piece_size)
                 if not data:
                     return
                 yield data

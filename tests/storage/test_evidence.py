@@ -193,3 +193,12 @@ def test_failed_put_under_reserved_name_leaves_nothing(vault: EvidenceVault) -> 
     with pytest.raises(UploadAborted):
         vault.put_item("p", "i", aborted_upload(3 * C), object_name=vault.new_object_name())
     assert list(vault.store.list()) == []
+
+
+def test_whole_read_asks_for_pieces_of_whole_sealed_chunks() -> None:
+    from storage.evidence import _piece_size
+    from storage.stream import TAG_LEN, ContentHeader
+
+    for chunk_size in (16, 256 * 1024, 1 << 20, 3 << 20):
+        piece = _piece_size(ContentHeader.generate(chunk_size))
+        assert piece % (chunk_size + TAG_LEN) == 0

@@ -177,3 +177,13 @@ def test_s3_aborts_multipart_upload(s3_backend: Backend) -> None:
 def test_s3_part_size_floor() -> None:
     with pytest.raises(ValueError):
         S3Store("127.0.0.1:9", "k", "s", "b", part_size=1 << 20)
+
+
+def test_get_yields_pieces_of_the_requested_size(backend: Backend) -> None:
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    backend.store.put("items/ab/pieces", [data])
+    pieces = list(backend.store.get("items/ab/pieces", 33, piece_size=1000))
+    assert [len(p) for p in pieces] == [1000] * 10 + [207]
+    assert b"".join(pieces) == data[33:]
+    with pytest.raises(ValueError):
+        backend.store.get("items/ab/pieces", piece_size=0)
