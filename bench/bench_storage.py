@@ -19,7 +19,6 @@ This is a benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil

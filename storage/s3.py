@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import urllib3
 from minio import Minio
-from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from minio.error import MinioException, S3Error
 
 from storage.errors import BackendUnavailable, ObjectNotFound
 from storage.objectstore import validate_object_name, validate_prefix, validate_range
