@@ -89,4 +89,5 @@ def sweep_command(
                        operator_authority=settings.operator_authority)
     finally:
         runtime.close()
-    typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects")
+    typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects, "
+               f"{report.temporaries} stale temporary files")

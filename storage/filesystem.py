@@ -12,6 +12,7 @@ import ctypes.util
 import errno
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -190,6 +191,37 @@ class FileSystemStore:
             raise ObjectNotFound(name) from exc
         except OSError as exc:
             raise BackendUnavailable(f"cannot stat {name}: {exc}") from exc
+
+    def remove_stale_temporaries(self, older_than_seconds: float, *,
+                                 now: float | None = None) -> int:
+        """Delete temporary files a killed writer left (a crash between create and rename).
+
+        Only files not modified for ``older_than_seconds`` are removed, so writes in progress
+        (in this or another process) are never touched. Returns how many were removed.
+
+        Raises:
+            BackendUnavailable: a directory cannot be read.
+            ValueError: a negative age.
+        """
+        if older_than_seconds < 0:
+            raise ValueError("older_than_seconds must be >= 0")
+        cutoff = (time.time() if now is None else now) - older_than_seconds
+        removed = 0
+        try:
+            for directory, _dirs, filenames in os.walk(self.root, onerror=_raise):
+                for filename in filenames:
+                    if not filename.startswith(TEMP_PREFIX):
+                        continue
+                    path = Path(directory) / filename
+                    try:
+                        if path.stat().st_mtime < cutoff:
+                            path.unlink()
+                            removed += 1
+                    except FileNotFoundError:
+                        continue  # renamed or removed meanwhile
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot sweep {self.root}: {exc}") from exc
+        return removed
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Names of all objects starting with ``prefix`` (order unspecified).

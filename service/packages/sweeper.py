@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from service.packages import repository as repo
 from service.recorder import CustodyRecorder
 from storage.evidence import ENVELOPE_SUFFIX, ITEM_PREFIX, EvidenceVault
+from storage.filesystem import FileSystemStore
 
 log = structlog.get_logger("evx.sweeper")
 
@@ -27,6 +28,7 @@ log = structlog.get_logger("evx.sweeper")
 class SweepReport:
     stale_pending: int  # uploads that died: their objects and rows removed
     unowned: int  # objects owned by nothing (reconcile only)
+    temporaries: int = 0  # half-written temporary files of a killed writer (filesystem store)
 
 
 @dataclass(frozen=True)
@@ -77,4 +79,8 @@ def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedel
             vault.delete_object(name)
             unowned += 1
             log.warning("swept_unowned_object", object=name)
-    return SweepReport(len(stale), unowned)
+    temporaries = 0
+    store = vault.store
+    if isinstance(store, FileSystemStore):
+        temporaries = store.remove_stale_temporaries(grace.total_seconds(), now=now.timestamp())
+    return SweepReport(len(stale), unowned, temporaries)

@@ -76,3 +76,19 @@ def test_reconcile_removes_unowned_objects(world: World) -> None:
     assert _objects(world) == kept
     with world.runtime.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from package_items")).scalar_one() == 1
+
+
+def test_half_written_temporaries_of_a_killed_writer_are_removed(world: World) -> None:
+    import os
+
+    root = world.settings.objects_dir / "items" / "ab"
+    root.mkdir(parents=True, exist_ok=True)
+    old, fresh = root / ".tmp-0123456789abcdef", root / ".tmp-fedcba9876543210"
+    old.write_bytes(b"half of a ciphertext")
+    fresh.write_bytes(b"a write in progress")
+    now = datetime.now(timezone.utc)
+    two_days_ago = (now - timedelta(days=2)).timestamp()
+    os.utime(old, (two_days_ago, two_days_ago))
+    report = _sweep(world, now)
+    assert report.temporaries == 1
+    assert not old.exists() and fresh.exists()

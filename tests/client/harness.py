@@ -132,7 +132,7 @@ class EvxServer:
         return User(f"{subject}@{authority}", token, self.root / "users" / subject / "state",
                     self)
 
-    def start(self) -> None:
+    def start(self, ready_path: str = "/readyz") -> None:
         log = open(self.root / f"server-{self.port}.log", "ab")  # noqa: SIM115 - child's
         self.process = subprocess.Popen([*EVX, "serve", "--port", str(self.port)],
                                         env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -143,7 +143,7 @@ class EvxServer:
             if self.process.poll() is not None:
                 break
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

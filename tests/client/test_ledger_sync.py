@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -113,7 +114,12 @@ def test_sync_refuses_a_changed_log_key(monitored: Any, tmp_path: Path) -> None:
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, pem)
     os.close(fd)
-    server.start()
+    # The service itself reports the replaced key as not ready; a hostile operator could still
+    # route traffic to it, so the client must catch it on its own.
+    server.start(ready_path="/healthz")
+    readiness = httpx.get(server.url + "/readyz", timeout=10)
+    assert readiness.status_code == 503
+    assert readiness.json()["checks"]["log_key"].startswith("mismatch")
 
     refused = monitor.run("ledger", "sync", expect=1)
     assert "THE LOG KEY OF" in refused.stderr and "CHANGED" in refused.stderr
