@@ -90,4 +90,5 @@ def sweep_command(
     finally:
         runtime.close()
     typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects, "
-               f"{report.temporaries} stale temporary files")
+               f"{report.temporaries} stale temporary files; recorded "
+               f"{report.unfinished_downloads} unfinished downloads as aborted")

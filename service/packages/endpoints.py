@@ -235,7 +235,8 @@ async def download_item(
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: transfers.finish_download(
-                    officer, package_id, name, sent=sent, error=error, expected=length))
+                    officer, package_id, name, sent=sent, error=error, expected=length,
+                    started_index=download.started_index))
 
     return StreamingResponse(body(), status_code=206 if partial else 200,  # type: ignore[arg-type]
                              media_type="application/octet-stream", headers=headers)

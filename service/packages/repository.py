@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.packages.policy import ShareState
-from service.packages.tables import items, packages, pending_objects, shares
+from service.packages.tables import items, open_downloads, packages, pending_objects, shares
 
 
 @dataclass(frozen=True)
@@ -204,3 +204,29 @@ def known_object_names(conn: Connection) -> set[str]:
 
 def all_pending_objects(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(pending_objects.c.object_name)).scalars())
+
+
+@dataclass(frozen=True)
+class OpenDownload:
+    started_index: int
+    package_id: str
+    item: str
+    authority: str
+    subject: str
+    role: str
+    started_at: datetime
+
+
+def add_open_download(conn: Connection, **values: Any) -> None:
+    conn.execute(open_downloads.insert().values(**values))
+
+
+def remove_open_download(conn: Connection, started_index: int) -> None:
+    conn.execute(open_downloads.delete().where(
+        open_downloads.c.started_index == started_index))
+
+
+def open_downloads_before(conn: Connection, cutoff: datetime) -> list[OpenDownload]:
+    rows = conn.execute(sa.select(open_downloads).where(open_downloads.c.started_at < cutoff)
+                        .order_by(open_downloads.c.started_index)).all()
+    return [_row(OpenDownload, r) for r in rows]

@@ -1,4 +1,5 @@
-"""Removes evidence objects that no item owns: left by a crash mid-upload, or by a failed delete.
+"""Cleans up after processes that died: evidence objects that no item owns (a crash mid-upload,
+or a failed delete), and downloads that never finished (recorded as aborted).
 
 The invariant that makes this safe: an upload records its object name as *pending* (committed)
 before the first byte is written, and the item row replaces the pending row in one transaction.
@@ -29,6 +30,7 @@ class SweepReport:
     stale_pending: int  # uploads that died: their objects and rows removed
     unowned: int  # objects owned by nothing (reconcile only)
     temporaries: int = 0  # half-written temporary files of a killed writer (filesystem store)
+    unfinished_downloads: int = 0  # started, never completed: their server died; now recorded
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,21 @@ def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedel
             vault.delete_object(name)
             unowned += 1
             log.warning("swept_unowned_object", object=name)
+    with engine.connect() as conn:
+        unfinished = repo.open_downloads_before(conn, now - grace)
+    for download in unfinished:
+        recorder.record(actor, "download.aborted", package=download.package_id,
+                        item=download.item, outcome="failed",
+                        reason="the download never finished (its server process died); "
+                               "bytes sent unknown",
+                        details={"started_index": download.started_index,
+                                 "downloader_authority": download.authority,
+                                 "downloader": download.subject})
+        with engine.begin() as conn:
+            repo.remove_open_download(conn, download.started_index)
+        log.warning("swept_unfinished_download", started_index=download.started_index)
     temporaries = 0
     store = vault.store
     if isinstance(store, FileSystemStore):
         temporaries = store.remove_stale_temporaries(grace.total_seconds(), now=now.timestamp())
-    return SweepReport(len(stale), unowned, temporaries)
+    return SweepReport(len(stale), unowned, temporaries, len(unfinished))

@@ -61,3 +61,17 @@ pending_objects = sa.Table(
     sa.Column("authority", sa.String(64), nullable=True),
     sa.Column("subject", sa.String(200), nullable=True),
 )
+
+# Downloads recorded as started and not yet as completed or aborted. A row older than the sweep
+# grace period belongs to a server process that died mid-transfer: the sweeper records the abort.
+open_downloads = sa.Table(
+    "open_downloads",
+    metadata,
+    sa.Column("started_index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("package_id", sa.String(40), nullable=False),
+    sa.Column("item", sa.String(512), nullable=False),
+    sa.Column("authority", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
+)

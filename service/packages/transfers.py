@@ -166,13 +166,17 @@ class ItemTransfers:
         index = self._gate.recorder.record(
             caller, "download.started", package=package_id, item=name, legal=legal,
             details={"offset": start, "length": end - start, "sha256": item.sha256})
+        with self._gate.engine.begin() as conn:
+            repo.add_open_download(conn, started_index=index, package_id=package_id, item=name,
+                                   authority=caller.authority, subject=caller.subject,
+                                   role=caller.role, started_at=self._gate.now())
         try:
             chunks = self._open(item, package_id, name, start, end - start)
             # Authenticate the first chunk before any header goes out: a tampered object is
             # then a clear 500 integrity failure, not a connection cut after a 200.
             first = next(chunks, b"")
         except Exception as exc:
-            self.finish_download(caller, package_id, name, sent=0, error=exc)
+            self.finish_download(caller, package_id, name, sent=0, error=exc, started_index=index)
             raise
         return Download(package, item, start, end, itertools.chain((first,), chunks), index)
 
@@ -187,16 +191,20 @@ class ItemTransfers:
             return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
 
     def finish_download(self, caller: Caller, package_id: str, name: str, *, sent: int,
-                        error: BaseException | None, expected: int | None = None) -> None:
+                        error: BaseException | None, started_index: int,
+                        expected: int | None = None) -> None:
         """Record completion, or an abort with the bytes sent and why."""
         if error is None and (expected is None or sent == expected):
-            self._gate.recorder.record(caller, "download.completed", package=package_id, item=name,
-                                  details={"bytes_sent": sent})
-            return
-        reason = "client disconnected" if error is None or isinstance(
-            error, (GeneratorExit, ConnectionError)) else type(error).__name__
-        self._gate.recorder.record(caller, "download.aborted", package=package_id, item=name,
-                              outcome="failed", reason=reason, details={"bytes_sent": sent})
+            self._gate.recorder.record(caller, "download.completed", package=package_id,
+                                       item=name, details={"bytes_sent": sent})
+        else:
+            reason = "client disconnected" if error is None or isinstance(
+                error, (GeneratorExit, ConnectionError)) else type(error).__name__
+            self._gate.recorder.record(caller, "download.aborted", package=package_id,
+                                       item=name, outcome="failed", reason=reason,
+                                       details={"bytes_sent": sent})
+        with self._gate.engine.begin() as conn:
+            repo.remove_open_download(conn, started_index)
 
 
 def stored_to_json(stored: StoredItem) -> dict[str, Any]:

@@ -92,3 +92,32 @@ def test_half_written_temporaries_of_a_killed_writer_are_removed(world: World) -
     report = _sweep(world, now)
     assert report.temporaries == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_downloads_whose_server_died_are_recorded_as_aborted(world: World) -> None:
+    from service.packages import repository as repo
+    from tests.api.conftest import RECIPIENT
+
+    package_id = world.sealed_shared_package({"d.bin": b"evidence"})
+    r = world.client.get(f"/v1/packages/{package_id}/items/d.bin/content",
+                         headers=world.headers(RECIPIENT))
+    assert r.status_code == 200
+    with world.runtime.engine.connect() as conn:  # a finished download leaves no open row
+        assert repo.open_downloads_before(conn, datetime.now(timezone.utc)
+                                          + timedelta(days=1)) == []
+    # What a replica killed mid-transfer leaves: a started entry and its open row.
+    started = world.runtime.recorder.record(
+        type("Officer", (), {"authority": RECIPIENT, "subject": "luc", "role": "investigator"})(),
+        "download.started", package=package_id, item="d.bin")
+    with world.runtime.engine.begin() as conn:
+        repo.add_open_download(conn, started_index=started, package_id=package_id, item="d.bin",
+                               authority=RECIPIENT, subject="luc", role="investigator",
+                               started_at=datetime.now(timezone.utc) - timedelta(days=2))
+    size = world.ledger_size()
+    report = _sweep(world, datetime.now(timezone.utc))
+    assert report.unfinished_downloads == 1
+    (aborted,) = world.entries(size)
+    assert (aborted["action"], aborted["outcome"], aborted["package"]) == (
+        "download.aborted", "failed", package_id)
+    assert aborted["details"]["started_index"] == started
+    assert aborted["details"]["downloader"] == "luc"
