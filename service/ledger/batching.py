@@ -1,17 +1,20 @@
 """Group commit: concurrent appends in one process are sequenced and committed together.
 
-Callers hand their items to a :class:`GroupCommitter` and block; one writer thread takes every
-item waiting (up to ``max_batch``), in arrival order, and commits them in one transaction through
-the ``commit`` callable. Each caller is released with its own results only after that transaction
-committed, or with the exception that made it fail. While one batch commits, the next gathers --
-so under load the cost of a durable commit is shared instead of paid once per entry, without any
-added waiting when the ledger is idle.
+Leader/follower, without a writer thread of its own: a caller that finds no batch in flight
+becomes the *leader*. It takes every request waiting (up to ``max_batch`` items; its own is
+first), in arrival order, commits them in one transaction through the ``commit`` callable on its
+own thread, and releases each other caller with its own results -- only after that transaction
+committed -- or with the exception that made it fail. Callers arriving meanwhile (*followers*)
+queue and block; when the leader is done it promotes the first of them, which commits everything
+queued by then as the next batch. So an idle ledger costs no thread hand-off at all, and under
+load the cost of a durable commit is shared instead of paid once per entry.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,32 +29,38 @@ R = TypeVar("R")
 @dataclass
 class _Request(Generic[T, R]):
     items: Sequence[T]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set when the request is finished (results or error) or promoted to lead the next batch.
+    wake: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
     results: list[R] | None = None
     error: BaseException | None = None
 
 
 class GroupCommitter(Generic[T, R]):
-    """Serializes ``commit`` calls in one writer thread, batching concurrent submissions.
+    """Serializes ``commit`` calls within the process, batching concurrent submissions.
 
-    ``commit(items)`` must return one result per item, in order, or raise; it runs in the writer
-    thread only, so it never runs concurrently with itself within this process.
+    ``commit(items)`` must return one result per item, in order, or raise. It runs on the thread
+    of whichever caller leads the batch, and never concurrently with itself in this process.
     """
 
-    def __init__(self, commit: Callable[[list[T]], list[R]], *, max_batch: int = 512,
-                 name: str = "ledger-writer") -> None:
+    def __init__(self, commit: Callable[[list[T]], list[R]], *, max_batch: int = 512) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._commit = commit
         self._max_batch = max_batch
-        self._name = name
-        self._queue: deque[_Request[T, R]] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._pid = 0
         self._batches = 0
         self._items = 0
+        self._reset_state()
+        # A forked child inherits the state but not the threads: a leader of the parent would
+        # never finish there, so the child starts idle and empty.
+        os.register_at_fork(after_in_child=_resetter(weakref.ref(self)))
+
+    def _reset_state(self) -> None:
+        self._mutex = threading.Lock()  # guards the queue, the leader flag and closing
+        self._idle = threading.Condition(self._mutex)  # no leader: the queue is empty
+        self._queue: deque[_Request[T, R]] = deque()
+        self._leading = False
+        self._closed = False
 
     @property
     def stats(self) -> tuple[int, int]:
@@ -67,64 +76,72 @@ class GroupCommitter(Generic[T, R]):
         if not items:
             return []
         request: _Request[T, R] = _Request(items)
-        with self._cond:
+        with self._mutex:
             if self._closed:
                 raise LedgerUnavailable("the ledger writer is closed")
-            self._ensure_writer()
             self._queue.append(request)
-            self._cond.notify()
-        request.done.wait()
+            # Invariant: whenever no leader is active, the queue is empty; so a caller that
+            # finds none is alone in the queue and leads.
+            request.lead = not self._leading
+            self._leading = True
+        if not request.lead:
+            request.wake.wait()
+        if request.lead:
+            self._lead()
         if request.error is not None:
             raise request.error
         assert request.results is not None
         return request.results
 
     def close(self) -> None:
-        """Stop the writer after the batches already queued; later submissions fail."""
-        with self._cond:
+        """Refuse new submissions and wait until the batches already queued are committed."""
+        with self._mutex:
             self._closed = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            while self._leading:
+                self._idle.wait()
 
-    def _ensure_writer(self) -> None:
-        # A forked child inherits the object but not the thread: start a writer of its own.
-        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-
-    def _take_batch(self) -> list[_Request[T, R]] | None:
-        with self._cond:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
+    def _lead(self) -> None:
+        """Commit the next batch (its first request is the caller's), then hand over."""
+        with self._mutex:
             batch = [self._queue.popleft()]
             count = len(batch[0].items)
             while self._queue and count + len(self._queue[0].items) <= self._max_batch:
                 request = self._queue.popleft()
                 batch.append(request)
                 count += len(request.items)
-            return batch
-
-    def _run(self) -> None:
-        while (batch := self._take_batch()) is not None:
-            items = [item for request in batch for item in request.items]
-            try:
-                results = self._commit(items)
-                if len(results) != len(items):
-                    raise RuntimeError("commit returned a result count unlike its item count")
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-                for request in batch:
-                    request.error = exc
-                    request.done.set()
-                continue
+        items = [item for request in batch for item in request.items]
+        try:
+            results = self._commit(items)
+            if len(results) != len(items):
+                raise RuntimeError("commit returned a result count unlike its item count")
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
+            for request in batch:
+                request.error = exc
+        else:
             self._batches += 1
             self._items += len(items)
             start = 0
             for request in batch:
                 request.results = results[start:start + len(request.items)]
                 start += len(request.items)
-                request.done.set()
+        finally:
+            # Whatever happened to this batch, the next one must get a leader: the first caller
+            # that queued meanwhile, or nobody (then the next submit leads).
+            with self._mutex:
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._leading = False
+                    self._idle.notify_all()
+            if successor is not None:
+                successor.lead = True
+                successor.wake.set()
+            for request in batch[1:]:
+                request.wake.set()
+
+
+def _resetter(ref: weakref.ref[GroupCommitter[T, R]]) -> Callable[[], None]:
+    def reset() -> None:
+        committer = ref()
+        if committer is not None:
+            committer._reset_state()
+    return reset

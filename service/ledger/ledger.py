@@ -1,6 +1,6 @@
 """The ledger as the HTTP service uses it: append events, read entries, proofs, checkpoints.
 
-Construct one per process (it owns a writer thread for group commit)::
+Construct one per process (its appends share group commits and one writer connection)::
 
     ledger = Ledger.open(settings.resolved_database_url, settings.resolved_log_key_file,
                          origin=settings.log_origin)
@@ -48,7 +48,8 @@ class ExportResult:
 class Ledger:
     """One linear, append-only custody ledger stored in the service database.
 
-    Thread-safe. Appends from every thread of the process go through one writer (group commit);
+    Thread-safe. Appends from every thread of the process go through one group committer: the
+    caller that finds no batch in flight commits everything queued, its own event first;
     appends from other processes and replicas serialize on the database's head row.
     """
 
@@ -100,7 +101,8 @@ class Ledger:
         return self._sequencer.stale_heads
 
     def close(self) -> None:
-        """Finish queued appends, stop the writer, dispose an engine opened by :meth:`open`."""
+        """Finish queued appends, refuse new ones, release the writer connection and dispose an
+        engine opened by :meth:`open`."""
         self._committer.close()
         self._sequencer.close()
         if self._owns_engine:

@@ -115,7 +115,7 @@ class _Batch:
 
 class Sequencer:
     """Appends batches of events as one transaction each. Not for concurrent use in one process:
-    :class:`service.ledger.batching.GroupCommitter` feeds it from a single writer thread."""
+    :class:`service.ledger.batching.GroupCommitter` calls it from one batch leader at a time."""
 
     def __init__(self, engine: sa.Engine, *, clock: Clock = utc_now) -> None:
         self._engine = engine
