@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from service.client.cli import _JSON, _TOKEN, _URL, _row, _run, _trust
+from service.client.options import JSON, TOKEN, URL, add_row, run, trust_state
 from service.client.http import Api, package_path
 from service.client.render import Output
 
@@ -23,7 +23,7 @@ def custody(
                                 help="Verify offline (default): inclusion proofs, the package "
                                      "chain, the checkpoint signature under the pinned log "
                                      "key, and consistency with the checkpoint saved here."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """A package's chain of custody as a timeline, verified offline.
 
@@ -52,7 +52,7 @@ def custody(
                 start = body["entries"][-1]["index"] + 1
             result: dict[str, Any] = {"package": package_id, "verified": False}
             if verify:
-                state = _trust(api)
+                state = trust_state(api)
                 pinned = pinned_log_key(api, state)
                 if pinned.newly_pinned:
                     output.note(escape(f"pinned the log key of {api.origin} on first use: "
@@ -83,7 +83,7 @@ def custody(
         else:
             output.out.print("[yellow]NOT verified[/yellow] (--no-verify)")
 
-    _run(output, work)
+    run(output, work)
 
 
 def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
@@ -99,7 +99,7 @@ def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
         extra = ""
         if e["action"] == "share.created" and details.get("authority"):
             extra = f" → {details['authority']}"
-        _row(table, str(e["index"]), e["time"][:19].replace("T", " "),
+        add_row(table, str(e["index"]), e["time"][:19].replace("T", " "),
                       f"{actor['authority']} / {actor['subject']} / {actor['role']}",
                       e["action"] + extra, outcome, e.get("item") or "",
                       f"{legal['basis']}; {legal['request_reference']}" if legal else "")
@@ -109,7 +109,7 @@ def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
 # -- ledger ----------------------------------------------------------------------------------
 
 def ledger_sync(
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No output unless it fails "
                                                              "(for cron)."),
 ) -> None:
@@ -123,7 +123,7 @@ def ledger_sync(
 
     def work() -> None:
         with Api(url, token) as api:
-            state = _trust(api)
+            state = trust_state(api)
             pinned = pinned_log_key(api, state)
             note = api.request("GET", "/v1/ledger/checkpoint").text
             advance = advance_checkpoint(api, state, pinned.key, note)
@@ -137,7 +137,7 @@ def ledger_sync(
                     f"entries, signed by the pinned key")
         output.result(data, escape(text))
 
-    _run(output, work)
+    run(output, work)
 
 
 def ledger_export(
@@ -146,7 +146,7 @@ def ledger_export(
                                 help="Verify the export with the pinned key and the "
                                      "checkpoint saved here (default), then save its "
                                      "checkpoint."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Export the whole ledger to a file and verify it (operator's auditors).
 
@@ -164,7 +164,7 @@ def ledger_export(
         temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
         written = 0
         with Api(url, token) as api:
-            state = _trust(api)
+            state = trust_state(api)
             pinned = pinned_log_key(api, state) if verify else None
             try:
                 with output.progress() as transfers, \
@@ -205,10 +205,10 @@ def ledger_export(
                         "verified here before"))
         output.result(result, text)
 
-    _run(output, work)
+    run(output, work)
 
 
-def ledger_key(url: str = _URL, as_json: bool = _JSON) -> None:
+def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
     """Print the log's verifier key pinned here (pinning it on first use).
 
     E.g. for
@@ -219,10 +219,10 @@ def ledger_key(url: str = _URL, as_json: bool = _JSON) -> None:
 
     def work() -> None:
         with Api(url, None) as api:
-            state = _trust(api)
+            state = trust_state(api)
             pinned = pinned_log_key(api, state)
         output.result({"server": api.origin, "log_key": str(pinned.key),
                        "newly_pinned": pinned.newly_pinned, "file": str(state.key_path)},
                       escape(str(pinned.key)))
 
-    _run(output, work)
+    run(output, work)

@@ -6,32 +6,21 @@ prints readable output by default and one JSON document with ``--json``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from service.client.errors import EXIT_CODES_HELP, ClientError, UsageError
-from service.client.http import DEFAULT_URL, Api, package_path
+from service.client.errors import EXIT_CODES_HELP, UsageError
+from service.client.http import Api, package_path
+from service.client.options import JSON, TOKEN, URL, add_row, run
 from service.client.render import Output
-from service.client.state import TrustState, default_state_dir
 
-T = TypeVar("T")
 
 package_app = typer.Typer(help="Evidence packages: create, list, show.", no_args_is_help=True)
-
-_URL = typer.Option(DEFAULT_URL, "--url", envvar="EVX_URL", show_envvar=True,
-                    help="The evidence-exchange server.")
-_TOKEN = typer.Option(None, "--token", envvar="EVX_TOKEN", show_envvar=True,
-                      show_default=False,
-                      help="Your bearer token (prefer the environment variable: command lines "
-                           "are visible to other users).")
-_JSON = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
-
 
 def register(app: typer.Typer) -> None:
     """Mount the client commands on the root ``evx`` app."""
@@ -47,21 +36,6 @@ def register(app: typer.Typer) -> None:
         ledger_app.command(name, epilog=EXIT_CODES_HELP)(command)
 
 
-def _run(output: Output, work: Callable[[], T]) -> T:
-    try:
-        return work()
-    except ClientError as exc:
-        output.error(exc)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        output.err.print("interrupted; run the same command again to resume")
-        raise typer.Exit(130) from None
-
-
-def _trust(api: Api) -> TrustState:
-    return TrustState(default_state_dir(), api.origin)
-
-
 def _when(value: Any) -> str:
     if not value:
         return ""
@@ -70,14 +44,6 @@ def _when(value: Any) -> str:
             "%Y-%m-%d %H:%M:%S %Z").strip()
     except ValueError:
         return str(value)
-
-
-def _row(table: Table, *cells: str) -> None:
-    """Add a row of server-supplied text: escaped, so names cannot inject rich markup; long
-    values (digests, item names) fold onto more lines instead of being cut."""
-    for column in table.columns:
-        column.overflow = "fold"
-    table.add_row(*(escape(c) for c in cells))
 
 
 def _size(n: int) -> str:
@@ -95,14 +61,14 @@ def _package_summary(p: dict[str, Any]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    _row(table, "package", p["id"])
-    _row(table, "title", p["title"])
-    _row(table, "case", p["case_reference"])
+    add_row(table, "package", p["id"])
+    add_row(table, "title", p["title"])
+    add_row(table, "case", p["case_reference"])
     if p.get("description"):
-        _row(table, "description", p["description"])
-    _row(table, "owner", f"{p['owner_authority']} ({p['created_by']}), "
+        add_row(table, "description", p["description"])
+    add_row(table, "owner", f"{p['owner_authority']} ({p['created_by']}), "
                            f"created {_when(p['created_at'])}")
-    _row(table, "sealed", f"yes, {_when(p['sealed_at'])} manifest {p['manifest_sha256']}"
+    add_row(table, "sealed", f"yes, {_when(p['sealed_at'])} manifest {p['manifest_sha256']}"
                   if p["sealed"] else "no")
     return table
 
@@ -114,7 +80,7 @@ def package_create(
     description: str = typer.Option("", "--description"),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="Print only the package id (PKG=$(evx package create -q ...))."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Create an evidence package owned by your authority (investigators)."""
     output = Output(as_json=as_json)
@@ -131,11 +97,11 @@ def package_create(
                                 f"{p['case_reference']})\nnext: evx upload {p['id']} "
                                 "FILE-OR-DIR..."))
 
-    _run(output, work)
+    run(output, work)
 
 
 @package_app.command("list", epilog=EXIT_CODES_HELP)
-def package_list(url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
                  limit: int = typer.Option(100, min=1, max=500)) -> None:
     """Packages your authority owns or that are shared with it."""
     output = Output(as_json=as_json)
@@ -146,19 +112,19 @@ def package_list(url: str = _URL, token: str | None = _TOKEN, as_json: bool = _J
         table = Table("id", "title", "case", "owner", "sealed", "items", "size", "shared with")
         for p in packages:
             shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
-            _row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
+            add_row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
                           "yes" if p["sealed"] else "no", str(len(p["items"])),
                           _size(sum(i["size"] for i in p["items"])),
                           ", ".join(s["authority"] + ("" if s["active"] else " (inactive)")
                                     for s in shares))
         output.result({"packages": packages}, table if packages else "no packages")
 
-    _run(output, work)
+    run(output, work)
 
 
 @package_app.command("show", epilog=EXIT_CODES_HELP)
 def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
-                 url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON) -> None:
+                 url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
     """A package's metadata, items (name, size, SHA-256) and shares."""
     output = Output(as_json=as_json)
 
@@ -171,7 +137,7 @@ def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
         output.out.print(_package_summary(p))
         items = Table("item", "size", "sha256", "uploaded", "by", title="items")
         for i in p["items"]:
-            _row(items, i["name"], _size(i["size"]), i["sha256"], _when(i["uploaded_at"]),
+            add_row(items, i["name"], _size(i["size"]), i["sha256"], _when(i["uploaded_at"]),
                           i["uploaded_by"])
         output.out.print(items)
         shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
@@ -181,11 +147,11 @@ def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
             for s in shares:
                 state = "active" if s["active"] else (
                     f"revoked {_when(s['revoked_at'])}" if s["revoked_at"] else "expired")
-                _row(table, s["authority"], s["legal_basis"], s["request_reference"],
+                add_row(table, s["authority"], s["legal_basis"], s["request_reference"],
                               _when(s["expires_at"]) or "never", state)
             output.out.print(table)
 
-    _run(output, work)
+    run(output, work)
 
 
 # -- transfers -------------------------------------------------------------------------------
@@ -194,7 +160,7 @@ def upload(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     paths: list[Path] = typer.Argument(..., metavar="FILE...",
                                        help="Files and directories (uploaded recursively)."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Upload files and directories as items, digest-checked.
 
@@ -233,7 +199,7 @@ def upload(
                              f"skipped ({_size(sum(r.size for r in uploaded))}) to "
                              f"{package_id}"))
 
-    _run(output, work)
+    run(output, work)
 
 
 def download(
@@ -243,7 +209,7 @@ def download(
     out_dir: Path = typer.Option(..., "-o", "--output", help="Directory to save into."),
     limit_rate: int | None = typer.Option(None, "--limit-rate", min=1,
                                           help="Bytes per second at most (per transfer)."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Download items, verified, resuming interrupted downloads.
 
@@ -279,13 +245,13 @@ def download(
                       escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
                              "SHA-256 verified"))
 
-    _run(output, work)
+    run(output, work)
 
 
 # -- package state ---------------------------------------------------------------------------
 
 def seal(package_id: str = typer.Argument(..., metavar="PACKAGE"),
-         url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON) -> None:
+         url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
     """Seal a package: it never changes again; its manifest hash goes into the ledger."""
     output = Output(as_json=as_json)
 
@@ -296,7 +262,7 @@ def seal(package_id: str = typer.Argument(..., metavar="PACKAGE"),
                                    f"{body['manifest_sha256']} (ledger entry "
                                    f"{body['ledger_index']})"))
 
-    _run(output, work)
+    run(output, work)
 
 
 def share(
@@ -309,7 +275,7 @@ def share(
     expires: datetime | None = typer.Option(None, "--expires", formats=[
         "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d"],
         help="ISO 8601 with a time zone, e.g. 2026-12-31T23:59:59+01:00 (or a date, UTC)."),
-    url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON,
+    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Share a sealed package with another authority under a legal basis."""
     from datetime import UTC
@@ -329,12 +295,12 @@ def share(
         output.result(s, escape(f"shared {package_id} with {s['authority']}{until} "
                                 f"({s['legal_basis']}; {s['request_reference']})"))
 
-    _run(output, work)
+    run(output, work)
 
 
 def revoke(package_id: str = typer.Argument(..., metavar="PACKAGE"),
            authority: str = typer.Option(..., "--authority"),
-           url: str = _URL, token: str | None = _TOKEN, as_json: bool = _JSON) -> None:
+           url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
     """Revoke the share with an authority: its officers can no longer retrieve the package."""
     from urllib.parse import quote
 
@@ -347,4 +313,4 @@ def revoke(package_id: str = typer.Argument(..., metavar="PACKAGE"),
         output.result(s, escape(f"revoked the share of {package_id} with "
                                 f"{s['authority']}"))
 
-    _run(output, work)
+    run(output, work)
