@@ -117,7 +117,9 @@ def build_store(settings: Settings) -> ObjectStore:
         assert settings.s3_endpoint and settings.s3_access_key and settings.s3_secret_key
         return S3Store(settings.s3_endpoint, settings.s3_access_key.get_secret_value(),
                        settings.s3_secret_key.get_secret_value(), settings.s3_bucket,
-                       secure=settings.s3_secure, region=settings.s3_region)
+                       secure=settings.s3_secure, region=settings.s3_region,
+                       part_size=settings.s3_part_size_mib * 1024 * 1024,
+                       parallel_uploads=settings.s3_parallel_parts)
     return FileSystemStore(settings.objects_dir)
 
 

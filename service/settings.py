@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     s3_bucket: str = "evidence"
     s3_secure: bool = False
     s3_region: str | None = None
+    s3_part_size_mib: int = Field(
+        default=8, ge=5, le=512,
+        description="Multipart part size; caps one item at 10,000 parts (8 MiB: ~78 GiB).")
+    s3_parallel_parts: int = Field(
+        default=2, ge=1, le=16,
+        description="Parts in flight per upload; each costs about a part of memory, twice.")
 
     # Keys: directory of KEK files (default data_dir/keys); log signing key file.
     kek_dir: Path | None = None
