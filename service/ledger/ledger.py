@@ -155,6 +155,11 @@ class Ledger:
         Raises :class:`InvalidProofRequest`."""
         return self._reader.inclusion_proof(index, tree_size)
 
+    def inclusion_proofs(self, indexes: Sequence[int], tree_size: int) -> list[list[bytes]]:
+        """Inclusion proofs of ``indexes`` in the tree of ``tree_size``, in one node query.
+        Raises :class:`InvalidProofRequest`."""
+        return self._reader.inclusion_proofs(indexes, tree_size)
+
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """Consistency proof between tree sizes. Raises :class:`InvalidProofRequest`."""
         return self._reader.consistency_proof(size1, size2)

@@ -7,7 +7,7 @@ its leaves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -186,6 +186,23 @@ class LedgerReader:
                     f"need 0 <= index < tree_size <= {current}, got {index}, {tree_size}")
             return _fold(lambda: merkle.inclusion_proof(
                 index, tree_size, lambda keys: _nodes(conn, keys)))
+        return self._read(work)
+
+    def inclusion_proofs(self, indexes: Sequence[int], tree_size: int) -> list[list[bytes]]:
+        """Inclusion proofs of several entries in one tree, their nodes fetched in one query
+        (a package's custody record: many entries, one checkpoint)."""
+        def work(conn: sa.Connection) -> list[list[bytes]]:
+            current = self.size_in(conn)
+            for index in indexes:
+                if not 0 <= index < tree_size <= current:
+                    raise InvalidProofRequest(
+                        f"need 0 <= index < tree_size <= {current}, got {index}, {tree_size}")
+            wanted = {key for index in indexes
+                      for start, end in merkle.inclusion_proof_ranges(index, tree_size)
+                      for key in merkle.perfect_nodes(start, end)}
+            nodes = _nodes(conn, wanted)
+            return [_fold(lambda i=index: merkle.inclusion_proof(i, tree_size, lambda _: nodes))
+                    for index in indexes]
         return self._read(work)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:

@@ -53,11 +53,12 @@ async def package_custody(
         stored = runtime.ledger.package_entries(package_id, start=start, limit=limit + 1)
         stored = [s for s in stored if s.index < size]
         complete = len(stored) <= limit
+        page = stored[:limit]
+        proofs = runtime.ledger.inclusion_proofs([s.index for s in page], size) if page else []
         entries = [
             ProvenEntryOut(index=s.index, leaf_hash=s.leaf_hash.hex(), entry=s.entry.to_dict(),
-                           inclusion_proof=[h.hex() for h in
-                                            runtime.ledger.inclusion_proof(s.index, size)])
-            for s in stored[:limit]
+                           inclusion_proof=[h.hex() for h in proof])
+            for s, proof in zip(page, proofs, strict=True)
         ]
         return CustodyOut(package=package_id, tree_size=size, checkpoint=checkpoint.note,
                           verifier_key=str(runtime.ledger.verifier_key), entries=entries,

@@ -8,6 +8,7 @@ import pytest
 from custody import merkle
 from custody.checkpoint import Checkpoint
 from service.ledger import Ledger
+from service.ledger.errors import InvalidProofRequest
 from tests.ledger.helpers import event
 
 SIZE = 40
@@ -81,3 +82,17 @@ def test_every_consistency_proof(filled: tuple[Ledger, list[bytes], dict[int, by
             proof = ledger.consistency_proof(size1, size2)
             assert proof == _full_subproof(size1, leaves[:size2], True)
             merkle.verify_consistency(size1, size2, proof, roots[size1], roots[size2])
+
+
+def test_batched_inclusion_proofs_equal_single_ones(
+        filled: tuple[Ledger, list[bytes], dict[int, bytes]]) -> None:
+    """One node query for many proofs gives exactly the proofs fetched one by one."""
+    ledger, leaves, _ = filled
+    for size in (1, 7, SIZE):
+        indexes = list(range(size))
+        batched = ledger.inclusion_proofs(indexes, size)
+        assert batched == [ledger.inclusion_proof(i, size) for i in indexes]
+        assert batched == [_full_path(i, leaves[:size]) for i in indexes]
+    assert ledger.inclusion_proofs([], SIZE) == []
+    with pytest.raises(InvalidProofRequest):
+        ledger.inclusion_proofs([0, SIZE], SIZE)
