@@ -64,13 +64,13 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def evx(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "service.cli", *args], env=self.env,
+        out = subprocess.run([sys.executable, "-m", "evx", *args], env=self.env,
                              check=True, capture_output=True, text=True, timeout=120)
         return out.stdout.strip()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "evx", "serve", "--port", str(self.port)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 60

@@ -79,7 +79,7 @@ def _flow(w: World, tmp_path: Path) -> None:
     export.write_bytes(r.content)
     result = verify_file(export, VerifierKey.parse(key), saved)
     assert result.entry_count == result.tree_size >= saved.size
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "ledger", "verify", str(export),
+    proc = subprocess.run([sys.executable, "-m", "evx", "ledger", "verify", str(export),
                            "--key", key], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "VERIFIED" in proc.stdout

@@ -22,7 +22,7 @@ def test_rotate_rewraps_and_keeps_everything_readable(world: World) -> None:
     size = world.ledger_size()
     env = {**os.environ, "EVX_DATA_DIR": str(world.settings.data_dir),
            "EVX_OPERATOR_AUTHORITY": world.settings.operator_authority}
-    out = subprocess.run([sys.executable, "-m", "service.cli", "keys", "rotate", "--json"],
+    out = subprocess.run([sys.executable, "-m", "evx", "keys", "rotate", "--json"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)

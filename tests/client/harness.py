@@ -1,6 +1,6 @@
 """A real `evx serve` process and real `evx` client processes, as users run them.
 
-The server is started with ``python -m service.cli serve`` on a free port with its own data
+The server is started with ``python -m evx serve`` on a free port with its own data
 directory; authorities are registered with ``evx authority add --generate-key`` and tokens minted
 with ``evx token`` beforehand. Each user runs the client with only ``EVX_URL``, ``EVX_TOKEN`` and
 their own ``EVX_STATE_DIR`` -- nothing of the server's configuration.
@@ -24,7 +24,7 @@ import httpx
 OWNER, RECIPIENT, OPERATOR = "DE-BKA", "FR-OCRTEH", "EU-OPERATOR"
 STARTUP_TIMEOUT_S = 60.0
 CLI_TIMEOUT_S = 120.0
-EVX = [sys.executable, "-m", "service.cli"]
+EVX = [sys.executable, "-m", "evx"]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.client.errors import (
+from evx.client.errors import (
     EXIT_AUTH,
     EXIT_DENIED,
     EXIT_INTEGRITY,
@@ -20,9 +20,9 @@ from service.client.errors import (
     EXIT_USAGE,
     UsageError,
 )
-from service.client.files import check_item_name, collect_sources, destination
-from service.client.http import error_from_response, server_origin
-from service.client.transfer import parse_sha256_field, sha256_field
+from evx.client.files import check_item_name, collect_sources, destination
+from evx.client.http import error_from_response, server_origin
+from evx.client.transfer import parse_sha256_field, sha256_field
 
 TYPE = "https://evidence-exchange.example/problems/"
 
@@ -116,11 +116,11 @@ def test_names_are_nfc() -> None:
 
 
 def test_the_client_never_imports_server_or_store_internals() -> None:
-    code = ("import sys, service.client.cli, service.client.audit, service.client.transfer, "
-            "service.client.trust\n"
+    code = ("import sys, evx.cli.packages, evx.cli.audit, evx.client.transfer, "
+            "evx.client.trust\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('storage', 'fastapi', 'sqlalchemy', 'starlette', 'minio') or "
-            "(m.startswith('service.') and not m.startswith('service.client')))\n"
+            "('service', 'storage', 'fastapi', 'sqlalchemy', 'starlette', 'minio', 'alembic', "
+            "'uvicorn', 'psycopg'))\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -215,7 +215,7 @@ def _assert_one_linear_chain(lines: list[dict]) -> None:
 
 
 def _verify_offline(export: Path, key: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "ledger", "verify", str(export),
+    proc = subprocess.run([sys.executable, "-m", "evx", "ledger", "verify", str(export),
                            "--key", key], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "VERIFIED" in proc.stdout

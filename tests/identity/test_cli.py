@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from service import commands
+from evx.cli import commands
 from service.db import make_engine
 from service.identity.errors import InvalidToken
 from service.identity.registry import TrustRegistry

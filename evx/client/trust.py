@@ -18,9 +18,9 @@ from custody.merkle import verify_inclusion
 from custody.note import VerifierKey
 from custody.verify import ProvenEntry, verify_consistency_from, verify_package
 
-from service.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged
-from service.client.http import Api
-from service.client.state import TrustState
+from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged
+from evx.client.http import Api
+from evx.client.state import TrustState
 
 MAX_KEY_RESPONSE_BYTES = 4096
 

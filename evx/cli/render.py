@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from service.client.errors import ClientError
+from evx.client.errors import ClientError
 
 
 class Output:

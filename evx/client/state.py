@@ -19,7 +19,7 @@ from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from custody.note import MAX_NOTE_BYTES, VerifierKey
 
-from service.client.errors import IntegrityFailure, UsageError
+from evx.client.errors import IntegrityFailure, UsageError
 
 MAX_KEY_BYTES = 4096  # a verifier key is ~90 bytes
 

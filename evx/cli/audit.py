@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from service.client.options import JSON, TOKEN, URL, add_row, run, trust_state
-from service.client.http import Api, package_path
-from service.client.render import Output
+from evx.cli.options import JSON, TOKEN, URL, add_row, run, trust_state
+from evx.client.http import Api, package_path
+from evx.cli.render import Output
 
 
 # -- custody ---------------------------------------------------------------------------------
@@ -30,7 +30,7 @@ def custody(
     Inclusion proofs, the package chain and the checkpoint signature are checked against the
     log key pinned on first use, and the checkpoint against the one saved here (consistency
     proof); then the newer checkpoint is saved."""
-    from service.client.trust import (
+    from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,
         verify_continuation,
@@ -117,7 +117,7 @@ def ledger_sync(
 
     Fetches the signed checkpoint, verifies it under the pinned log key (pinned on first use; a changed key is refused), prove it extends the checkpoint saved
     here (consistency proof), then save it. Any inconsistency exits non-zero."""
-    from service.client.trust import advance_checkpoint, pinned_log_key
+    from evx.client.trust import advance_checkpoint, pinned_log_key
 
     output = Output(as_json=as_json, quiet=quiet)
 
@@ -151,7 +151,7 @@ def ledger_export(
     """Export the whole ledger to a file and verify it (operator's auditors).
 
     Streamed to the file, then verified offline; `evx ledger verify FILE --key "$(evx ledger key)"` repeats the check anywhere."""
-    from service.client.trust import advance_checkpoint, pinned_log_key
+    from evx.client.trust import advance_checkpoint, pinned_log_key
 
     output = Output(as_json=as_json)
 
@@ -159,7 +159,7 @@ def ledger_export(
         from custody.cli import verify_file
         from custody.errors import VerificationError
 
-        from service.client.errors import IntegrityFailure, LedgerInconsistent
+        from evx.client.errors import IntegrityFailure, LedgerInconsistent
 
         temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
         written = 0
@@ -213,7 +213,7 @@ def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
 
     E.g. for
     `evx ledger verify FILE --key "$(evx ledger key)"`. A changed key is refused."""
-    from service.client.trust import pinned_log_key
+    from evx.client.trust import pinned_log_key
 
     output = Output(as_json=as_json)
 

@@ -14,7 +14,7 @@ app = typer.Typer(
 
 def _mount() -> None:
     """Mount the domain command groups (imported lazily so a missing optional part fails loudly)."""
-    from service import commands
+    from evx.cli import commands
 
     commands.register(app)
 

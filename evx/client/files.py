@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from service.client.errors import UsageError
+from evx.client.errors import UsageError
 
 MAX_NAME_BYTES = 512
 MAX_SEGMENT_BYTES = 255

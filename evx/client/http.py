@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from service.client.errors import (
+from evx.client.errors import (
     AuthenticationError,
     ClientError,
     DeniedError,

@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
-from service.client.errors import IntegrityFailure, UnavailableError, UsageError
-from service.client.files import Source, destination
-from service.client.http import Api, item_path
-from service.client.render import Transfers
+from evx.client.errors import IntegrityFailure, UnavailableError, UsageError
+from evx.client.files import Source, destination
+from evx.client.http import Api, item_path
+from evx.cli.render import Transfers
 
 BLOCK_BYTES = 1024 * 1024
 MAX_RESUME_ATTEMPTS = 5  # automatic resumes of one item after a broken connection

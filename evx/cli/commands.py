@@ -6,9 +6,9 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from service import keys_cli, ledger_cli, server_cli
-    from service.client import cli as client_cli
-    from service.identity import cli as identity_cli
+    from evx.cli import keys as keys_cli, ledger as ledger_cli, server as server_cli
+    from evx.cli import packages as client_cli
+    from evx.cli import identity as identity_cli
 
     server_cli.register(app)
     identity_cli.register(app)

@@ -9,10 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from service.client.errors import ClientError
-from service.client.http import DEFAULT_URL, Api
-from service.client.render import Output
-from service.client.state import TrustState, default_state_dir
+from evx.client.errors import ClientError
+from evx.client.http import DEFAULT_URL, Api
+from evx.cli.render import Output
+from evx.client.state import TrustState, default_state_dir
 
 T = TypeVar("T")
 

@@ -14,18 +14,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from service.client.errors import EXIT_CODES_HELP, UsageError
-from service.client.http import Api, package_path
-from service.client.options import JSON, TOKEN, URL, add_row, run
-from service.client.render import Output
+from evx.client.errors import EXIT_CODES_HELP, UsageError
+from evx.client.http import Api, package_path
+from evx.cli.options import JSON, TOKEN, URL, add_row, run
+from evx.cli.render import Output
 
 
 package_app = typer.Typer(help="Evidence packages: create, list, show.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     """Mount the client commands on the root ``evx`` app."""
-    from service.client.audit import custody, ledger_export, ledger_key, ledger_sync
-    from service.ledger_cli import ledger_app
+    from evx.cli.audit import custody, ledger_export, ledger_key, ledger_sync
+    from evx.cli.ledger import ledger_app
 
     app.add_typer(package_app, name="package")
     for name, command in (("upload", upload), ("seal", seal), ("share", share),
@@ -168,8 +168,8 @@ def upload(
     Content-Digest the service checks (a mismatch stores nothing). A directory becomes items
     named <dir>/<relative path>; links leaving it are refused. An item already there with the
     same digest is skipped; with a different digest it is an error."""
-    from service.client.files import collect_sources
-    from service.client.transfer import upload_one
+    from evx.client.files import collect_sources
+    from evx.client.transfer import upload_one
 
     output = Output(as_json=as_json)
 
@@ -215,7 +215,7 @@ def download(
 
     Each file appears under -o only after its SHA-256 matched the package's record and the service's Repr-Digest. Interrupted downloads resume from
     DIR/.evx-partial when the command is run again; a mismatch deletes the partial file."""
-    from service.client.transfer import download_one
+    from evx.client.transfer import download_one
 
     output = Output(as_json=as_json)
 

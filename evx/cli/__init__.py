@@ -1,0 +1,1 @@
+"""The `evx` command line: every command, one registration, one error-to-exit-code table."""
