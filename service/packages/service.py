@@ -6,12 +6,11 @@ outcome durably before it reports success.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from custody.jcs import canonicalize
+from custody import rules
 from service.packages import repository as repo
 from service.packages.errors import (
     AccessDenied,
@@ -179,9 +178,9 @@ class PackageService:
 
 
 def manifest_sha256(package_id: str, items: list[repo.ItemRow]) -> str:
-    """SHA-256 of the JCS manifest ``{"package", "items": [{"name","size","sha256"}...]}``."""
-    manifest = {"package": package_id,
-                "items": [{"name": i.name, "size": i.size, "sha256": i.sha256}
-                          for i in sorted(items, key=lambda i: i.name)]}
-    return hashlib.sha256(canonicalize(manifest)).hexdigest()
+    """SHA-256 of the JCS manifest ``{"package", "items": [{"name","size","sha256"}...]}``.
 
+    One definition with the partners' rules checker (``custody.rules``), which recomputes it
+    from the ``item.uploaded`` entries.
+    """
+    return rules.manifest_sha256(package_id, ((i.name, i.size, i.sha256) for i in items))

@@ -86,3 +86,11 @@ def test_export_is_exact_and_verifies() -> None:
     with pytest.raises(LeafHashMismatch) as info:
         verify_export_lines(tampered, VerifierKey.parse(KEY["verifier"]))
     assert info.value.index == 1
+
+
+def test_every_rule_is_specified() -> None:
+    from custody.rules import RULES  # noqa: PLC0415
+
+    section = DOC.read_text(encoding="utf-8").split("## 9. Rules of the exchange", 1)[1]
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.M))
+    assert documented == set(RULES)
