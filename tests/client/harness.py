@@ -42,6 +42,18 @@ def _base_env() -> dict[str, str]:
     return env
 
 
+def stop_group(process: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """SIGTERM the process group a child started (``start_new_session``), then SIGKILL."""
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
 @dataclass
 class User:
     """One person at their own machine: a token and their own client state directory."""
@@ -157,14 +169,7 @@ class EvxServer:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+        stop_group(process)
 
     def restart(self) -> None:
         self.stop()
