@@ -616,9 +616,10 @@ http {{
         ssl_certificate_key {prefix}/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
 
-        # Evidence streams through: no size cap here (the service enforces EVX_MAX_ITEM_BYTES),
-        # no buffering of request or response bodies on disk.
-        client_max_body_size 0;
+        # JSON bodies capped as in the service (EVX_MAX_JSON_BYTES); evidence routes below take
+        # up to the item maximum. No buffering of request or response bodies on disk.
+        client_max_body_size 64k;
+        client_body_timeout 60s;
         proxy_request_buffering off;
         proxy_buffering off;
         proxy_http_version 1.1;
@@ -642,6 +643,20 @@ http {{
         # Writes only move on when the connection could not be made: a write that reached a
         # replica is never sent twice by the balancer (the client decides, seeing the answer).
         location @write {{
+            proxy_next_upstream error;
+            proxy_next_upstream_tries 3;
+            proxy_pass http://evx_api;
+        }}
+        location ~ ^/v1/packages/[^/]+/(items|uploads)(/|$) {{
+            client_max_body_size 64g;
+            error_page 418 = @item_write;
+            if ($request_method !~ ^(GET|HEAD)$) {{ return 418; }}
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_next_upstream_tries 3;
+            proxy_pass http://evx_api;
+        }}
+        location @item_write {{
+            client_max_body_size 64g;
             proxy_next_upstream error;
             proxy_next_upstream_tries 3;
             proxy_pass http://evx_api;

@@ -89,6 +89,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(custody_router)
     app.include_router(ledger_router)
 
+    from service.auth import authenticate_request, current_principal
+    from service.guard import RequestGuard
+
+    # Added before the request-context middleware, so it runs inside it (request ids, metrics).
+    app.add_middleware(
+        RequestGuard, routes=lambda: app.router.routes, authenticator=current_principal,
+        authenticate=lambda headers, path: authenticate_request(
+            runtime, headers.get("authorization"), path),
+        max_json_bytes=settings.max_json_bytes)
+
     @app.middleware("http")
     async def request_context(request: Request,
                               call_next: Callable[[Request], Awaitable[Response]]) -> Response:

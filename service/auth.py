@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.guard import PRINCIPAL_SCOPE_KEY
 from service.identity.errors import InvalidToken, MissingCredentials
 from service.identity.http import authenticate
 from service.identity.tokens import Principal
@@ -23,9 +24,19 @@ def current_principal(
 ) -> Principal:
     """The authenticated officer. Failures are counted and logged -- never put in the ledger,
     where unauthenticated garbage could flood it."""
-    runtime = request.app.state.runtime
+    already = request.scope.get(PRINCIPAL_SCOPE_KEY)  # the guard did it before the body
+    if already is not None:
+        return already  # type: ignore[no-any-return]
+    return authenticate_request(request.app.state.runtime, request.headers.get("authorization"),
+                                request.url.path,
+                                request.client.host if request.client else None)
+
+
+def authenticate_request(runtime: Any, authorization: str | None, path: str,
+                         client: str | None = None) -> Principal:
+    """The caller's principal, or a 401 :class:`Problem` (counted, and logged if refused)."""
     try:
-        return authenticate(request.headers.get("authorization"), lookup_key=runtime.lookup_key,
+        return authenticate(authorization, lookup_key=runtime.lookup_key,
                             settings=runtime.settings)
     except MissingCredentials:
         runtime.metrics.unauthenticated.labels("missing").inc()
@@ -33,8 +44,7 @@ def current_principal(
                                        "authority.") from None
     except InvalidToken as exc:
         runtime.metrics.unauthenticated.labels(exc.reason).inc()
-        log.warning("token_refused", reason=exc.reason, path=request.url.path,
-                    client=request.client.host if request.client else None)
+        log.warning("token_refused", reason=exc.reason, path=path, client=client)
         raise Problem(UNAUTHENTICATED, _ADVICE.get(exc.reason, "The token was refused."),
                       reason=exc.reason) from None
 

@@ -6,6 +6,7 @@ specific class in its MRO) to a status, a stable type URI and a title a user can
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ logger = structlog.get_logger("evx.problems")
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://evidence-exchange.example/problems/"
+MAX_VALIDATION_ERRORS = 20  # a 422 never grows with the request (review L8)
+MAX_ERROR_TEXT = 200
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ PACKAGE_SEALED = ProblemType(409, "package-sealed", "The package is sealed and c
 PACKAGE_NOT_SEALED = ProblemType(409, "package-not-sealed", "The package must be sealed first")
 ITEM_EXISTS = ProblemType(409, "item-exists", "An item with this name already exists")
 TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
+BODY_TOO_LARGE = ProblemType(413, "body-too-large",
+                             "The request body exceeds the maximum for this route")
 RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not satisfiable")
 DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
                               "The uploaded bytes do not match the Content-Digest sent")
@@ -110,10 +115,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
-                  for e in exc.errors()]
+        # Bounded: a request with thousands of bad fields gets the first few, not a response
+        # larger than itself (an amplifier).
+        found = exc.errors()
+        errors = [{"loc": [str(p)[:MAX_ERROR_TEXT] for p in e.get("loc", ())][:8],
+                   "msg": str(e.get("msg", ""))[:MAX_ERROR_TEXT]}
+                  for e in itertools.islice(found, MAX_VALIDATION_ERRORS)]
         return problem_response(VALIDATION, "The request does not match the API schema.",
-                                request.url.path, errors=errors)
+                                request.url.path, errors=errors, errors_total=len(found))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

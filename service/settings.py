@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # Limits.
     max_item_bytes: int = Field(default=64 * 1024 * MIB, ge=1)
     chunk_size: int = Field(default=1 * MIB, ge=4096, le=16 * MIB)
+    max_json_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * MIB,
+        description="Largest JSON request body; 413 from Content-Length or while reading.")
 
     sweep_grace_seconds: int = Field(
         default=86_400, ge=60,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.auth import Officer
+from service.guard import streams_body
 from storage.errors import IntegrityError as StorageIntegrityError
 from service.packages import repository as repo
 from service.packages.errors import ItemNotFound
@@ -112,6 +113,7 @@ def get_package(package_id: str, officer: Officer, request: Request) -> PackageO
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string",
                                                         "format": "binary"}}}}})
+@streams_body
 async def upload_item(
     package_id: str, name: str, officer: Officer, request: Request, response: Response,
     content_digest: Annotated[str | None, Header(
