@@ -70,6 +70,20 @@ class Action(StrEnum):
     AUTHORITY_ADDED = "authority.added"
     AUTHORITY_KEY_ADDED = "authority.key_added"
     AUTHORITY_KEY_RETIRED = "authority.key_retired"
+    # Mutual legal assistance requests: ``package`` holds the request id (``req_...``).
+    REQUEST_FILED = "request.filed"
+    REQUEST_ACKNOWLEDGED = "request.acknowledged"
+    REQUEST_INFO_REQUESTED = "request.info_requested"
+    REQUEST_INFO_PROVIDED = "request.info_provided"
+    REQUEST_RECOGNISED = "request.recognised"
+    REQUEST_REFUSED = "request.refused"
+    REQUEST_POSTPONED = "request.postponed"
+    REQUEST_EXECUTED = "request.executed"
+    REQUEST_FULFILLED = "request.fulfilled"
+    REQUEST_WITHDRAWN = "request.withdrawn"
+    REQUEST_DELIVERED = "request.delivered"
+    REQUEST_READ = "request.read"
+    REQUEST_LISTED = "request.listed"
 
 
 class Outcome(StrEnum):

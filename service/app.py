@@ -83,11 +83,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from service.ledger.endpoints import router as ledger_router
     from service.packages.custody_endpoints import router as custody_router
     from service.packages.endpoints import router as packages_router
+    from service.requests.endpoints import router as requests_router
 
     app.include_router(health_router)
     app.include_router(packages_router)
     app.include_router(custody_router)
     app.include_router(ledger_router)
+    app.include_router(requests_router)
 
     from service.auth import authenticate_request, current_principal
     from service.guard import RequestGuard

@@ -91,6 +91,16 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def as_utc(value: Any) -> Any:
+    """``value`` as an aware UTC datetime if it is a naive one (SQLite keeps no offset; everything
+    stored is UTC); anything else unchanged."""
+    from datetime import datetime, timezone
+
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 def migrations_dir() -> Path:
     """Directory of the installed ``migrations`` package (Alembic ``script_location``)."""
     spec = importlib.util.find_spec("migrations")

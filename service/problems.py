@@ -53,6 +53,8 @@ CONFLICT = ProblemType(409, "conflict", "Conflicts with the current state")
 PACKAGE_SEALED = ProblemType(409, "package-sealed", "The package is sealed and cannot change")
 PACKAGE_NOT_SEALED = ProblemType(409, "package-not-sealed", "The package must be sealed first")
 ITEM_EXISTS = ProblemType(409, "item-exists", "An item with this name already exists")
+REQUEST_STATE = ProblemType(409, "request-state",
+                            "Not possible in the request's current state")
 TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
 BODY_TOO_LARGE = ProblemType(413, "body-too-large",
                              "The request body exceeds the maximum for this route")
@@ -160,6 +162,7 @@ def register_domain_errors() -> None:
     from service.ledger import errors as ledger
     from service.packages import errors as pkg
     from service.packages.names import InvalidItemName
+    from service.requests import errors as req
     from storage import errors as storage
 
     for error, kind in [
@@ -176,6 +179,10 @@ def register_domain_errors() -> None:
         (pkg.InvalidRequest, VALIDATION),
         (pkg.RangeNotSatisfiable, RANGE_NOT_SATISFIABLE),
         (InvalidItemName, VALIDATION),
+        (req.RequestNotFound, NOT_FOUND),
+        (req.RequestAccessDenied, FORBIDDEN),
+        (req.InvalidRequestData, VALIDATION),
+        (req.RequestStateConflict, REQUEST_STATE),
         (identity.AuthenticationFailed, UNAUTHENTICATED),
         (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
         (ledger.LedgerCorrupted, LEDGER_INCONSISTENT),

@@ -18,6 +18,7 @@ from service.packages.gate import Gate
 from service.packages.service import PackageService
 from service.packages.transfers import ItemTransfers
 from service.recorder import CustodyRecorder
+from service.requests.service import RequestService
 from service.settings import Settings
 from storage.evidence import EvidenceVault
 from storage.filesystem import FileSystemStore
@@ -40,6 +41,7 @@ class Runtime:
     gate: Gate
     packages: PackageService
     transfers: ItemTransfers
+    requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
@@ -149,4 +151,30 @@ def build_runtime(settings: Settings) -> Runtime:
                       packages=None,  # type: ignore[arg-type]  # needs the runtime's registry
                       transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes))
     runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
+    runtime.requests = build_requests(settings, runtime)
     return runtime
+
+
+def build_requests(settings: Settings, runtime: Runtime) -> RequestService:
+    from zoneinfo import ZoneInfo
+
+    from service.requests.deadlines import DEFAULT_RULES, rules_from_json
+    from service.requests.errors import InvalidRequestData
+    from service.requests.zones import authority_zone, parse_overrides
+
+    rules = DEFAULT_RULES
+    if settings.deadline_rules_file is not None:
+        rules = rules_from_json(settings.deadline_rules_file.read_text(encoding="utf-8"))
+    overrides = parse_overrides(settings.authority_timezones)
+
+    def zone_of(authority_id: str) -> ZoneInfo:
+        with runtime.engine.connect() as conn:
+            try:
+                authority = TrustRegistry(conn).get_authority(authority_id)
+            except UnknownAuthority:
+                raise InvalidRequestData(
+                    f"authority {authority_id!r} is not in the trust registry") from None
+        return authority_zone(authority.id, authority.country, overrides)
+
+    return RequestService(runtime.gate, runtime.packages, rules=rules, zone_of=zone_of,
+                          ledger=runtime.ledger)

@@ -75,6 +75,28 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600,
                                         description="Time running transfers get on SIGTERM.")
 
+    # Requests, deadlines and notifications.
+    deadline_rules_file: Path | None = Field(
+        default=None, description="JSON file replacing rows of the deadline rules table "
+        "(docs/operations.md); default: the built-in table with its sources.")
+    authority_timezones: str = Field(
+        default="", description="AUTHORITY=Zone/Name,... overriding the zone deadlines are "
+        "counted in (default: the executing authority's country's).")
+    deadline_warning_hours: int = Field(
+        default=48, ge=1, le=24 * 60,
+        description="Events say a deadline is approaching this long before it.")
+    webhook_dispatch: bool = Field(
+        default=True, description="Deliver webhooks and raise deadline/expiry events from "
+        "this replica (several replicas may: deliveries are leased).")
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, le=300,
+                                        description="How often the outbox is read.")
+    webhook_retry_schedule: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$",
+        description="Seconds before each retry (Standard Webhooks' schedule); then failed.")
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120,
+                                           description="One delivery attempt's time limit.")
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_format: str = Field(default="console", pattern="^(json|console)$",

@@ -48,20 +48,26 @@ async def package_custody(
             runtime.gate.authorize(conn, officer, package_id, Operation.READ_CUSTODY,
                                    "custody.read")
         runtime.recorder.record(officer, "custody.read", package=package_id)
-        checkpoint = runtime.ledger.sign_checkpoint()
-        size = checkpoint.tree_size
-        stored = runtime.ledger.package_entries(package_id, start=start, limit=limit + 1)
-        stored = [s for s in stored if s.index < size]
-        complete = len(stored) <= limit
-        page = stored[:limit]
-        proofs = runtime.ledger.inclusion_proofs([s.index for s in page], size) if page else []
-        entries = [
-            ProvenEntryOut(index=s.index, leaf_hash=s.leaf_hash.hex(), entry=s.entry.to_dict(),
-                           inclusion_proof=[h.hex() for h in proof])
-            for s, proof in zip(page, proofs, strict=True)
-        ]
-        return CustodyOut(package=package_id, tree_size=size, checkpoint=checkpoint.note,
-                          verifier_key=str(runtime.ledger.verifier_key), entries=entries,
-                          complete=complete)
+        return proven_record(runtime, package_id, start, limit)
 
     return await anyio.to_thread.run_sync(work)
+
+
+def proven_record(runtime: Any, subject: str, start: int, limit: int) -> CustodyOut:
+    """Every entry about ``subject`` (a package or a request) from ``start``, with inclusion
+    proofs to a checkpoint signed now (after the caller's read was recorded)."""
+    checkpoint = runtime.ledger.sign_checkpoint()
+    size = checkpoint.tree_size
+    stored = runtime.ledger.package_entries(subject, start=start, limit=limit + 1)
+    stored = [s for s in stored if s.index < size]
+    complete = len(stored) <= limit
+    page = stored[:limit]
+    proofs = runtime.ledger.inclusion_proofs([s.index for s in page], size) if page else []
+    entries = [
+        ProvenEntryOut(index=s.index, leaf_hash=s.leaf_hash.hex(), entry=s.entry.to_dict(),
+                       inclusion_proof=[h.hex() for h in proof])
+        for s, proof in zip(page, proofs, strict=True)
+    ]
+    return CustodyOut(package=subject, tree_size=size, checkpoint=checkpoint.note,
+                      verifier_key=str(runtime.ledger.verifier_key), entries=entries,
+                      complete=complete)

@@ -1,0 +1,2 @@
+"""Mutual legal assistance requests: filing, their life, deadlines and the deliveries answering
+them (endpoints, service, repository, schemas, tables)."""
