@@ -3,9 +3,12 @@
 Needs nothing but the standard library and ``cryptography``.  This module does the file reading;
 the checks themselves are :mod:`custody.verify`'s pure functions.
 
-Exit codes: 0 the export verified; 1 verification failed (tampering, a bad signature, a
-rollback, ...); 2 usage or format error (bad arguments, an unreadable file, a malformed key,
-checkpoint or export).  Anything but 0 means the export is NOT verified.
+Exit codes: 0 the export verified and every package keeps the rules of the exchange; 1 the
+evidence under check failed: anything wrong with the export or the saved checkpoint, whether
+tampering or malformation (truncation, content after the checkpoint, duplicate keys, a header
+that disagrees, a bad signature, a rollback, a broken rule, ...) -- a monitor alerting on 1
+misses nothing; 2 usage: bad arguments, a malformed ``--key``, a file that cannot be read.
+Anything but 0 means the export is NOT verified.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import BinaryIO, TextIO
 
 from custody.checkpoint import Checkpoint
 from custody.errors import FormatError, VerificationError
-from custody.export import MAX_LINE_BYTES
+from custody.export import MAX_LINE_BYTES, ExportRecord, read_export_line
 from custody.note import MAX_NOTE_BYTES, VerifierKey
+from custody.rules import RuleViolation, RulesViolated, RulesWalk
 from custody.verify import VerifiedLedger, verify_export_lines
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "available_cpus", "load_verifier_key", "main", "verify_file"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "available_cpus", "check_file_rules", "load_verifier_key",
+           "main", "verify_file"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -100,11 +105,33 @@ def verify_file(
                                    workers=workers)
 
 
+def check_file_rules(export_path: str | Path) -> list[RuleViolation]:
+    """The rules of the exchange (:mod:`custody.rules`) over every package of an export file.
+
+    Read after :func:`verify_file` succeeded: the entries are then the signed ones.  Entries
+    without a package are skipped unparsed.
+
+    Raises:
+        VerificationError: A line cannot be read (the export changed since it was verified).
+        OSError: The file cannot be read.
+    """
+    walk = RulesWalk()
+    with open(export_path, "rb") as handle:
+        for number, line in enumerate(_bounded_lines(handle), start=1):
+            if number == 1 or b'"package":null' in line:
+                continue
+            item = read_export_line(line, number, 0, after_checkpoint=False)
+            if isinstance(item, ExportRecord):
+                walk.add(item.entry)
+    return walk.violations
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m custody",
         description="Verify a custody ledger export offline, trusting only the log's public key.",
-        epilog="Exit status: 0 verified; 1 verification failed; 2 usage or format error.",
+        epilog="Exit status: 0 verified; 1 the export or checkpoint does not verify (tampered, "
+               "malformed, a broken rule); 2 usage (bad arguments, a malformed key, an unreadable file).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="verify an export file")
@@ -126,11 +153,19 @@ def _positive_int(value: str) -> int:
 
 
 def _report_failure(exc: Exception, as_json: bool, out: TextIO, err: TextIO) -> None:
+    violations = exc.violations if isinstance(exc, RulesViolated) else ()
     if as_json:
         result = {"verified": False, "error": type(exc).__name__,
                   "index": getattr(exc, "index", None), "line": getattr(exc, "line", None),
                   "reason": getattr(exc, "reason", str(exc))}
+        if violations:
+            result["violations"] = [{"index": v.index, "rule": v.rule, "reason": v.reason}
+                                    for v in violations]
         out.write(json.dumps(result) + "\n")
+    elif violations:
+        err.write(f"NOT VERIFIED: {len(violations)} rule violation(s)\n")
+        for violation in violations:
+            err.write(f"  {violation}\n")
     else:
         err.write(f"NOT VERIFIED: {type(exc).__name__}: {exc}\n")
 
@@ -145,16 +180,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
         key = load_verifier_key(args.key)
-        trusted = load_checkpoint(args.checkpoint, key) if args.checkpoint else None
-    except (OSError, VerificationError) as exc:
+    except (OSError, VerificationError) as exc:  # the key is the caller's argument, not evidence
         _report_failure(exc, args.json, out, err)
         return EXIT_USAGE
     try:
+        trusted = load_checkpoint(args.checkpoint, key) if args.checkpoint else None
         result = verify_file(args.export, key, trusted, workers=args.workers or available_cpus())
-    except FormatError as exc:
-        _report_failure(exc, args.json, out, err)
-        return EXIT_USAGE
-    except VerificationError as exc:
+        violations = check_file_rules(args.export)
+        if violations:
+            raise RulesViolated(violations)
+    except VerificationError as exc:  # malformed or tampered: the evidence fails either way
         _report_failure(exc, args.json, out, err)
         return EXIT_FAILED
     except OSError as exc:

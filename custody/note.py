@@ -5,8 +5,9 @@ A note is UTF-8 text ending in a newline, then a blank line, then signature line
 first four bytes of ``SHA-256(name || 0x0A || 0x01 || public key)``; a verifier key is written
 ``<name>+<key id as 8 hex digits>+<base64(0x01 || public key)>``.
 
-:func:`open_note` follows golang.org/x/mod/sumdb/note ``Open``: signatures by unknown keys are
-ignored, a known key's bad signature is an error, and at least one known key must have signed.
+:func:`open_note` follows golang.org/x/mod/sumdb/note ``Open``: two signature lines with the same
+key name and key id make the note malformed, signatures by unknown keys are ignored, every
+signature by a known key must verify, and at least one known key must have signed.
 """
 
 from __future__ import annotations
@@ -249,10 +250,12 @@ def open_note(note: str | bytes, verifiers: Iterable[VerifierKey]) -> str:
     """Verify a signed note and return its text.
 
     Signatures by keys not in ``verifiers`` are ignored; every signature by a key in
-    ``verifiers`` must verify, and there must be at least one.
+    ``verifiers`` must verify, and there must be at least one.  Two lines with the same key
+    name and key id are refused (as Go's ``note.Open`` does): otherwise a bad second line by the
+    pinned key would go unchecked.
 
     Raises:
-        FormatError: The note is malformed.
+        FormatError: The note is malformed, or names one key twice.
         SignatureError: A known key's signature is bad, or no known key signed.
     """
     parsed = parse_note(note)
@@ -261,10 +264,12 @@ def open_note(note: str | bytes, verifiers: Iterable[VerifierKey]) -> str:
     verified = 0
     seen: set[tuple[str, int]] = set()
     for sig in parsed.signatures:
-        key = known.get((sig.name, sig.key_id))
-        if key is None or (sig.name, sig.key_id) in seen:
-            continue
+        if (sig.name, sig.key_id) in seen:
+            raise FormatError(f"note has two signatures by key {sig.name} {sig.key_id:08x}")
         seen.add((sig.name, sig.key_id))
+        key = known.get((sig.name, sig.key_id))
+        if key is None:
+            continue
         if len(sig.signature) != _ED25519_SIG_SIZE or not key.verify(message, sig.signature):
             raise SignatureError(f"invalid signature by {sig.name}")
         verified += 1

@@ -31,6 +31,7 @@ __all__ = [
     "RULES",
     "RuleViolation",
     "RulesViolated",
+    "RulesWalk",
     "check_package_rules",
     "manifest_sha256",
     "require_package_rules",
@@ -132,14 +133,14 @@ def _parse_expiry(value: object) -> tuple[bool, datetime | None]:
 class _Checker:
     """The state of one package walked in log order."""
 
-    def __init__(self, first: Entry) -> None:
+    def __init__(self, first: Entry, violations: list[RuleViolation]) -> None:
         self.package = first.package or ""
         self.owner = first.actor.authority
         self.sealed = False
         self.uploads: dict[str, _Upload] = {}
         self.shares: dict[str, _Share] = {}
         self.started: set[tuple[str, str, str]] = set()  # (authority, subject, item)
-        self.violations: list[RuleViolation] = []
+        self.violations = violations
 
     def report(self, entry: Entry, rule: str, reason: str) -> None:
         self.violations.append(RuleViolation(entry.index, rule, reason))
@@ -268,6 +269,36 @@ _HANDLERS = {
 }
 
 
+class RulesWalk:
+    """The rules applied entry by entry, in log order, to any number of packages at once.
+
+    Feed it every entry of a verified export (or of one package) with :meth:`add`; entries
+    without a package are skipped.  State is kept per package (its uploads and shares).
+    """
+
+    __slots__ = ("_packages", "_violations")
+
+    def __init__(self) -> None:
+        self._packages: dict[str, _Checker] = {}
+        self._violations: list[RuleViolation] = []
+
+    def add(self, entry: Entry) -> None:
+        """Apply the rules to the next entry (its package's first entry starts that package)."""
+        package = entry.package
+        if package is None:
+            return
+        checker = self._packages.get(package)
+        first = checker is None
+        if checker is None:
+            checker = self._packages[package] = _Checker(entry, self._violations)
+        checker.visit(entry, first)
+
+    @property
+    def violations(self) -> list[RuleViolation]:
+        """Every violation so far, in log order."""
+        return list(self._violations)
+
+
 def check_package_rules(entries: Sequence[Entry]) -> list[RuleViolation]:
     """Every rule violation in one package's entries, in log order (empty: all rules hold).
 
@@ -282,10 +313,10 @@ def check_package_rules(entries: Sequence[Entry]) -> list[RuleViolation]:
     package = entries[0].package
     if package is None or any(entry.package != package for entry in entries):
         raise ValueError("entries must all belong to one package")
-    checker = _Checker(entries[0])
-    for position, entry in enumerate(entries):
-        checker.visit(entry, position == 0)
-    return checker.violations
+    walk = RulesWalk()
+    for entry in entries:
+        walk.add(entry)
+    return walk.violations
 
 
 def require_package_rules(entries: Sequence[Entry]) -> None:

@@ -26,7 +26,9 @@ def verify(
 ) -> None:
     """Verify a ledger export with nothing but the export and the log's public key.
 
-    Exit status: 0 verified, 1 verification failed, 2 usage or format error.
+    Exit status: 0 verified and every rule of the exchange kept; 1 the export or checkpoint does
+    not verify (tampered, truncated, malformed, a rule broken); 2 usage (bad arguments, a malformed
+    key, a file that cannot be read).
     """
     from custody.cli import main
 
