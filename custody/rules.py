@@ -28,6 +28,7 @@ from custody.entry import Action, Entry, Outcome, Role
 from custody.errors import VerificationError
 
 __all__ = [
+    "REQUEST_ID_PREFIX",
     "RULES",
     "RuleViolation",
     "RulesViolated",
@@ -55,6 +56,8 @@ RULES: dict[str, str] = {
     "download.unmatched": "a completed download follows its allowed download.started",
 }
 
+# The chains of requests share the ``package`` field (docs/ledger-format.md section 1.1).
+REQUEST_ID_PREFIX = "req_"
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
 _OWNER_ACTIONS = frozenset((Action.ITEM_UPLOADED, Action.PACKAGE_SEALED, Action.SHARE_CREATED,
                             Action.SHARE_REVOKED))
@@ -273,7 +276,8 @@ class RulesWalk:
     """The rules applied entry by entry, in log order, to any number of packages at once.
 
     Feed it every entry of a verified export (or of one package) with :meth:`add`; entries
-    without a package are skipped.  State is kept per package (its uploads and shares).
+    without a package, and the chains of mutual legal assistance requests (``req_`` ids,
+    docs/ledger-format.md section 1.1, which have rules of their own), are skipped.  State is kept per package (its uploads and shares).
     """
 
     __slots__ = ("_packages", "_violations")
@@ -285,7 +289,7 @@ class RulesWalk:
     def add(self, entry: Entry) -> None:
         """Apply the rules to the next entry (its package's first entry starts that package)."""
         package = entry.package
-        if package is None:
+        if package is None or package.startswith(REQUEST_ID_PREFIX):
             return
         checker = self._packages.get(package)
         first = checker is None
