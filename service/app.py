@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.openapi = lambda: problems.problem_openapi(app)  # type: ignore[method-assign]
 
     from service.health import router as health_router
+    from service.identity.endpoints import router as authorities_router
     from service.ledger.endpoints import router as ledger_router
     from service.packages.custody_endpoints import router as custody_router
     from service.packages.endpoints import router as packages_router
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(custody_router)
     app.include_router(ledger_router)
     app.include_router(requests_router)
+    app.include_router(authorities_router)
 
     from service.auth import authenticate_request, current_principal
     from service.guard import RequestGuard

@@ -225,7 +225,7 @@ _COMMON_ERRORS = {
     "503": "A dependency (ledger, store) is unavailable; nothing was done",
 }
 _UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/ledger/key",
-                                    "/openapi.json"})
+                                    "/openapi.json", "/v1/authorities/{authority_id}/sign-in"})
 
 
 def problem_openapi(app: FastAPI) -> dict[str, Any]:

@@ -7,10 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy.engine import Engine
 
 from service.db import make_engine, schema_revision, upgrade
-from service.identity.errors import UnknownAuthority
+from service.identity.authorities import AUTHORITY_ID_PATTERN
+from service.identity.errors import UnknownAuthority, UnknownKey
+from service.identity.providers import ProviderFollower, ProviderUnavailable
+from service.identity.registrar import TrustRegistrar
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
 from service.metrics import Metrics
@@ -24,6 +28,8 @@ from storage.evidence import EvidenceVault
 from storage.filesystem import FileSystemStore
 from storage.keyring import DirectoryKeySource, Keyring
 from storage.objectstore import ObjectStore
+
+log = structlog.get_logger("evx.identity")
 
 KEY_CACHE_SECONDS = 5.0  # a retired key stops working within this long on every replica
 
@@ -41,21 +47,54 @@ class Runtime:
     gate: Gate
     packages: PackageService
     transfers: ItemTransfers
+    registrar: TrustRegistrar
+    providers: ProviderFollower
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
-        """The issuer's active key ``kid`` from the trust registry (cached for a few seconds)."""
+        """The issuer's active key ``kid`` from the trust registry (cached for a few seconds).
+
+        For an identity provider's issuer, its JWKS is fetched again when its keys are older
+        than ``provider_max_age_seconds`` or when ``kid`` is unknown (at most once per
+        ``provider_refetch_seconds``), so the provider's key rotation is followed.
+        """
+        followed = not AUTHORITY_ID_PATTERN.fullmatch(issuer)
+        if followed and self.providers.stale(issuer):
+            self._follow(issuer, "keys older than provider_max_age_seconds")
         now = time.monotonic()
         cached = self._key_cache.get((issuer, kid))
         if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
             return cached[1]
-        with self.engine.connect() as conn:
-            key = TrustRegistry(conn).lookup_key(issuer, kid)
+        try:
+            key = self._registry_key(issuer, kid)
+        except UnknownKey:
+            if not followed or not self._follow(issuer, "unknown kid"):
+                raise
+            key = self._registry_key(issuer, kid)
         if len(self._key_cache) > 10_000:  # bound: unknown kids are never cached, known are few
             self._key_cache.clear()
         self._key_cache[(issuer, kid)] = (now, key)
         return key
+
+    def _registry_key(self, issuer: str, kid: str) -> TrustedKey:
+        with self.engine.connect() as conn:
+            return TrustRegistry(conn).lookup_key(issuer, kid)
+
+    def _follow(self, issuer: str, reason: str) -> bool:
+        """Refresh ``issuer``'s keys; True if they were fetched (an unknown issuer, a fetch
+        too soon after the last, or a provider that cannot be reached: False, keys unchanged)."""
+        try:
+            return self.providers.refresh(issuer, reason=reason) is not None
+        except UnknownAuthority:
+            return False
+        except ProviderUnavailable as exc:
+            log.warning("provider_unavailable", issuer=issuer, error=str(exc))
+            return False
+
+    def authority_for_issuer(self, issuer: str) -> str:
+        with self.engine.connect() as conn:
+            return TrustRegistry(conn).authority_for_issuer(issuer)
 
     def known_authority(self, authority_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -146,10 +185,17 @@ def build_runtime(settings: Settings) -> Runtime:
     metrics = Metrics.create()
     recorder = CustodyRecorder(ledger, metrics)
     gate = Gate(engine, recorder, operator_authority=settings.operator_authority)
+    registrar = TrustRegistrar(engine, ledger, operator_authority=settings.operator_authority)
     runtime = Runtime(settings=settings, engine=engine, ledger=ledger, vault=vault, store=store,
                       keyring=keyring, metrics=metrics, recorder=recorder, gate=gate,
                       packages=None,  # type: ignore[arg-type]  # needs the runtime's registry
-                      transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes))
+                      transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes),
+                      registrar=registrar,
+                      providers=None)  # type: ignore[arg-type]  # needs the runtime's registry
+    runtime.providers = ProviderFollower(
+        registrar, runtime.authority_for_issuer,
+        min_interval=settings.provider_refetch_seconds,
+        max_age=max(settings.provider_max_age_seconds, settings.provider_refetch_seconds))
     runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
     runtime.requests = build_requests(settings, runtime)
     return runtime

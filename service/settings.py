@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     operator_authority: str = Field(default="OPERATOR",
                                     description="Authority whose auditors see the whole ledger.")
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    provider_refetch_seconds: int = Field(
+        default=60, ge=1, le=3600,
+        description="A token naming an unknown kid refetches its provider's JWKS at most this "
+                    "often per provider (a bound on what callers can make us fetch).")
+    provider_max_age_seconds: int = Field(
+        default=3600, ge=1, le=86_400,
+        description="Provider keys older than this are refetched on the next token, so a key "
+                    "the provider withdrew stops verifying within this long.")
 
     # Limits.
     max_item_bytes: int = Field(default=64 * 1024 * MIB, ge=1)

@@ -51,6 +51,65 @@ def _registry_session() -> Iterator[tuple[Any, Path]]:
         engine.dispose()
 
 
+@contextmanager
+def _registrar() -> Iterator[tuple[Any, Any, Path]]:
+    """The registrar (every change on the record) and the operator actor of this command."""
+    import getpass
+    import socket
+
+    from service.db import make_engine, upgrade
+    from service.identity.registrar import TrustRegistrar
+    from service.runtime import build_ledger
+    from service.settings import load_settings
+
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.auto_migrate:
+        upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    ledger = build_ledger(settings, engine)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    registrar = TrustRegistrar(engine, ledger, operator_authority=settings.operator_authority)
+    try:
+        yield registrar, registrar.operator(f"{user}@{socket.gethostname()}"), settings.data_dir
+    except IdentityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        ledger.close()
+        engine.dispose()
+
+
+def _sync_provider(registrar: Any, authority: Authority) -> None:
+    """Fetch the provider's keys now, so the operator sees them (or why not) at once."""
+    from service.identity.providers import ProviderUnavailable, discover_keys, \
+        provider_http_client
+
+    assert authority.issuer is not None
+    try:
+        with provider_http_client() as client:
+            published = discover_keys(authority.issuer, client)
+    except ProviderUnavailable as exc:
+        typer.echo(f"warning: keys of {authority.issuer} not fetched: {exc}\n"
+                   "  The service fetches them when the first token arrives; or run "
+                   f"`evx authority sync {authority.id}`.", err=True)
+        return
+    changes = registrar.sync_provider_keys(authority.id, authority.issuer, published.keys,
+                                           jwks_uri=published.jwks_uri)
+    for key in changes.added:
+        typer.echo(f"trusting key {key.kid} ({key.algorithm}) of {authority.id} from "
+                   f"{published.jwks_uri}")
+    for key in changes.retired:
+        typer.echo(f"no longer trusting key {key.kid} of {authority.id}")
+    for why in (*published.ignored, *changes.skipped):
+        typer.echo(f"ignored: {why}", err=True)
+    if not changes.added and not changes.retired:
+        typer.echo(f"keys of {authority.id} unchanged")
+
+
 def _public_key(jwk: Path | None, pem: Path | None, kid: str | None,
                 alg: str | None) -> PublicKey | None:
     if jwk is not None and pem is not None:
@@ -76,6 +135,10 @@ _GENERATE = typer.Option(False, "--generate-key",
                               "in the data directory.")
 _KID = typer.Option(None, "--kid", help="Key id (default: the JWK's kid or its RFC 7638 "
                                         "thumbprint).")
+_ISSUER = typer.Option(None, "--issuer", help="OpenID Connect issuer URL of the authority's "
+                                               "identity provider (https).")
+_CLIENT_ID = typer.Option(None, "--client-id", help="Public client id `evx login` uses at the "
+                                                     "issuer.")
 _ALG = typer.Option(None, "--alg", help="Algorithm to bind the key to (default RS256 for RSA, "
                                         "ES256/ES384 by curve).")
 
@@ -88,19 +151,74 @@ def authority_add(
     roles: str = typer.Option("investigator", help="Comma-separated: investigator,auditor."),
     generate_key: bool = _GENERATE, jwk: Path | None = _JWK, pem: Path | None = _PEM,
     kid: str | None = _KID, alg: str | None = _ALG,
+    issuer: str | None = _ISSUER, client_id: str | None = _CLIENT_ID,
 ) -> None:
-    """Register a partner authority, optionally with its first public key."""
-    from service.identity.issuer import create_authority
-
+    """Register a partner authority: with its identity provider (--issuer, --client-id; its
+    keys are fetched from the provider's JWKS), and/or a public key added by hand.
+    Every key the hub starts trusting is a ledger entry."""
     if generate_key and (jwk or pem):
         raise typer.BadParameter("--generate-key and --jwk/--pem are exclusive")
+    if client_id is not None and issuer is None:
+        raise typer.BadParameter("--client-id needs --issuer")
     key = _public_key(jwk, pem, kid, alg)
-    with _registry_session() as (db, data_dir):
-        authority = create_authority(
-            db, authority_id, name=name, country=country.upper(),
-            roles=[r.strip() for r in roles.split(",") if r.strip()], public_key=key,
-            data_dir=data_dir if generate_key else None)
-    typer.echo(f"added {authority.id}" + "".join(f" key {k.kid}" for k in authority.keys))
+    with _registrar() as (registrar, actor, data_dir):
+        keys: list[tuple[PublicKey, Any]] = [(key, "manual")] if key is not None else []
+        generated = None
+        if generate_key:
+            from service.identity.authorities import check_authority_id
+            from service.identity.issuer import generate_key_pair
+
+            public, generated = generate_key_pair(data_dir, check_authority_id(authority_id))
+            keys.append((public, "generated"))
+        try:
+            authority = registrar.add_authority(
+                actor, authority_id, name=name, country=country.upper(),
+                roles=[r.strip() for r in roles.split(",") if r.strip()], issuer=issuer,
+                client_id=client_id, keys=keys)
+        except BaseException:
+            if generated is not None:
+                generated.unlink(missing_ok=True)
+            raise
+        typer.echo(f"added {authority.id}" + "".join(f" key {k.kid}" for k in authority.keys)
+                   + (f" issuer {authority.issuer}" if authority.issuer else ""))
+        if authority.issuer is not None:
+            _sync_provider(registrar, authority)
+
+
+@authority_app.command("provider")
+def authority_provider(
+    authority_id: str = typer.Argument(..., metavar="ID"),
+    issuer: str | None = _ISSUER, client_id: str | None = _CLIENT_ID,
+    none: bool = typer.Option(False, "--none", help="The authority has no identity provider "
+                                                     "(its provider keys stop being trusted)."),
+) -> None:
+    """Set or change an authority's identity provider; its keys are fetched at once."""
+    if none == (issuer is not None):
+        raise typer.BadParameter("give --issuer (and --client-id) or --none")
+    if client_id is not None and issuer is None:
+        raise typer.BadParameter("--client-id needs --issuer")
+    with _registrar() as (registrar, actor, _):
+        authority = registrar.set_identity_provider(actor, authority_id, issuer=issuer,
+                                                    client_id=client_id)
+        typer.echo(f"{authority.id}: issuer {authority.issuer or '(none)'}, client id "
+                   f"{authority.client_id or '(none)'}")
+        if authority.issuer is not None:
+            _sync_provider(registrar, authority)
+
+
+@authority_app.command("sync")
+def authority_sync(authority_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Fetch the authority's provider keys now (the service also does so by itself)."""
+    from service.identity.registry import TrustRegistry
+
+    with _registrar() as (registrar, _, _data):
+        with registrar.engine.connect() as conn:
+            authority = TrustRegistry(conn).get_authority(authority_id)
+        if authority.issuer is None:
+            typer.echo(f"error: {authority_id} has no identity provider "
+                       f"(evx authority provider {authority_id} --issuer URL)", err=True)
+            raise typer.Exit(2)
+        _sync_provider(registrar, authority)
 
 
 @authority_app.command("list")
@@ -143,10 +261,13 @@ def authority_show(
     console.print(f"[bold]{authority.id}[/bold]  {authority.name} ({authority.country})  "
                   f"roles: {', '.join(sorted(authority.roles))}  "
                   f"created {authority.created_at.isoformat()}")
-    table = Table("kid", "alg", "status", "added", "retired")
+    if authority.issuer:
+        console.print(f"identity provider: {authority.issuer}  client id: "
+                      f"{authority.client_id or '(none)'}")
+    table = Table("kid", "alg", "status", "source", "added", "retired")
     for k in authority.keys:
-        table.add_row(k.kid, k.algorithm, k.status, k.added_at.isoformat(),
-                      k.retired_at.isoformat() if k.retired_at else "")
+        table.add_row(k.kid, k.algorithm, k.status, k.source,
+                      k.added_at.isoformat(), k.retired_at.isoformat() if k.retired_at else "")
     console.print(table)
 
 
@@ -157,17 +278,22 @@ def key_add(
     kid: str | None = _KID, alg: str | None = _ALG,
 ) -> None:
     """Add an active public key (rotation: add the new key, then retire the old one)."""
-    from service.identity.issuer import generate_key as generate
-    from service.identity.registry import TrustRegistry
+    from service.identity.authorities import check_authority_id
+    from service.identity.issuer import generate_key_pair
 
     if generate_key == bool(jwk or pem):
         raise typer.BadParameter("give exactly one of --jwk, --pem or --generate-key")
     key = _public_key(jwk, pem, kid, alg)
-    with _registry_session() as (db, data_dir):
+    with _registrar() as (registrar, actor, data_dir):
         if key is not None:
-            added = TrustRegistry(db).add_key(authority_id, key)
+            added = registrar.add_key(actor, authority_id, key, source="manual")
         else:
-            added = generate(db, data_dir, authority_id)
+            public, path = generate_key_pair(data_dir, check_authority_id(authority_id))
+            try:
+                added = registrar.add_key(actor, authority_id, public, source="generated")
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
     typer.echo(f"added key {added.kid} ({added.algorithm}) to {authority_id}")
 
 
@@ -177,10 +303,8 @@ def key_retire(
     kid: str = typer.Argument(..., metavar="KID"),
 ) -> None:
     """Retire a key: tokens signed with it are refused from now on."""
-    from service.identity.registry import TrustRegistry
-
-    with _registry_session() as (db, _):
-        retired = TrustRegistry(db).retire_key(authority_id, kid)
+    with _registrar() as (registrar, actor, _):
+        retired = registrar.retire_key(actor, authority_id, kid, why="retired by the operator")
     typer.echo(f"retired key {retired.kid} of {authority_id}")
 
 
@@ -193,7 +317,10 @@ def token(
     aud: str | None = typer.Option(None, "--aud", help="Audience (default EVX_AUDIENCE)."),
     kid: str | None = typer.Option(None, "--kid", help="Signing key (default newest active)."),
 ) -> None:
-    """Dev/test: mint an officer token with a private key kept in the data directory."""
+    """Development only: mint a token with a key kept in the server's data directory.
+
+    Officers sign in with `evx login` (their authority's identity provider); scripts use
+    EVX_TOKEN with a token their authority issued."""
     from service.identity.issuer import mint_token
     from service.identity.registry import TrustRegistry
     from service.settings import Settings
@@ -210,6 +337,8 @@ def token(
                                 audience=audience, ttl=timedelta(seconds=ttl), kid=kid)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
+    typer.echo("note: `evx token` is for development; officers sign in with `evx login`",
+               err=True)
     typer.echo(minted)
 
 
@@ -217,9 +346,10 @@ def _authority_json(authority: Authority) -> dict[str, Any]:
     return {
         "id": authority.id, "name": authority.name, "country": authority.country,
         "roles": sorted(authority.roles), "created_at": authority.created_at.isoformat(),
+        "issuer": authority.issuer, "client_id": authority.client_id,
         "keys": [{
             "kid": k.kid, "algorithm": k.algorithm, "status": k.status,
-            "thumbprint": k.thumbprint, "added_at": k.added_at.isoformat(),
+            "thumbprint": k.thumbprint, "source": k.source, "added_at": k.added_at.isoformat(),
             "retired_at": k.retired_at.isoformat() if k.retired_at else None,
             "jwk": json.loads(k.public_jwk),
         } for k in authority.keys],

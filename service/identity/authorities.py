@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from service.identity.errors import AuthorityRejected
 
@@ -37,6 +39,13 @@ TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
 COUNTRY_CODES = ISO_3166_ALPHA2 | {"EU"}
 
 KeyStatus = Literal["active", "retired"]
+#: Where a trusted key came from: registered by hand, generated for development, or fetched from
+#: the authority's identity provider (its JWKS).
+KeySource = Literal["manual", "generated", "jwks"]
+
+MAX_ISSUER_CHARS = 512
+#: A public OAuth client id (RFC 6749 section 2.2): printable ASCII, bounded.
+CLIENT_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class AuthorityKey:
     status: KeyStatus
     added_at: datetime
     retired_at: datetime | None
+    source: KeySource = "manual"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,8 @@ class Authority:
     roles: frozenset[str]
     created_at: datetime
     keys: tuple[AuthorityKey, ...] = ()
+    issuer: str | None = None
+    client_id: str | None = None
 
     @property
     def active_keys(self) -> tuple[AuthorityKey, ...]:
@@ -102,3 +114,43 @@ def check_authority(
     if unknown:
         raise AuthorityRejected(f"unknown roles {sorted(unknown)}; known: {sorted(ROLES)}")
     return authority_id, name, country, role_set
+
+
+def check_issuer(issuer: str) -> str:
+    """Return an OpenID Connect issuer URL if acceptable, else raise :class:`AuthorityRejected`.
+
+    OpenID Connect Discovery 1.0 section 2: ``https``, no query, no fragment. ``http`` only on a
+    loopback address (a provider started on the same machine, for development and tests): a
+    JWKS fetched over plain HTTP from the network could be swapped by anyone on the path.
+    """
+    if not isinstance(issuer, str) or not issuer or len(issuer) > MAX_ISSUER_CHARS:
+        raise AuthorityRejected(f"issuer must be a URL of at most {MAX_ISSUER_CHARS} characters")
+    if not issuer.isascii() or any(ch.isspace() or not ch.isprintable() for ch in issuer):
+        raise AuthorityRejected("issuer must be an ASCII URL without spaces")
+    parts = urlsplit(issuer)
+    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        raise AuthorityRejected("issuer must have no query and no fragment")
+    if not parts.hostname or parts.username or parts.password:
+        raise AuthorityRejected("issuer must be an absolute URL with a host and no user info")
+    if parts.scheme == "http":
+        if not _loopback(parts.hostname):
+            raise AuthorityRejected("issuer must use https (http only on a loopback address)")
+    elif parts.scheme != "https":
+        raise AuthorityRejected("issuer must be an https URL")
+    return issuer
+
+
+def check_client_id(client_id: str) -> str:
+    """Return a public client id if acceptable, else raise :class:`AuthorityRejected`."""
+    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
+        raise AuthorityRejected("client id must be 1 to 200 printable ASCII characters")
+    return client_id
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

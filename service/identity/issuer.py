@@ -54,11 +54,9 @@ def create_authority(
     return registry.get_authority(authority_id)
 
 
-def generate_key(
-    db: Database, data_dir: Path, authority_id: str, *, now: datetime | None = None
-) -> AuthorityKey:
-    """Generate an EC P-256 (ES256) key pair, keep the private key in ``data_dir`` and register
-    the public key as an active key of ``authority_id``. Raises UnknownAuthority."""
+def generate_key_pair(data_dir: Path, authority_id: str) -> tuple[PublicKey, Path]:
+    """Generate an EC P-256 (ES256) key pair and keep the private key (0600) in ``data_dir``;
+    return the public key and the private key's path. Registering it is the caller's."""
     private = ec.generate_private_key(ec.SECP256R1())
     public = public_key_from_key(private.public_key())
     path = private_key_path(data_dir, authority_id, public.kid)
@@ -68,8 +66,18 @@ def generate_key(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_KEY_MODE)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
+    return public, path
+
+
+def generate_key(
+    db: Database, data_dir: Path, authority_id: str, *, now: datetime | None = None
+) -> AuthorityKey:
+    """Generate a key pair (:func:`generate_key_pair`) and register the public key as an
+    active key of ``authority_id`` directly in ``db`` (test fixtures; the ``evx authority``
+    commands go through the registrar, on the record). Raises UnknownAuthority."""
+    public, path = generate_key_pair(data_dir, authority_id)
     try:
-        return TrustRegistry(db).add_key(authority_id, public, now=now)
+        return TrustRegistry(db).add_key(authority_id, public, source="generated", now=now)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

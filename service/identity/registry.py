@@ -19,9 +19,18 @@ from service.identity.authorities import (
     AUTHORITY_ID_PATTERN,
     Authority,
     AuthorityKey,
+    KeySource,
     check_authority,
+    check_client_id,
+    check_issuer,
 )
-from service.identity.errors import AuthorityExists, KeyRejected, UnknownAuthority, UnknownKey
+from service.identity.errors import (
+    AuthorityExists,
+    AuthorityRejected,
+    KeyRejected,
+    UnknownAuthority,
+    UnknownKey,
+)
 from service.identity.keys import PublicKey
 from service.identity.tables import authorities, authority_keys
 from service.identity.tokens import TrustedKey
@@ -37,19 +46,53 @@ class TrustRegistry:
 
     def add_authority(
         self, authority_id: str, *, name: str, country: str, roles: Iterable[str],
-        now: datetime | None = None,
+        issuer: str | None = None, client_id: str | None = None, now: datetime | None = None,
     ) -> Authority:
-        """Register a new authority (without keys). Raises AuthorityRejected, AuthorityExists."""
+        """Register a new authority (without keys), optionally with its OpenID Connect issuer
+        and the public client id officers sign in with there.
+
+        Raises AuthorityRejected (also for an issuer another authority has), AuthorityExists.
+        """
         authority_id, name, country, role_set = check_authority(
             authority_id, name=name, country=country, roles=roles)
+        issuer, client_id = self._check_provider(authority_id, issuer, client_id)
         if self._authority_row(authority_id) is not None:
             raise AuthorityExists(authority_id)
         created_at = _utc(now)
         self._db.execute(authorities.insert().values(
             id=authority_id, name=name, country=country, roles=",".join(sorted(role_set)),
-            created_at=created_at))
+            created_at=created_at, issuer=issuer, client_id=client_id))
         return Authority(id=authority_id, name=name, country=country, roles=role_set,
-                         created_at=created_at)
+                         created_at=created_at, issuer=issuer, client_id=client_id)
+
+    def set_identity_provider(
+        self, authority_id: str, *, issuer: str | None, client_id: str | None
+    ) -> Authority:
+        """Set (or clear, with ``None``) an authority's issuer and client id. Keys fetched from
+        the previous issuer are the caller's to retire. Raises UnknownAuthority,
+        AuthorityRejected."""
+        if self._authority_row(authority_id) is None:
+            raise UnknownAuthority(authority_id)
+        issuer, client_id = self._check_provider(authority_id, issuer, client_id)
+        self._db.execute(authorities.update().where(authorities.c.id == authority_id)
+                         .values(issuer=issuer, client_id=client_id))
+        return self.get_authority(authority_id)
+
+    def authority_for_issuer(self, issuer: str) -> str:
+        """The id of the authority whose tokens carry ``iss`` = ``issuer``: the id itself for
+        tokens minted with registered keys, or the authority whose OpenID Connect issuer it is.
+
+        Raises UnknownAuthority.
+        """
+        if AUTHORITY_ID_PATTERN.fullmatch(issuer):
+            if self._authority_row(issuer) is None:
+                raise UnknownAuthority(issuer)
+            return issuer
+        found = self._db.execute(
+            sa.select(authorities.c.id).where(authorities.c.issuer == issuer)).scalar()
+        if found is None:
+            raise UnknownAuthority(issuer)
+        return str(found)
 
     def get_authority(self, authority_id: str) -> Authority:
         """The authority with all its keys (active and retired). Raises UnknownAuthority."""
@@ -65,7 +108,8 @@ class TrustRegistry:
         return [_authority(r, keys.get(r.id, ())) for r in rows]
 
     def add_key(
-        self, authority_id: str, key: PublicKey, *, now: datetime | None = None
+        self, authority_id: str, key: PublicKey, *, source: KeySource = "manual",
+        now: datetime | None = None,
     ) -> AuthorityKey:
         """Register an active public key. Raises UnknownAuthority, KeyRejected (kid or key reused)."""
         if self._authority_row(authority_id) is None:
@@ -82,10 +126,10 @@ class TrustRegistry:
         self._db.execute(authority_keys.insert().values(
             authority_id=authority_id, kid=key.kid, thumbprint=key.thumbprint,
             algorithm=key.algorithm, public_jwk=key.to_json(), status="active",
-            added_at=added_at, retired_at=None))
+            added_at=added_at, retired_at=None, source=source))
         return AuthorityKey(authority_id=authority_id, kid=key.kid, algorithm=key.algorithm,
                             public_jwk=key.to_json(), thumbprint=key.thumbprint, status="active",
-                            added_at=added_at, retired_at=None)
+                            added_at=added_at, retired_at=None, source=source)
 
     def retire_key(
         self, authority_id: str, kid: str, *, now: datetime | None = None
@@ -111,24 +155,52 @@ class TrustRegistry:
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
         """The issuer's ACTIVE key ``kid`` for token verification (a :data:`KeyLookup`).
 
-        Raises UnknownAuthority, UnknownKey (also for retired keys).
+        ``issuer`` is the token's ``iss``: an authority id, or an authority's OpenID Connect
+        issuer URL. Raises UnknownAuthority, UnknownKey (also for retired keys).
         """
-        if not AUTHORITY_ID_PATTERN.fullmatch(issuer):
-            raise UnknownAuthority(issuer)
+        if AUTHORITY_ID_PATTERN.fullmatch(issuer):
+            which = authorities.c.id == issuer
+        else:
+            which = authorities.c.issuer == issuer
         row = self._db.execute(
-            sa.select(authorities.c.roles, authority_keys.c.algorithm,
+            sa.select(authorities.c.id, authorities.c.roles, authority_keys.c.algorithm,
                       authority_keys.c.public_jwk)
             .select_from(authorities.outerjoin(authority_keys, sa.and_(
                 authority_keys.c.authority_id == authorities.c.id,
                 authority_keys.c.kid == kid,
                 authority_keys.c.status == "active")))
-            .where(authorities.c.id == issuer)).first()
+            .where(which)).first()
         if row is None:
             raise UnknownAuthority(issuer)
         if row.public_jwk is None:
-            raise UnknownKey(issuer, kid)
-        return TrustedKey(authority=issuer, kid=kid, algorithm=row.algorithm,
+            raise UnknownKey(row.id, kid)
+        return TrustedKey(authority=row.id, kid=kid, algorithm=row.algorithm,
                           jwk=json.loads(row.public_jwk), allowed_roles=_roles(row.roles))
+
+    def _check_provider(self, authority_id: str, issuer: str | None,
+                        client_id: str | None) -> tuple[str | None, str | None]:
+        if issuer is None:
+            if client_id is not None:
+                raise AuthorityRejected("a client id needs an issuer")
+            return None, None
+        issuer = check_issuer(issuer)
+        client_id = check_client_id(client_id) if client_id is not None else None
+        owner = self._db.execute(sa.select(authorities.c.id).where(
+            authorities.c.issuer == issuer, authorities.c.id != authority_id)).scalar()
+        if owner is not None:
+            # One issuer, one authority: else either could speak for the other's officers.
+            raise AuthorityRejected(f"issuer {issuer} is already {owner}'s")
+        return issuer, client_id
+
+    def key_owners(self, thumbprints: Iterable[str]) -> dict[str, str]:
+        """Which authority each of these RFC 7638 thumbprints is registered for (if any)."""
+        wanted = sorted(set(thumbprints))
+        if not wanted:
+            return {}
+        rows = self._db.execute(
+            sa.select(authority_keys.c.thumbprint, authority_keys.c.authority_id)
+            .where(authority_keys.c.thumbprint.in_(wanted))).all()
+        return {r.thumbprint: r.authority_id for r in rows}
 
     def _authority_row(self, authority_id: str) -> Any:
         return self._db.execute(
@@ -154,14 +226,16 @@ class TrustRegistry:
 
 def _authority(row: Any, keys: tuple[AuthorityKey, ...]) -> Authority:
     return Authority(id=row.id, name=row.name, country=row.country, roles=_roles(row.roles),
-                     created_at=_aware(row.created_at), keys=keys)
+                     created_at=_aware(row.created_at), keys=keys, issuer=row.issuer,
+                     client_id=row.client_id)
 
 
 def _key(row: Any) -> AuthorityKey:
     return AuthorityKey(authority_id=row.authority_id, kid=row.kid, algorithm=row.algorithm,
                         public_jwk=row.public_jwk, thumbprint=row.thumbprint, status=row.status,
                         added_at=_aware(row.added_at),
-                        retired_at=_aware(row.retired_at) if row.retired_at else None)
+                        retired_at=_aware(row.retired_at) if row.retired_at else None,
+                        source=row.source)
 
 
 def _roles(text: str) -> frozenset[str]:

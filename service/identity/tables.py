@@ -15,7 +15,12 @@ authorities = sa.Table(
     sa.Column("roles", sa.String(64), nullable=False,
               comment="Roles its officers may assert, sorted and comma-separated."),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("issuer", sa.String(512), nullable=True, unique=True,
+              comment="OpenID Connect issuer of its officers' tokens (0008)."),
+    sa.Column("client_id", sa.String(200), nullable=True,
+              comment="Public client id `evx login` uses at that issuer (0008)."),
     sa.CheckConstraint("roles <> ''", name="roles_not_empty"),
+    sa.CheckConstraint("client_id IS NULL OR issuer IS NOT NULL", name="client_id_needs_issuer"),
 )
 
 authority_keys = sa.Table(
@@ -32,7 +37,10 @@ authority_keys = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("source", sa.String(16), nullable=False, server_default="manual",
+              comment="manual (operator), generated (dev/test), jwks (the issuer's JWKS)."),
     sa.CheckConstraint("status IN ('active', 'retired')", name="status_known"),
+    sa.CheckConstraint("source IN ('manual', 'generated', 'jwks')", name="source_known"),
     sa.CheckConstraint(
         "(status = 'active' AND retired_at IS NULL) OR "
         "(status = 'retired' AND retired_at IS NOT NULL)",

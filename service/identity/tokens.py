@@ -65,8 +65,10 @@ def verify_token(
 ) -> Principal:
     """Verify a compact JWS officer token and return its :class:`Principal`.
 
-    Required claims: ``iss`` (authority id), ``sub``, ``aud`` (must contain ``audience``),
-    ``exp``, ``nbf``, ``iat``, ``jti``, ``role`` (one the issuer may assert). ``now`` must be
+    Required claims: ``iss`` (the authority id, or the authority's OpenID Connect issuer URL),
+    ``sub``, ``aud`` (must contain ``audience``), ``exp``, ``iat``, ``jti``, ``role`` (one the
+    issuer may assert); ``nbf`` is checked when present (RFC 9068 access tokens from identity
+    providers usually have none). ``now`` must be
     timezone-aware; ``leeway`` absorbs clock skew on every time check.
     Raises :class:`InvalidToken` with a machine-readable ``reason``.
     """
@@ -111,8 +113,8 @@ def verify_token(
         _refuse("unknown_issuer", f"issuer {issuer!r} is not a registered authority")
     except UnknownKey:
         _refuse("unknown_key", f"issuer {issuer!r} has no active key {kid!r}")
-    if key.authority != issuer or key.kid != kid:
-        raise RuntimeError("key lookup returned a key for another issuer or kid")
+    if key.kid != kid:
+        raise RuntimeError("key lookup returned a key for another kid")
     if key.algorithm != alg:
         _refuse("disallowed_algorithm", f"key {kid!r} is registered for {key.algorithm}, not {alg}")
 
@@ -140,7 +142,7 @@ def _principal(
     claims: Mapping[str, Any], key: TrustedKey, *, audience: str, now: datetime,
     leeway: timedelta,
 ) -> Principal:
-    for name in ("sub", "aud", "exp", "nbf", "iat", "jti", "role"):
+    for name in ("sub", "aud", "exp", "iat", "jti", "role"):
         if name not in claims:
             _refuse("missing_claim", name)
 
@@ -151,7 +153,8 @@ def _principal(
     if audience not in audiences:
         _refuse("bad_audience", f"token is not for {audience!r}")
 
-    exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+    exp, iat = (_numeric_date(claims, name) for name in ("exp", "iat"))
+    nbf = _numeric_date(claims, "nbf") if "nbf" in claims else iat
     current, slack = now.timestamp(), leeway.total_seconds()
     if current >= exp + slack:
         _refuse("expired")

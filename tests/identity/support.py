@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from service.identity.keys import PublicKey, public_key_from_key
 from service.identity.registry import TrustRegistry
 
-#: The identity migration only: these tests do not depend on later migrations of other domains.
-REVISION = "0002_authorities"
+#: The identity migrations: these tests do not depend on the other domains' tables.
+REVISION = "0008_identity_providers"
 NOW = datetime(2030, 5, 17, 12, 0, 0, tzinfo=UTC)
 AUDIENCE = "evidence-exchange"
 

@@ -75,6 +75,8 @@ def test_generate_key_then_mint_a_token_that_verifies(evx, tmp_path: Path) -> No
         seconds=120)
 
 
+@pytest.mark.parametrize("evx", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
 def test_rotation_from_the_command_line(evx) -> None:  # type: ignore[no-untyped-def]
     run(evx, "authority", "add", "FR-OCRTEH", "--name", "OCRTEH", "--country", "FR",
         "--generate-key")
@@ -94,6 +96,35 @@ def test_rotation_from_the_command_line(evx) -> None:  # type: ignore[no-untyped
     assert [sorted(k["status"] for k in a["keys"]) for a in listed] == [["active", "retired"]]
     assert "FR-OCRTEH" in run(evx, "authority", "list").stdout
     assert old_kid[:10] in run(evx, "authority", "show", "FR-OCRTEH").stdout
+
+    # Every key the hub started or stopped trusting is on the record, with its thumbprint.
+    keys = {k["kid"]: k for k in json.loads(run(
+        evx, "authority", "show", "FR-OCRTEH", "--json").stdout)["keys"]}
+    new_kid = next(k for k in keys if k != old_kid)
+    entries = ledger_entries(evx)
+    assert [(e["action"], e["details"].get("kid")) for e in entries] == [
+        ("authority.added", None), ("authority.key_added", old_kid),
+        ("authority.key_added", new_kid), ("authority.key_retired", old_kid)]
+    assert entries[1]["details"]["thumbprint"] == keys[old_kid]["thumbprint"]
+    assert entries[3]["details"]["thumbprint"] == keys[old_kid]["thumbprint"]
+    assert {e["details"]["source"] for e in entries[1:]} == {"generated"}
+    assert {(e["actor"]["authority"], e["actor"]["role"]) for e in entries} == {
+        ("OPERATOR", "operator")}
+    # Retiring again changes nothing and records nothing.
+    run(evx, "authority", "key", "retire", "FR-OCRTEH", old_kid)
+    assert len(ledger_entries(evx)) == 4
+
+
+def ledger_entries(evx) -> list[dict]:  # type: ignore[no-untyped-def]
+    from service.ledger.ledger import Ledger
+
+    ledger = Ledger.open(evx[2], Path(evx[1]["EVX_DATA_DIR"]) / "keys" / "log-signing.key",
+                         origin="test")
+    try:
+        size = ledger.tree_size()
+        return [e.entry.to_dict() for e in ledger.entries(0, size)] if size else []
+    finally:
+        ledger.close()
 
 
 def test_public_jwk_and_pem_registration(evx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
