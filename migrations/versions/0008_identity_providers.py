@@ -2,7 +2,7 @@
 trusted key came from (registered by hand, generated for development, or its provider's JWKS).
 
 Revision ID: 0008_identity_providers
-Revises: 0005_open_downloads
+Revises: 0010_requests
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_identity_providers"
-down_revision = "0005_open_downloads"
+down_revision = "0010_requests"
 branch_labels = None
 depends_on = None
 
