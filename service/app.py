@@ -31,7 +31,8 @@ def _sweep_at_start(runtime: Runtime) -> None:
                        grace=timedelta(seconds=runtime.settings.sweep_grace_seconds),
                        recorder=runtime.recorder,
                        operator_authority=runtime.settings.operator_authority)
-        log.info("sweep_at_start", dead_uploads=report.stale_pending)
+        log.info("sweep_at_start", dead_uploads=report.stale_pending,
+                 expired_uploads=report.expired_uploads)
     except Exception as exc:  # noqa: BLE001 - the next start (or `evx sweep`) tries again
         log.warning("sweep_at_start_failed", error=type(exc).__name__)
 
@@ -84,10 +85,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from service.ledger.endpoints import router as ledger_router
     from service.packages.custody_endpoints import router as custody_router
     from service.packages.endpoints import router as packages_router
+    from service.packages.upload_endpoints import router as uploads_router
     from service.requests.endpoints import router as requests_router
 
     app.include_router(health_router)
     app.include_router(packages_router)
+    app.include_router(uploads_router)
     app.include_router(custody_router)
     app.include_router(ledger_router)
     app.include_router(requests_router)

@@ -30,6 +30,11 @@ class ProblemType:
     status: int
     slug: str
     title: str
+    uri: str | None = None  # a type defined elsewhere (e.g. IANA's registry); else ours
+
+    @property
+    def type_uri(self) -> str:
+        return self.uri or TYPE_BASE + self.slug
 
 
 class Problem(Exception):
@@ -62,6 +67,20 @@ RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not sat
 DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
                               "The uploaded bytes do not match the Content-Digest sent")
 VALIDATION = ProblemType(422, "validation", "The request is invalid")
+# Resumable uploads (draft-ietf-httpbis-resumable-upload): the draft's own problem types.
+IANA_PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
+UPLOAD_NOT_FOUND = ProblemType(404, "upload-not-found",
+                               "No such upload (completed, cancelled or expired)")
+UPLOAD_IN_PROGRESS = ProblemType(409, "upload-in-progress",
+                                 "This item already has an upload in progress")
+UPLOAD_SUPERSEDED = ProblemType(409, "upload-superseded",
+                                "A newer request took this upload over")
+MISMATCHING_UPLOAD_OFFSET = ProblemType(409, "mismatching-upload-offset",
+                                        "The append does not start at the upload's offset",
+                                        IANA_PROBLEM_TYPES + "mismatching-upload-offset")
+INCONSISTENT_UPLOAD_LENGTH = ProblemType(400, "inconsistent-upload-length",
+                                         "The content disagrees with the upload's length",
+                                         IANA_PROBLEM_TYPES + "inconsistent-upload-length")
 INTEGRITY = ProblemType(500, "integrity-failure",
                         "Stored evidence failed its integrity check; nothing was served")
 LEDGER_INCONSISTENT = ProblemType(
@@ -81,7 +100,7 @@ _BY_STATUS = {
 
 def problem_response(kind: ProblemType, detail: str, instance: str | None = None,
                      headers: dict[str, str] | None = None, **extensions: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": TYPE_BASE + kind.slug, "title": kind.title,
+    body: dict[str, Any] = {"type": kind.type_uri, "title": kind.title,
                             "status": kind.status, "detail": detail}
     if instance:
         body["instance"] = instance
@@ -142,7 +161,11 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         elif kind is RANGE_NOT_SATISFIABLE and isinstance(getattr(exc, "size", None), int):
             headers = {"Content-Range": f"bytes */{exc.size}"}  # type: ignore[attr-defined]
-        return problem_response(kind, str(exc) or kind.title, request.url.path, headers=headers)
+        extensions = getattr(exc, "problem_extensions", None) or {}
+        if kind is UPLOAD_IN_PROGRESS and "upload" in extensions:
+            headers = {"Location": extensions["upload"]}
+        return problem_response(kind, str(exc) or kind.title, request.url.path, headers=headers,
+                                **extensions)
 
     for error_class in _DOMAIN:
         app.add_exception_handler(error_class, _domain)
@@ -178,6 +201,11 @@ def register_domain_errors() -> None:
         (pkg.ItemTooLarge, TOO_LARGE),
         (pkg.InvalidRequest, VALIDATION),
         (pkg.RangeNotSatisfiable, RANGE_NOT_SATISFIABLE),
+        (pkg.UploadGone, UPLOAD_NOT_FOUND),
+        (pkg.UploadInProgress, UPLOAD_IN_PROGRESS),
+        (pkg.UploadSuperseded, UPLOAD_SUPERSEDED),
+        (pkg.UploadOffsetMismatch, MISMATCHING_UPLOAD_OFFSET),
+        (pkg.UploadLengthMismatch, INCONSISTENT_UPLOAD_LENGTH),
         (InvalidItemName, VALIDATION),
         (req.RequestNotFound, NOT_FOUND),
         (req.RequestAccessDenied, FORBIDDEN),

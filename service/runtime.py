@@ -4,6 +4,7 @@ from the settings, shared by every request, closed at shutdown."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +22,12 @@ from service.metrics import Metrics
 from service.packages.gate import Gate
 from service.packages.service import PackageService
 from service.packages.transfers import ItemTransfers
+from service.packages.uploads import ResumableUploads
 from service.recorder import CustodyRecorder
 from service.requests.service import RequestService
-from service.settings import Settings
+from service.settings import MIB, Settings
 from storage.evidence import EvidenceVault
+from storage.staged import StagedItems
 from storage.filesystem import FileSystemStore
 from storage.keyring import DirectoryKeySource, Keyring
 from storage.objectstore import ObjectStore
@@ -49,6 +52,7 @@ class Runtime:
     transfers: ItemTransfers
     registrar: TrustRegistrar
     providers: ProviderFollower
+    uploads: ResumableUploads
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
@@ -191,7 +195,11 @@ def build_runtime(settings: Settings) -> Runtime:
                       packages=None,  # type: ignore[arg-type]  # needs the runtime's registry
                       transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes),
                       registrar=registrar,
-                      providers=None)  # type: ignore[arg-type]  # needs the runtime's registry
+                      providers=None,  # type: ignore[arg-type]  # needs the runtime's registry
+                      uploads=ResumableUploads(
+                          gate, StagedItems(vault, segment_bytes=settings.upload_segment_mib * MIB),
+                          max_item_bytes=settings.max_item_bytes,
+                          idle_expiry=timedelta(seconds=settings.sweep_grace_seconds)))
     runtime.providers = ProviderFollower(
         registrar, runtime.authority_for_issuer,
         min_interval=settings.provider_refetch_seconds,

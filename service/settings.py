@@ -68,9 +68,15 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=16 * MIB,
         description="Largest JSON request body; 413 from Content-Length or while reading.")
 
+    upload_segment_mib: int = Field(
+        default=16, ge=1, le=1024,
+        description="Resumable uploads are stored durably every this many MiB: at most this "
+                    "much is sent again after the server dies mid-upload.")
+
     sweep_grace_seconds: int = Field(
         default=86_400, ge=60,
-        description="An upload pending longer than this died; the sweeper removes its objects.")
+        description="An upload pending longer than this died; the sweeper removes its objects. "
+                    "A resumable upload idle this long expires (swept, on the record).")
 
     auto_migrate: bool = Field(
         default=True, description="Migrate the database at start. Set false with several "

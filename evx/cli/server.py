@@ -91,4 +91,5 @@ def sweep_command(
         runtime.close()
     typer.echo(f"removed {report.stale_pending} dead uploads, {report.unowned} unowned objects, "
                f"{report.temporaries} stale temporary files; recorded "
-               f"{report.unfinished_downloads} unfinished downloads as aborted")
+               f"{report.unfinished_downloads} unfinished downloads as aborted and "
+               f"{report.expired_uploads} abandoned resumable uploads as expired")

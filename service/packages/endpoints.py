@@ -49,7 +49,7 @@ def _transfers(request: Request) -> ItemTransfers:
     return request.app.state.runtime.transfers
 
 
-def _item_out(item: repo.ItemRow) -> ItemOut:
+def item_out(item: repo.ItemRow) -> ItemOut:
     return ItemOut(name=item.name, size=item.size, sha256=item.sha256,
                    uploaded_at=item.uploaded_at, uploaded_by=item.uploaded_by)
 
@@ -71,7 +71,7 @@ def _package_out(service: PackageService, caller_authority: str, package: repo.P
         description=package.description, created_by=package.created_by,
         created_at=package.created_at, sealed=package.sealed_at is not None,
         sealed_at=package.sealed_at, manifest_sha256=package.manifest_sha256,
-        items=[_item_out(i) for i in items],
+        items=[item_out(i) for i in items],
         shares=out_shares if owner else None,
         share=None if owner or not out_shares else out_shares[0],
     )
@@ -119,8 +119,19 @@ async def upload_item(
     content_digest: Annotated[str | None, Header(
         description="RFC 9530, e.g. sha-256=:<base64>:")] = None,
     content_length: Annotated[int | None, Header(ge=0)] = None,
-) -> ItemOut:
-    """Upload one item as the raw request body, streamed and encrypted as it arrives."""
+    upload_complete: Annotated[str | None, Header(
+        alias="Upload-Complete", description="?0 starts a resumable upload (docs/api.md)")] = None,
+    upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
+) -> ItemOut | Response:
+    """Upload one item as the raw request body, streamed and encrypted as it arrives; or, with
+    ``Upload-Complete: ?0``, create a resumable upload of it (draft-ietf-httpbis-resumable-upload)."""
+    from service.packages.upload_endpoints import create_upload, parse_sf_boolean, \
+        parse_sf_integer
+
+    if parse_sf_boolean(upload_complete, "Upload-Complete") is False:
+        return await create_upload(request, officer, package_id, name,
+                                   parse_sf_integer(upload_length, "Upload-Length"),
+                                   content_length)
     transfers = _transfers(request)
     expected = parse_content_digest(content_digest) if content_digest is not None else None
     item = await with_body(request.stream(), lambda body: transfers.upload(
@@ -128,7 +139,7 @@ async def upload_item(
         expected_sha256=expected))
     request.app.state.runtime.metrics.bytes_in.inc(item.size)
     response.headers["Location"] = f"/v1/packages/{package_id}/items/{name}/content"
-    return _item_out(item)
+    return item_out(item)
 
 
 @router.post("/{package_id}/seal", response_model=SealOut,

@@ -57,3 +57,35 @@ class RangeNotSatisfiable(PackageError):
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
         self.size = size
+
+
+class UploadGone(PackageError):
+    """No such resumable upload of this caller: completed, cancelled, expired, or never made."""
+
+
+class UploadInProgress(PackageError):
+    """The item already has a resumable upload; its id is given only to the officer who owns
+    it, so that officer can resume it."""
+
+    def __init__(self, message: str, *, upload_id: str | None, offset: int | None,
+                 length: int | None) -> None:
+        super().__init__(message)
+        self.upload_id = upload_id
+        self.problem_extensions = {} if upload_id is None else {
+            "upload": f"/v1/uploads/{upload_id}", "offset": offset, "length": length}
+
+
+class UploadOffsetMismatch(PackageError):
+    """An append did not start at the upload's durable offset."""
+
+    def __init__(self, expected: int, provided: int) -> None:
+        super().__init__(f"the upload continues at byte {expected}, not {provided}")
+        self.problem_extensions = {"expected-offset": expected, "provided-offset": provided}
+
+
+class UploadLengthMismatch(PackageError):
+    """Content or headers disagree with the length declared when the upload was created."""
+
+
+class UploadSuperseded(PackageError):
+    """A newer request for the same upload took it over; this one stored nothing more."""

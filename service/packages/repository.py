@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.packages.policy import ShareState
-from service.packages.tables import items, open_downloads, packages, pending_objects, shares
+from service.packages.tables import items, open_downloads, packages, pending_objects, shares, \
+    upload_segments, upload_sessions
 
 
 @dataclass(frozen=True)
@@ -230,3 +231,81 @@ def open_downloads_before(conn: Connection, cutoff: datetime) -> list[OpenDownlo
     rows = conn.execute(sa.select(open_downloads).where(open_downloads.c.started_at < cutoff)
                         .order_by(open_downloads.c.started_index)).all()
     return [_row(OpenDownload, r) for r in rows]
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    id: str
+    package_id: str
+    item: str
+    object_name: str
+    length: int
+    received: int
+    chunks: int
+    generation: int
+    authority: str
+    subject: str
+    role: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def add_upload_session(conn: Connection, **values: Any) -> None:
+    conn.execute(upload_sessions.insert().values(**values))
+
+
+def get_upload_session(conn: Connection, upload_id: str) -> UploadSession | None:
+    row = conn.execute(sa.select(upload_sessions).where(upload_sessions.c.id == upload_id)).first()
+    return None if row is None else _row(UploadSession, row)
+
+
+def upload_session_for_item(conn: Connection, package_id: str,
+                            item: str) -> UploadSession | None:
+    row = conn.execute(sa.select(upload_sessions).where(
+        upload_sessions.c.package_id == package_id, upload_sessions.c.item == item)).first()
+    return None if row is None else _row(UploadSession, row)
+
+
+def take_over_upload(conn: Connection, session: UploadSession, now: datetime) -> bool:
+    """Bump the generation if nobody moved the upload since ``session`` was read."""
+    result = conn.execute(upload_sessions.update().where(
+        upload_sessions.c.id == session.id, upload_sessions.c.generation == session.generation,
+        upload_sessions.c.chunks == session.chunks,
+    ).values(generation=session.generation + 1, updated_at=now))
+    return result.rowcount == 1
+
+
+def commit_upload_segment(conn: Connection, upload_id: str, generation: int, *,
+                          segment: str, first_chunk: int, chunk_count: int, received: int,
+                          now: datetime) -> bool:
+    """Count a stored segment, if ``generation`` still owns the upload (False: superseded)."""
+    result = conn.execute(upload_sessions.update().where(
+        upload_sessions.c.id == upload_id, upload_sessions.c.generation == generation,
+        upload_sessions.c.chunks == first_chunk,
+    ).values(chunks=first_chunk + chunk_count, received=received, updated_at=now))
+    if result.rowcount != 1:
+        return False
+    conn.execute(upload_segments.insert().values(upload_id=upload_id, first_chunk=first_chunk,
+                                                 object_name=segment, chunk_count=chunk_count))
+    return True
+
+
+def upload_segment_names(conn: Connection, upload_id: str) -> list[str]:
+    return list(conn.execute(sa.select(upload_segments.c.object_name).where(
+        upload_segments.c.upload_id == upload_id).order_by(upload_segments.c.first_chunk)
+    ).scalars())
+
+
+def remove_upload_session(conn: Connection, upload_id: str) -> None:
+    conn.execute(upload_segments.delete().where(upload_segments.c.upload_id == upload_id))
+    conn.execute(upload_sessions.delete().where(upload_sessions.c.id == upload_id))
+
+
+def idle_upload_sessions(conn: Connection, cutoff: datetime) -> list[UploadSession]:
+    rows = conn.execute(sa.select(upload_sessions).where(upload_sessions.c.updated_at < cutoff)
+                        .order_by(upload_sessions.c.updated_at)).all()
+    return [_row(UploadSession, r) for r in rows]
+
+
+def upload_object_names(conn: Connection) -> set[str]:
+    return set(conn.execute(sa.select(upload_sessions.c.object_name)).scalars())

@@ -21,6 +21,7 @@ from service.packages import repository as repo
 from service.recorder import CustodyRecorder
 from storage.evidence import ENVELOPE_SUFFIX, ITEM_PREFIX, EvidenceVault
 from storage.filesystem import FileSystemStore
+from storage.staged import STAGING_PREFIX, object_name_of_segment, remove_staged
 
 log = structlog.get_logger("evx.sweeper")
 
@@ -31,6 +32,7 @@ class SweepReport:
     unowned: int  # objects owned by nothing (reconcile only)
     temporaries: int = 0  # half-written temporary files of a killed writer (filesystem store)
     unfinished_downloads: int = 0  # started, never completed: their server died; now recorded
+    expired_uploads: int = 0  # resumable uploads idle for longer than the grace: now recorded
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedel
         stale = repo.pending_uploads_before(conn, now - grace)
     actor = Sweeper(operator_authority)
     for upload in stale:
+        remove_staged(vault.store, upload.object_name)
         vault.delete_object(upload.object_name)
         if upload.package_id is not None:
             recorder.record(actor, "item.uploaded", package=upload.package_id,
@@ -70,17 +73,27 @@ def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedel
             repo.remove_pending_object(conn, upload.object_name)
         log.warning("swept_stale_upload", object=upload.object_name,
                     package=upload.package_id)
+    expired = _expire_idle_uploads(engine, vault, now - grace, recorder, actor)
     unowned = 0
     if reconcile:
         # List first, then read owners: an object listed before its upload finished is owned
         # by its pending row or (atomically after) its item row in the later snapshot.
         listed = {n.removesuffix(ENVELOPE_SUFFIX) for n in vault.store.list(ITEM_PREFIX)}
+        staged = list(vault.store.list(STAGING_PREFIX))
         with engine.connect() as conn:
-            owned = repo.known_object_names(conn) | repo.all_pending_objects(conn)
+            uploading = repo.upload_object_names(conn)
+            owned = repo.known_object_names(conn) | repo.all_pending_objects(conn) | uploading
         for name in sorted(listed - owned):
             vault.delete_object(name)
             unowned += 1
             log.warning("swept_unowned_object", object=name)
+        # Segments of uploads that are gone (completed items keep no segments either).
+        in_progress = {n.rsplit("/", 1)[1] for n in uploading}
+        for segment in staged:
+            stem = object_name_of_segment(segment)
+            if stem is not None and stem not in in_progress:
+                vault.store.delete(segment)
+                unowned += 1
     with engine.connect() as conn:
         unfinished = repo.open_downloads_before(conn, now - grace)
     for download in unfinished:
@@ -98,4 +111,28 @@ def sweep(engine: Engine, vault: EvidenceVault, *, now: datetime, grace: timedel
     store = vault.store
     if isinstance(store, FileSystemStore):
         temporaries = store.remove_stale_temporaries(grace.total_seconds(), now=now.timestamp())
-    return SweepReport(len(stale), unowned, temporaries, len(unfinished))
+    return SweepReport(len(stale), unowned, temporaries, len(unfinished), expired)
+
+
+def _expire_idle_uploads(engine: Engine, vault: EvidenceVault, cutoff: datetime,
+                         recorder: CustodyRecorder, actor: Sweeper) -> int:
+    """Resumable uploads that received nothing since ``cutoff`` are abandoned: their staged
+    bytes go, and the custody record says the item never arrived (then the session row)."""
+    with engine.connect() as conn:
+        idle = repo.idle_upload_sessions(conn, cutoff)
+    for upload in idle:
+        remove_staged(vault.store, upload.object_name)
+        vault.delete_object(upload.object_name)
+        recorder.record(actor, "item.uploaded", package=upload.package_id, item=upload.item,
+                        outcome="failed",
+                        reason="the resumable upload was abandoned (no byte for longer than "
+                               "the expiry) and expired; nothing was stored",
+                        details={"uploader_authority": upload.authority,
+                                 "uploader": upload.subject,
+                                 "started_at": upload.created_at.isoformat(),
+                                 "last_activity": upload.updated_at.isoformat(),
+                                 "bytes_received": upload.received, "size": upload.length})
+        with engine.begin() as conn:
+            repo.remove_upload_session(conn, upload.id)
+        log.warning("expired_idle_upload", upload=upload.id, package=upload.package_id)
+    return len(idle)

@@ -75,3 +75,37 @@ open_downloads = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
+
+# Resumable uploads in progress (draft-ietf-httpbis-resumable-upload): the session owns its
+# object name (key envelope, staged segments) until the item row replaces it, or the sweeper
+# expires it. ``received``/``chunks`` are the durable point; ``generation`` changes whenever an
+# append request takes the upload over, so a superseded request can no longer commit anything.
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("package_id", sa.String(40), nullable=False),
+    sa.Column("item", sa.String(512), nullable=False),
+    sa.Column("object_name", sa.String(200), nullable=False, unique=True),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("received", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.BigInteger, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("authority", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.UniqueConstraint("package_id", "item", name="uq_upload_sessions_item"),
+)
+
+# The staged segments that count, in order (a segment written by a superseded request is not
+# here; it is removed with the staging prefix).
+upload_segments = sa.Table(
+    "upload_segments",
+    metadata,
+    sa.Column("upload_id", sa.String(40), primary_key=True),
+    sa.Column("first_chunk", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("object_name", sa.String(200), nullable=False),
+    sa.Column("chunk_count", sa.BigInteger, nullable=False),
+)

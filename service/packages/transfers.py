@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from service.packages import repository as repo
 from service.packages.errors import DigestMismatch, ItemExists, ItemNotFound, ItemTooLarge, \
     PackageSealed
@@ -46,25 +48,8 @@ class ItemTransfers:
     def upload(self, caller: Caller, package_id: str, name: str, body: Iterable[bytes], *,
                declared_length: int | None, expected_sha256: bytes | None) -> repo.ItemRow:
         """Store one item, streaming; nothing half-written survives a failure."""
-        with self._gate.engine.connect() as conn:
-            package = self._gate.authorize(conn, caller, package_id, Operation.MODIFY,
-                                      "item.uploaded", item=name[:512])
-            try:
-                validate_item_name(name)
-            except InvalidItemName as exc:
-                raise self._gate.refuse(caller, "item.uploaded", package_id, exc,
-                                   outcome="failed") from None
-            if package.sealed_at is not None:
-                raise self._gate.refuse(caller, "item.uploaded", package_id,
-                                   PackageSealed("the package is sealed"), item=name)
-            if repo.get_item(conn, package_id, name) is not None:
-                raise self._gate.refuse(caller, "item.uploaded", package_id,
-                                   ItemExists(f"item {name!r} already exists"), item=name)
-        if declared_length is not None and declared_length > self._max_item_bytes:
-            raise self._gate.refuse(caller, "item.uploaded", package_id, ItemTooLarge(
-                f"item is {declared_length} bytes; the maximum is {self._max_item_bytes}"),
-                item=name, outcome="failed")
-
+        admit_new_item(self._gate, caller, package_id, name, declared_length,
+                       self._max_item_bytes)
         received = 0
 
         def limited() -> Iterator[bytes]:
@@ -96,31 +81,11 @@ class ItemTransfers:
                 raise self._gate.refuse(caller, "item.uploaded", package_id, DigestMismatch(
                     "the received bytes do not match the Content-Digest; nothing was stored"),
                     item=name, outcome="failed")
-            with self._gate.mutating() as conn:
-                current = repo.lock_package(conn, package_id)
-                if current is None or current.sealed_at is not None:
-                    raise self._gate.refuse(caller, "item.uploaded", package_id,
-                                       PackageSealed("the package was sealed during the upload"),
-                                       item=name)
-                if repo.get_item(conn, package_id, name) is not None:
-                    raise self._gate.refuse(caller, "item.uploaded", package_id,
-                                       ItemExists(f"item {name!r} already exists"), item=name)
-                self._gate.recorder.record(caller, "item.uploaded", package=package_id, item=name,
-                                      details={"size": stored.plaintext_size,
-                                               "sha256": stored.sha256})
-                self._gate.before_write(conn)
-                repo.insert_item(conn, package_id=package_id, name=name, size=stored.plaintext_size,
-                                 sha256=stored.sha256, object_name=object_name,
-                                 storage=stored_to_json(stored), uploaded_by=caller.subject,
-                                 uploaded_at=self._gate.now())
-                repo.remove_pending_object(conn, object_name)
+            return record_item(self._gate, caller, package_id, name, stored,
+                               release=lambda conn: repo.remove_pending_object(conn, object_name))
         except BaseException:
             self._discard(object_name)
             raise
-        with self._gate.engine.connect() as conn:
-            item = repo.get_item(conn, package_id, name)
-        assert item is not None
-        return item
 
     def _record_failure(self, caller: Caller, package_id: str, name: str,
                         exc: BaseException) -> None:
@@ -205,6 +170,68 @@ class ItemTransfers:
                                        details={"bytes_sent": sent})
         with self._gate.engine.begin() as conn:
             repo.remove_open_download(conn, started_index)
+
+
+def admit_new_item(gate: Gate, caller: Caller, package_id: str, name: str,
+                   declared_length: int | None, max_item_bytes: int) -> None:
+    """May ``caller`` upload a new item ``name`` of that size into the package? Refusals are
+    recorded, then raised.
+
+    Raises:
+        PackageNotFound, AccessDenied, ShareExpired, ShareRevoked: not allowed.
+        InvalidItemName, PackageSealed, ItemExists, ItemTooLarge: not acceptable.
+        LedgerUnavailable: a refusal could not be recorded.
+    """
+    with gate.engine.connect() as conn:
+        package = gate.authorize(conn, caller, package_id, Operation.MODIFY, "item.uploaded",
+                                 item=name[:512])
+        try:
+            validate_item_name(name)
+        except InvalidItemName as exc:
+            raise gate.refuse(caller, "item.uploaded", package_id, exc,
+                              outcome="failed") from None
+        if package.sealed_at is not None:
+            raise gate.refuse(caller, "item.uploaded", package_id,
+                              PackageSealed("the package is sealed"), item=name)
+        if repo.get_item(conn, package_id, name) is not None:
+            raise gate.refuse(caller, "item.uploaded", package_id,
+                              ItemExists(f"item {name!r} already exists"), item=name)
+    if declared_length is not None and declared_length > max_item_bytes:
+        raise gate.refuse(caller, "item.uploaded", package_id, ItemTooLarge(
+            f"item is {declared_length} bytes; the maximum is {max_item_bytes}"),
+            item=name, outcome="failed")
+
+
+def record_item(gate: Gate, caller: Caller, package_id: str, name: str, stored: StoredItem, *,
+                release: Callable[[Connection], None]) -> repo.ItemRow:
+    """Put a stored, digest-checked item on the record and in the package, in one transaction
+    that also ``release``s whatever owned its objects until now (pending row, upload session).
+
+    Raises:
+        PackageSealed, ItemExists: the package changed meanwhile (recorded; nothing written).
+        LedgerUnavailable: the entry could not be written (nothing written).
+    """
+    with gate.mutating() as conn:
+        current = repo.lock_package(conn, package_id)
+        if current is None or current.sealed_at is not None:
+            raise gate.refuse(caller, "item.uploaded", package_id,
+                              PackageSealed("the package was sealed during the upload"),
+                              item=name)
+        if repo.get_item(conn, package_id, name) is not None:
+            raise gate.refuse(caller, "item.uploaded", package_id,
+                              ItemExists(f"item {name!r} already exists"), item=name)
+        gate.recorder.record(caller, "item.uploaded", package=package_id, item=name,
+                             details={"size": stored.plaintext_size, "sha256": stored.sha256})
+        gate.before_write(conn)
+        repo.insert_item(conn, package_id=package_id, name=name, size=stored.plaintext_size,
+                         sha256=stored.sha256, object_name=stored.object_name,
+                         storage=stored_to_json(stored), uploaded_by=caller.subject,
+                         uploaded_at=gate.now())
+        release(conn)
+    with gate.engine.connect() as conn:
+        item = repo.get_item(conn, package_id, name)
+    assert item is not None
+    return item
 
 
 def stored_to_json(stored: StoredItem) -> dict[str, Any]:

@@ -25,6 +25,8 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
 CALLERS = [(OWNER, "investigator"), (OWNER, "auditor"), (RECIPIENT, "investigator"),
            (RECIPIENT, "auditor"), (STRANGER, "investigator"), (OPERATOR, "auditor")]
 EXAMPLES_PER_OPERATION = 30
+# Resumable upload appends (draft-ietf-httpbis-resumable-upload) are raw bytes too.
+schemathesis.serializer.alias("application/partial-upload", "application/octet-stream")
 
 
 @pytest.fixture(scope="module")
