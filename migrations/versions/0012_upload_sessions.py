@@ -1,7 +1,7 @@
 """Resumable uploads in progress and their staged segments.
 
 Revision ID: 0012_upload_sessions
-Revises: 0010_requests
+Revises: 0008_identity_providers
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_upload_sessions"
-down_revision = "0010_requests"
+down_revision = "0008_identity_providers"
 branch_labels = None
 depends_on = None
 
