@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 
+from evx.protocol import headers
 from service import problems
 from service.runtime import Runtime, build_runtime
 from service.settings import Settings
 
-REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_HEADER = headers.REQUEST_ID
 MAX_REQUEST_ID_CHARS = 64  # a client-chosen id is echoed into logs; keep it small
 
 log = structlog.get_logger("evx.http")

@@ -8,6 +8,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from evx.protocol.tokens import REFUSAL_ADVICE
 from service.guard import PRINCIPAL_SCOPE_KEY
 from service.identity.errors import InvalidToken, MissingCredentials
 from service.identity.http import authenticate
@@ -45,24 +46,8 @@ def authenticate_request(runtime: Any, authorization: str | None, path: str,
     except InvalidToken as exc:
         runtime.metrics.unauthenticated.labels(exc.reason).inc()
         log.warning("token_refused", reason=exc.reason, path=path, client=client)
-        raise Problem(UNAUTHENTICATED, _ADVICE.get(exc.reason, "The token was refused."),
+        raise Problem(UNAUTHENTICATED, REFUSAL_ADVICE.get(exc.reason, "The token was refused."),
                       reason=exc.reason) from None
 
-
-_ADVICE = {
-    "expired": "The token has expired; ask your authority for a new one.",
-    "not_yet_valid": "The token is not valid yet; check your clock or wait.",
-    "bad_audience": "The token was issued for another service.",
-    "unknown_issuer": "The token's issuer is not a registered partner authority.",
-    "unknown_key": "The token was signed with a key this service does not know (or retired).",
-    "bad_signature": "The token's signature does not verify.",
-    "disallowed_algorithm": "The token uses an algorithm this service does not accept.",
-    "oversized": "The token is too large.",
-    "role_not_allowed": "Your authority may not assert that role here.",
-    "missing_claim": "The token lacks a required claim (iss, sub, aud, exp, nbf, iat, jti, "
-                     "role).",
-    "malformed": "The token is not a well-formed JWT.",
-    "lifetime_too_long": "The token's lifetime exceeds what this service accepts (12 h).",
-}
 
 Officer = Annotated[Principal, Depends(current_principal)]

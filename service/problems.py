@@ -7,7 +7,6 @@ specific class in its MRO) to a status, a stable type URI and a title a user can
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,24 +16,44 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import structlog
 
+# The problem types are part of the contract the client shares (evx/protocol/problems.py).
+from evx.protocol.problems import (  # noqa: F401 - the service uses them as problems.X
+    BAD_REQUEST,
+    BODY_TOO_LARGE,
+    CONFLICT,
+    DIGEST_MISMATCH,
+    FORBIDDEN,
+    INCONSISTENT_UPLOAD_LENGTH,
+    INTEGRITY,
+    INTERNAL,
+    ITEM_EXISTS,
+    LEDGER_INCONSISTENT,
+    LEDGER_UNAVAILABLE,
+    METHOD_NOT_ALLOWED,
+    MISMATCHING_UPLOAD_OFFSET,
+    NOT_FOUND,
+    PACKAGE_NOT_SEALED,
+    PACKAGE_SEALED,
+    PROBLEM_JSON,
+    RANGE_NOT_SATISFIABLE,
+    REQUEST_STATE,
+    SHARE_EXPIRED,
+    SHARE_REVOKED,
+    STORE_UNAVAILABLE,
+    TOO_LARGE,
+    TYPE_BASE,
+    UNAUTHENTICATED,
+    UPLOAD_IN_PROGRESS,
+    UPLOAD_NOT_FOUND,
+    UPLOAD_SUPERSEDED,
+    VALIDATION,
+    ProblemType,
+)
+
 logger = structlog.get_logger("evx.problems")
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://evidence-exchange.example/problems/"
 MAX_VALIDATION_ERRORS = 20  # a 422 never grows with the request (review L8)
 MAX_ERROR_TEXT = 200
-
-
-@dataclass(frozen=True)
-class ProblemType:
-    status: int
-    slug: str
-    title: str
-    uri: str | None = None  # a type defined elsewhere (e.g. IANA's registry); else ours
-
-    @property
-    def type_uri(self) -> str:
-        return self.uri or TYPE_BASE + self.slug
 
 
 class Problem(Exception):
@@ -47,53 +66,9 @@ class Problem(Exception):
         self.extensions = extensions
 
 
-# Problem types used by the HTTP layer directly.
-BAD_REQUEST = ProblemType(400, "bad-request", "The request is malformed")
-UNAUTHENTICATED = ProblemType(401, "unauthenticated", "Authentication required")
-FORBIDDEN = ProblemType(403, "forbidden", "Not allowed")
-SHARE_EXPIRED = ProblemType(403, "share-expired", "The share of this package has expired")
-SHARE_REVOKED = ProblemType(403, "share-revoked", "The share of this package was revoked")
-NOT_FOUND = ProblemType(404, "not-found", "Not found")
-CONFLICT = ProblemType(409, "conflict", "Conflicts with the current state")
-PACKAGE_SEALED = ProblemType(409, "package-sealed", "The package is sealed and cannot change")
-PACKAGE_NOT_SEALED = ProblemType(409, "package-not-sealed", "The package must be sealed first")
-ITEM_EXISTS = ProblemType(409, "item-exists", "An item with this name already exists")
-REQUEST_STATE = ProblemType(409, "request-state",
-                            "Not possible in the request's current state")
-TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
-BODY_TOO_LARGE = ProblemType(413, "body-too-large",
-                             "The request body exceeds the maximum for this route")
-RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not satisfiable")
-DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
-                              "The uploaded bytes do not match the Content-Digest sent")
-VALIDATION = ProblemType(422, "validation", "The request is invalid")
-# Resumable uploads (draft-ietf-httpbis-resumable-upload): the draft's own problem types.
-IANA_PROBLEM_TYPES = "https://iana.org/assignments/http-problem-types#"
-UPLOAD_NOT_FOUND = ProblemType(404, "upload-not-found",
-                               "No such upload (completed, cancelled or expired)")
-UPLOAD_IN_PROGRESS = ProblemType(409, "upload-in-progress",
-                                 "This item already has an upload in progress")
-UPLOAD_SUPERSEDED = ProblemType(409, "upload-superseded",
-                                "A newer request took this upload over")
-MISMATCHING_UPLOAD_OFFSET = ProblemType(409, "mismatching-upload-offset",
-                                        "The append does not start at the upload's offset",
-                                        IANA_PROBLEM_TYPES + "mismatching-upload-offset")
-INCONSISTENT_UPLOAD_LENGTH = ProblemType(400, "inconsistent-upload-length",
-                                         "The content disagrees with the upload's length",
-                                         IANA_PROBLEM_TYPES + "inconsistent-upload-length")
-INTEGRITY = ProblemType(500, "integrity-failure",
-                        "Stored evidence failed its integrity check; nothing was served")
-LEDGER_INCONSISTENT = ProblemType(
-    500, "ledger-inconsistent",
-    "The stored ledger does not match its signed checkpoints or the log key; nothing is served")
-LEDGER_UNAVAILABLE = ProblemType(503, "ledger-unavailable",
-                                 "The custody ledger cannot be written; the operation was refused")
-STORE_UNAVAILABLE = ProblemType(503, "store-unavailable", "The evidence store is unavailable")
-INTERNAL = ProblemType(500, "internal", "Internal error")
-
 _BY_STATUS = {
-    400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND, 405: ProblemType(
-        405, "method-not-allowed", "Method not allowed"), 409: CONFLICT, 413: TOO_LARGE,
+    400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND,
+    405: METHOD_NOT_ALLOWED, 409: CONFLICT, 413: TOO_LARGE,
     416: RANGE_NOT_SATISFIABLE, 422: VALIDATION,
 }
 
@@ -108,7 +83,7 @@ def problem_response(kind: ProblemType, detail: str, instance: str | None = None
     return JSONResponse(body, status_code=kind.status, media_type=PROBLEM_JSON, headers=headers)
 
 
-# Domain error class -> problem type. Filled by each domain at import (see register_error).
+# Domain error class -> problem type. Filled in one place: register_domain_errors().
 _DOMAIN: dict[type[BaseException], ProblemType] = {}
 
 

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_ruff_finds_no_defects() -> None:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
-        pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    paths = [str(ROOT / d) for d in ("service", "custody", "storage", "migrations", "tests",
+        pytest.skip("ruff is not installed (pip install -e '.[server,test]')")
+    paths = [str(ROOT / d) for d in ("evx", "service", "custody", "storage", "migrations", "tests",
                                      "bench", "deploy")]
     result = subprocess.run([ruff, "check", "--select", "F,E9", "--no-cache", *paths],
                             capture_output=True, text=True, timeout=120)

@@ -10,13 +10,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from evx.cli.options import JSON, TOKEN, URL, add_row, run, trust_state
+from evx.cli.app import PANEL_AUDIT, command, group
+from evx.cli.options import JSON, TOKEN, URL, trust_state
+from evx.cli.render import Output, add_row
 from evx.client.http import Api, package_path
-from evx.cli.render import Output
+
+group("ledger", "The custody ledger: monitor, export, and verify exports offline.",
+      panel=PANEL_AUDIT)
 
 
 # -- custody ---------------------------------------------------------------------------------
 
+@command("custody", panel=PANEL_AUDIT)
 def custody(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     verify: bool = typer.Option(True, "--verify/--no-verify",
@@ -39,51 +44,48 @@ def custody(
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            pages = []
-            start = 0
-            while True:
-                body = api.json("GET", package_path(package_id) + "/custody",
-                                params={"start": start})
-                pages.append(body)
-                if body["complete"] or not body["entries"]:
-                    break
-                start = body["entries"][-1]["index"] + 1
-            result: dict[str, Any] = {"package": package_id, "verified": False}
-            if verify:
-                state = trust_state(api)
-                pinned = pinned_log_key(api, state)
-                if pinned.newly_pinned:
-                    output.note(escape(f"pinned the log key of {api.origin} on first use: "
-                                       f"{pinned.key}"))
-                entries = verify_custody(pages[0], pinned.key, package_id)
-                for page in pages[1:]:
-                    entries += verify_continuation(page, pinned.key, package_id,
-                                                   entries[-1].leaf_hash().hex())
-                advance = None
-                for page in pages:
-                    advance = advance_checkpoint(api, state, pinned.key, page["checkpoint"])
-                assert advance is not None
-                result.update(verified=True, checkpoint=advance.to_json(),
-                              log_key=str(pinned.key))
-        raw_entries = [e["entry"] for page in pages for e in page["entries"]]
-        result["entries"] = raw_entries
-        if as_json:
-            output.result(result)
-            return
-        output.out.print(_timeline(package_id, raw_entries))
+    with Api(url, token) as api:
+        pages = []
+        start = 0
+        while True:
+            body = api.json("GET", package_path(package_id) + "/custody",
+                            params={"start": start})
+            pages.append(body)
+            if body["complete"] or not body["entries"]:
+                break
+            start = body["entries"][-1]["index"] + 1
+        result: dict[str, Any] = {"package": package_id, "verified": False}
         if verify:
-            cp = result["checkpoint"]
-            since = "" if cp["previous_size"] is None else \
-                f", consistent with the {cp['previous_size']} entries verified here before"
-            output.out.print(f"[bold green]VERIFIED[/bold green] {len(raw_entries)} entries: "
-                             f"inclusion proofs and package chain against the checkpoint of "
-                             f"{cp['tree_size']} entries signed by the pinned log key{since}.")
-        else:
-            output.out.print("[yellow]NOT verified[/yellow] (--no-verify)")
-
-    run(output, work)
+            state = trust_state(api)
+            pinned = pinned_log_key(api, state)
+            if pinned.newly_pinned:
+                output.note(escape(f"pinned the log key of {api.origin} on first use: "
+                                   f"{pinned.key}"))
+            entries = verify_custody(pages[0], pinned.key, package_id)
+            for page in pages[1:]:
+                entries += verify_continuation(page, pinned.key, package_id,
+                                               entries[-1].leaf_hash().hex())
+            advance = None
+            for page in pages:
+                advance = advance_checkpoint(api, state, pinned.key, page["checkpoint"])
+            assert advance is not None
+            result.update(verified=True, checkpoint=advance.to_json(),
+                          log_key=str(pinned.key))
+    raw_entries = [e["entry"] for page in pages for e in page["entries"]]
+    result["entries"] = raw_entries
+    if as_json:
+        output.result(result)
+        return
+    output.out.print(_timeline(package_id, raw_entries))
+    if verify:
+        cp = result["checkpoint"]
+        since = "" if cp["previous_size"] is None else \
+            f", consistent with the {cp['previous_size']} entries verified here before"
+        output.out.print(f"[bold green]VERIFIED[/bold green] {len(raw_entries)} entries: "
+                         f"inclusion proofs and package chain against the checkpoint of "
+                         f"{cp['tree_size']} entries signed by the pinned log key{since}.")
+    else:
+        output.out.print("[yellow]NOT verified[/yellow] (--no-verify)")
 
 
 def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
@@ -108,6 +110,7 @@ def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
 
 # -- ledger ----------------------------------------------------------------------------------
 
+@command("sync", group="ledger")
 def ledger_sync(
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No output unless it fails "
@@ -121,25 +124,23 @@ def ledger_sync(
 
     output = Output(as_json=as_json, quiet=quiet)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            state = trust_state(api)
-            pinned = pinned_log_key(api, state)
-            note = api.request("GET", "/v1/ledger/checkpoint").text
-            advance = advance_checkpoint(api, state, pinned.key, note)
-        data = {"ok": True, "server": api.origin, "newly_pinned": pinned.newly_pinned,
-                "log_key": str(pinned.key), **advance.to_json()}
-        if advance.previous_size is None:
-            text = (f"trusting {api.origin} from now on: log key pinned, checkpoint of "
-                    f"{advance.checkpoint.size} entries saved")
-        else:
-            text = (f"ledger consistent: {advance.previous_size} → {advance.checkpoint.size} "
-                    f"entries, signed by the pinned key")
-        output.result(data, escape(text))
-
-    run(output, work)
+    with Api(url, token) as api:
+        state = trust_state(api)
+        pinned = pinned_log_key(api, state)
+        note = api.request("GET", "/v1/ledger/checkpoint").text
+        advance = advance_checkpoint(api, state, pinned.key, note)
+    data = {"ok": True, "server": api.origin, "newly_pinned": pinned.newly_pinned,
+            "log_key": str(pinned.key), **advance.to_json()}
+    if advance.previous_size is None:
+        text = (f"trusting {api.origin} from now on: log key pinned, checkpoint of "
+                f"{advance.checkpoint.size} entries saved")
+    else:
+        text = (f"ledger consistent: {advance.previous_size} → {advance.checkpoint.size} "
+                f"entries, signed by the pinned key")
+    output.result(data, escape(text))
 
 
+@command("export", group="ledger")
 def ledger_export(
     out_file: Path = typer.Option(..., "-o", "--output", help="Where to write the export."),
     verify: bool = typer.Option(True, "--verify/--no-verify",
@@ -155,59 +156,57 @@ def ledger_export(
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        from custody.cli import verify_file
-        from custody.errors import VerificationError
+    from custody.cli import verify_file
+    from custody.errors import VerificationError
 
-        from evx.client.errors import IntegrityFailure, LedgerInconsistent
+    from evx.client.errors import IntegrityFailure, LedgerInconsistent
 
-        temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
-        written = 0
-        with Api(url, token) as api:
-            state = trust_state(api)
-            pinned = pinned_log_key(api, state) if verify else None
+    temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
+    written = 0
+    with Api(url, token) as api:
+        state = trust_state(api)
+        pinned = pinned_log_key(api, state) if verify else None
+        try:
+            with output.progress() as transfers, \
+                    api.stream("GET", "/v1/ledger/export") as response, \
+                    temporary.open("wb") as handle:
+                task = transfers.start("exporting ledger", 0)
+                for block in response.iter_bytes(1024 * 1024):
+                    handle.write(block)
+                    written += len(block)
+                    transfers.advance(task, len(block))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, out_file)
+        finally:
+            temporary.unlink(missing_ok=True)
+        result: dict[str, Any] = {"file": str(out_file), "bytes": written,
+                                  "verified": False}
+        if pinned is not None:
+            saved = state.saved_checkpoint(pinned.key)
             try:
-                with output.progress() as transfers, \
-                        api.stream("GET", "/v1/ledger/export") as response, \
-                        temporary.open("wb") as handle:
-                    task = transfers.start("exporting ledger", 0)
-                    for block in response.iter_bytes(1024 * 1024):
-                        handle.write(block)
-                        written += len(block)
-                        transfers.advance(task, len(block))
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, out_file)
-            finally:
-                temporary.unlink(missing_ok=True)
-            result: dict[str, Any] = {"file": str(out_file), "bytes": written,
-                                      "verified": False}
-            if pinned is not None:
-                saved = state.saved_checkpoint(pinned.key)
-                try:
-                    verified = verify_file(out_file, pinned.key,
-                                           saved.checkpoint if saved else None)
-                except VerificationError as exc:
-                    kind = LedgerInconsistent if type(exc).__name__ in (
-                        "ForkError", "RollbackError") else IntegrityFailure
-                    raise kind(f"the export {out_file} does NOT verify: "
-                               f"{type(exc).__name__}: {exc}",
-                               hint="Keep the file as evidence and report it.") from exc
-                advance = advance_checkpoint(api, state, pinned.key, verified.checkpoint_note)
-                result.update(verified=True, entries=verified.entry_count,
-                              packages=verified.package_count, checkpoint=advance.to_json())
-        text = escape(f"exported {written} bytes to {out_file}")
-        if result["verified"]:
-            text += (f"\n[bold green]VERIFIED[/bold green] {result['entries']} entries, "
-                     f"{result['packages']} packages, under the pinned log key"
-                     + ("" if result["checkpoint"]["previous_size"] is None else
-                        f"; extends the {result['checkpoint']['previous_size']} entries "
-                        "verified here before"))
-        output.result(result, text)
-
-    run(output, work)
+                verified = verify_file(out_file, pinned.key,
+                                       saved.checkpoint if saved else None)
+            except VerificationError as exc:
+                kind = LedgerInconsistent if type(exc).__name__ in (
+                    "ForkError", "RollbackError") else IntegrityFailure
+                raise kind(f"the export {out_file} does NOT verify: "
+                           f"{type(exc).__name__}: {exc}",
+                           hint="Keep the file as evidence and report it.") from exc
+            advance = advance_checkpoint(api, state, pinned.key, verified.checkpoint_note)
+            result.update(verified=True, entries=verified.entry_count,
+                          packages=verified.package_count, checkpoint=advance.to_json())
+    text = escape(f"exported {written} bytes to {out_file}")
+    if result["verified"]:
+        text += (f"\n[bold green]VERIFIED[/bold green] {result['entries']} entries, "
+                 f"{result['packages']} packages, under the pinned log key"
+                 + ("" if result["checkpoint"]["previous_size"] is None else
+                    f"; extends the {result['checkpoint']['previous_size']} entries "
+                    "verified here before"))
+    output.result(result, text)
 
 
+@command("key", group="ledger")
 def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
     """Print the log's verifier key pinned here (pinning it on first use).
 
@@ -217,12 +216,9 @@ def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, None) as api:
-            state = trust_state(api)
-            pinned = pinned_log_key(api, state)
-        output.result({"server": api.origin, "log_key": str(pinned.key),
-                       "newly_pinned": pinned.newly_pinned, "file": str(state.key_path)},
-                      escape(str(pinned.key)))
-
-    run(output, work)
+    with Api(url, None) as api:
+        state = trust_state(api)
+        pinned = pinned_log_key(api, state)
+    output.result({"server": api.origin, "log_key": str(pinned.key),
+                   "newly_pinned": pinned.newly_pinned, "file": str(state.key_path)},
+                  escape(str(pinned.key)))

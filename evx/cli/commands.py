@@ -1,19 +1,28 @@
-"""Registers every command group on the root `evx` app. Each domain adds its group here."""
+"""Every module of `evx` commands. Importing one registers its commands (:mod:`evx.cli.app`);
+a new module is added here and nowhere else."""
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+
+from evx.cli import app as registry
+
+#: In the order of the walk-through; the server's modules import the service only when run.
+COMMAND_MODULES = (
+    "evx.cli.packages",
+    "evx.cli.audit",
+    "evx.cli.ledger",
+    "evx.cli.server",
+    "evx.cli.identity",
+    "evx.cli.keys",
+    "evx.cli.witness",
+)
 
 
 def register(app: typer.Typer) -> None:
-    from evx.cli import keys as keys_cli, ledger as ledger_cli, server as server_cli
-    from evx.cli import packages as client_cli
-    from evx.cli import identity as identity_cli
-    from evx.cli import witness as witness_cli
-
-    server_cli.register(app)
-    identity_cli.register(app)
-    ledger_cli.register(app)
-    keys_cli.register(app)
-    client_cli.register(app)
-    witness_cli.register(app)
+    """Every command on ``app``."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    registry.mount(app)

@@ -7,24 +7,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from service.identity.authorities import Authority
-from service.identity.errors import IdentityError
-from service.identity.keys import PublicKey, public_key_from_jwk, public_key_from_pem
+from evx.cli.app import PANEL_SERVER, command, group
+from evx.client.errors import DeniedError, UsageError
 
-authority_app = typer.Typer(help="Trust registry: partner authorities and their public keys.",
-                            no_args_is_help=True)
-key_app = typer.Typer(help="Add and retire an authority's token-signing keys (rotation).",
-                      no_args_is_help=True)
-authority_app.add_typer(key_app, name="key")
+if TYPE_CHECKING:  # the service is imported when a command runs (it needs the server extra)
+    from service.identity.authorities import Authority
+    from service.identity.keys import PublicKey
 
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(authority_app, name="authority")
-    app.command("token")(token)
+group("authority", "Trust registry: partner authorities and their public keys.",
+      panel=PANEL_SERVER)
+group("authority key", "Add and retire an authority's token-signing keys (rotation).")
 
 
 @contextmanager
@@ -44,9 +40,6 @@ def _registry_session() -> Iterator[tuple[Any, Path]]:
         with engine.connect() as conn, \
                 conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}).begin():
             yield conn, settings.data_dir
-    except IdentityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     finally:
         engine.dispose()
 
@@ -75,9 +68,6 @@ def _registrar() -> Iterator[tuple[Any, Any, Path]]:
     registrar = TrustRegistrar(engine, ledger, operator_authority=settings.operator_authority)
     try:
         yield registrar, registrar.operator(f"{user}@{socket.gethostname()}"), settings.data_dir
-    except IdentityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
     finally:
         ledger.close()
         engine.dispose()
@@ -112,19 +102,17 @@ def _sync_provider(registrar: Any, authority: Authority) -> None:
 
 def _public_key(jwk: Path | None, pem: Path | None, kid: str | None,
                 alg: str | None) -> PublicKey | None:
+    from service.identity.keys import public_key_from_jwk, public_key_from_pem
+
     if jwk is not None and pem is not None:
         raise typer.BadParameter("give --jwk or --pem, not both")
-    try:
-        if jwk is not None:
-            key = public_key_from_jwk(jwk.read_bytes(), algorithm=alg)
-            if kid is not None and kid != key.kid:
-                raise typer.BadParameter("--kid conflicts with the JWK's kid")
-            return key
-        if pem is not None:
-            return public_key_from_pem(pem.read_bytes(), kid=kid, algorithm=alg)
-    except IdentityError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    if jwk is not None:
+        key = public_key_from_jwk(jwk.read_bytes(), algorithm=alg)
+        if kid is not None and kid != key.kid:
+            raise typer.BadParameter("--kid conflicts with the JWK's kid")
+        return key
+    if pem is not None:
+        return public_key_from_pem(pem.read_bytes(), kid=kid, algorithm=alg)
     return None
 
 
@@ -143,7 +131,7 @@ _ALG = typer.Option(None, "--alg", help="Algorithm to bind the key to (default R
                                         "ES256/ES384 by curve).")
 
 
-@authority_app.command("add")
+@command("add", group="authority", server=True)
 def authority_add(
     authority_id: str = typer.Argument(..., metavar="ID", help="Issuer id, e.g. DE-BKA."),
     name: str = typer.Option(..., help="Human name of the authority."),
@@ -185,7 +173,7 @@ def authority_add(
             _sync_provider(registrar, authority)
 
 
-@authority_app.command("provider")
+@command("provider", group="authority", server=True)
 def authority_provider(
     authority_id: str = typer.Argument(..., metavar="ID"),
     issuer: str | None = _ISSUER, client_id: str | None = _CLIENT_ID,
@@ -206,7 +194,7 @@ def authority_provider(
             _sync_provider(registrar, authority)
 
 
-@authority_app.command("sync")
+@command("sync", group="authority", server=True)
 def authority_sync(authority_id: str = typer.Argument(..., metavar="ID")) -> None:
     """Fetch the authority's provider keys now (the service also does so by itself)."""
     from service.identity.registry import TrustRegistry
@@ -215,13 +203,13 @@ def authority_sync(authority_id: str = typer.Argument(..., metavar="ID")) -> Non
         with registrar.engine.connect() as conn:
             authority = TrustRegistry(conn).get_authority(authority_id)
         if authority.issuer is None:
-            typer.echo(f"error: {authority_id} has no identity provider "
-                       f"(evx authority provider {authority_id} --issuer URL)", err=True)
-            raise typer.Exit(2)
+            raise UsageError(f"{authority_id} has no identity provider",
+                             hint=f"evx authority provider {authority_id} --issuer URL",
+                             slug="no-identity-provider")
         _sync_provider(registrar, authority)
 
 
-@authority_app.command("list")
+@command("list", group="authority", server=True)
 def authority_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
     """List registered authorities."""
     from service.identity.registry import TrustRegistry
@@ -241,7 +229,7 @@ def authority_list(as_json: bool = typer.Option(False, "--json", help="Machine-r
     Console().print(table)
 
 
-@authority_app.command("show")
+@command("show", group="authority", server=True)
 def authority_show(
     authority_id: str = typer.Argument(..., metavar="ID"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
@@ -271,7 +259,7 @@ def authority_show(
     console.print(table)
 
 
-@key_app.command("add")
+@command("add", group="authority key", server=True)
 def key_add(
     authority_id: str = typer.Argument(..., metavar="ID"),
     generate_key: bool = _GENERATE, jwk: Path | None = _JWK, pem: Path | None = _PEM,
@@ -297,7 +285,7 @@ def key_add(
     typer.echo(f"added key {added.kid} ({added.algorithm}) to {authority_id}")
 
 
-@key_app.command("retire")
+@command("retire", group="authority key", server=True)
 def key_retire(
     authority_id: str = typer.Argument(..., metavar="ID"),
     kid: str = typer.Argument(..., metavar="KID"),
@@ -308,6 +296,7 @@ def key_retire(
     typer.echo(f"retired key {retired.kid} of {authority_id}")
 
 
+@command("token", server=True, panel=PANEL_SERVER)
 def token(
     authority_id: str = typer.Argument(..., metavar="ID", help="Issuing authority."),
     sub: str = typer.Option(..., "--sub", help="Officer identifier."),
@@ -329,9 +318,9 @@ def token(
     with _registry_session() as (db, data_dir):
         authority = TrustRegistry(db).get_authority(authority_id)
         if role not in authority.roles:
-            typer.echo(f"error: {authority_id} may not assert role {role!r} "
-                       f"(allowed: {', '.join(sorted(authority.roles))})", err=True)
-            raise typer.Exit(1)
+            raise DeniedError(f"{authority_id} may not assert role {role!r} "
+                              f"(allowed: {', '.join(sorted(authority.roles))})",
+                              slug="role-not-allowed")
         try:
             minted = mint_token(db, data_dir, authority_id, subject=sub, role=role,
                                 audience=audience, ttl=timedelta(seconds=ttl), kid=kid)

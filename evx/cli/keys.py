@@ -6,12 +6,10 @@ import json
 
 import typer
 
-keys_app = typer.Typer(help="Key-encryption keys (KEKs) of the evidence store.",
-                       no_args_is_help=True)
+from evx.cli.app import PANEL_SERVER, command, group
+from evx.client.errors import IntegrityFailure
 
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(keys_app, name="keys")
+group("keys", "Key-encryption keys (KEKs) of the evidence store.", panel=PANEL_SERVER)
 
 
 class _Operator:
@@ -21,7 +19,7 @@ class _Operator:
         self.authority, self.subject, self.role = authority, "evx-keys", "operator"
 
 
-@keys_app.command("list")
+@command("list", group="keys", server=True)
 def list_keys(as_json: bool = typer.Option(False, "--json")) -> None:
     """The KEK ids and which one wraps new items."""
     from storage.keyring import DirectoryKeySource, Keyring
@@ -35,7 +33,7 @@ def list_keys(as_json: bool = typer.Option(False, "--json")) -> None:
         typer.echo(f"{key_id}{'  (active)' if key_id == keyring.active_key_id else ''}")
 
 
-@keys_app.command("rotate")
+@command("rotate", group="keys", server=True)
 def rotate(rewrap: bool = typer.Option(True, "--rewrap/--no-rewrap",
                                        help="Rewrap every item under the new key now."),
            as_json: bool = typer.Option(False, "--json")) -> None:
@@ -47,7 +45,7 @@ def rotate(rewrap: bool = typer.Option(True, "--rewrap/--no-rewrap",
     _run(rotate_first=True, rewrap=rewrap, as_json=as_json)
 
 
-@keys_app.command("rewrap")
+@command("rewrap", group="keys", server=True)
 def rewrap_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """Rewrap every item still under an older KEK (e.g. after replicas wrapped with it)."""
     _run(rotate_first=False, rewrap=True, as_json=as_json)
@@ -83,4 +81,8 @@ def _run(*, rotate_first: bool, rewrap: bool, as_json: bool) -> None:
             typer.echo(f"rewrapped {report.rewrapped} of {report.examined} items "
                        f"({report.already_current} already current, {len(report.failed)} failed)")
     if report is not None and report.failed:
-        raise typer.Exit(1)
+        # envelopes that do not open under any KEK: stored key material is damaged
+        raise IntegrityFailure(f"{len(report.failed)} key envelopes could not be opened: "
+                               f"{', '.join(list(report.failed)[:5])}",
+                               slug="rewrap-failed",
+                               hint="They stay under their old key; see docs/operations.md.")

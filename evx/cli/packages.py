@@ -14,45 +14,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from evx.client.errors import EXIT_CODES_HELP, UsageError
+from evx.cli.app import PANEL_EVIDENCE, command, group
+from evx.cli.options import JSON, TOKEN, URL
+from evx.cli.render import Output, add_row, size as _size, when as _when
+from evx.client.errors import DeniedError, UsageError
 from evx.client.http import Api, package_path
-from evx.cli.options import JSON, TOKEN, URL, add_row, run
-from evx.cli.render import Output
 
-
-package_app = typer.Typer(help="Evidence packages: create, list, show.", no_args_is_help=True)
-
-def register(app: typer.Typer) -> None:
-    """Mount the client commands on the root ``evx`` app."""
-    from evx.cli.audit import custody, ledger_export, ledger_key, ledger_sync
-    from evx.cli.ledger import ledger_app
-
-    app.add_typer(package_app, name="package")
-    for name, command in (("upload", upload), ("seal", seal), ("share", share),
-                          ("revoke", revoke), ("download", download), ("custody", custody)):
-        app.command(name, epilog=EXIT_CODES_HELP)(command)
-    for name, command in (("sync", ledger_sync), ("export", ledger_export),
-                          ("key", ledger_key)):
-        ledger_app.command(name, epilog=EXIT_CODES_HELP)(command)
-
-
-def _when(value: Any) -> str:
-    if not value:
-        return ""
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).strftime(
-            "%Y-%m-%d %H:%M:%S %Z").strip()
-    except ValueError:
-        return str(value)
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
+group("package", "Evidence packages: create, list, show.", panel=PANEL_EVIDENCE)
 
 
 # -- packages --------------------------------------------------------------------------------
@@ -73,7 +41,7 @@ def _package_summary(p: dict[str, Any]) -> Table:
     return table
 
 
-@package_app.command("create", epilog=EXIT_CODES_HELP)
+@command("create", group="package")
 def package_create(
     case_reference: str = typer.Option(..., "--case-ref", help="Your case reference."),
     title: str = typer.Option(..., "--title", help="What the package holds."),
@@ -85,77 +53,69 @@ def package_create(
     """Create an evidence package owned by your authority (investigators)."""
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            p = api.json("POST", "/v1/packages", json={"case_reference": case_reference,
-                                                       "title": title,
-                                                       "description": description})
-        if quiet and not as_json:
-            print(p["id"])
-            return
-        output.result(p, escape(f"created package {p['id']}  ({p['title']}, case "
-                                f"{p['case_reference']})\nnext: evx upload {p['id']} "
-                                "FILE-OR-DIR..."))
-
-    run(output, work)
+    with Api(url, token) as api:
+        p = api.json("POST", "/v1/packages", json={"case_reference": case_reference,
+                                                   "title": title,
+                                                   "description": description})
+    if quiet and not as_json:
+        print(p["id"])
+        return
+    output.result(p, escape(f"created package {p['id']}  ({p['title']}, case "
+                            f"{p['case_reference']})\nnext: evx upload {p['id']} "
+                            "FILE-OR-DIR..."))
 
 
-@package_app.command("list", epilog=EXIT_CODES_HELP)
+@command("list", group="package")
 def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
                  limit: int = typer.Option(100, min=1, max=500)) -> None:
     """Packages your authority owns or that are shared with it."""
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            packages = api.json("GET", "/v1/packages", params={"limit": limit})["packages"]
-        table = Table("id", "title", "case", "owner", "sealed", "items", "size", "shared with")
-        for p in packages:
-            shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
-            add_row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
-                          "yes" if p["sealed"] else "no", str(len(p["items"])),
-                          _size(sum(i["size"] for i in p["items"])),
-                          ", ".join(s["authority"] + ("" if s["active"] else " (inactive)")
-                                    for s in shares))
-        output.result({"packages": packages}, table if packages else "no packages")
-
-    run(output, work)
+    with Api(url, token) as api:
+        packages = api.json("GET", "/v1/packages", params={"limit": limit})["packages"]
+    table = Table("id", "title", "case", "owner", "sealed", "items", "size", "shared with")
+    for p in packages:
+        shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
+        add_row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
+                      "yes" if p["sealed"] else "no", str(len(p["items"])),
+                      _size(sum(i["size"] for i in p["items"])),
+                      ", ".join(s["authority"] + ("" if s["active"] else " (inactive)")
+                                for s in shares))
+    output.result({"packages": packages}, table if packages else "no packages")
 
 
-@package_app.command("show", epilog=EXIT_CODES_HELP)
+@command("show", group="package")
 def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
                  url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
     """A package's metadata, items (name, size, SHA-256) and shares."""
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            p = api.json("GET", package_path(package_id))
-        if as_json:
-            output.result(p)
-            return
-        output.out.print(_package_summary(p))
-        items = Table("item", "size", "sha256", "uploaded", "by", title="items")
-        for i in p["items"]:
-            add_row(items, i["name"], _size(i["size"]), i["sha256"], _when(i["uploaded_at"]),
-                          i["uploaded_by"])
-        output.out.print(items)
-        shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
-        if shares:
-            table = Table("authority", "legal basis", "request", "expires", "state",
-                          title="shares")
-            for s in shares:
-                state = "active" if s["active"] else (
-                    f"revoked {_when(s['revoked_at'])}" if s["revoked_at"] else "expired")
-                add_row(table, s["authority"], s["legal_basis"], s["request_reference"],
-                              _when(s["expires_at"]) or "never", state)
-            output.out.print(table)
-
-    run(output, work)
+    with Api(url, token) as api:
+        p = api.json("GET", package_path(package_id))
+    if as_json:
+        output.result(p)
+        return
+    output.out.print(_package_summary(p))
+    items = Table("item", "size", "sha256", "uploaded", "by", title="items")
+    for i in p["items"]:
+        add_row(items, i["name"], _size(i["size"]), i["sha256"], _when(i["uploaded_at"]),
+                      i["uploaded_by"])
+    output.out.print(items)
+    shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
+    if shares:
+        table = Table("authority", "legal basis", "request", "expires", "state",
+                      title="shares")
+        for s in shares:
+            state = "active" if s["active"] else (
+                f"revoked {_when(s['revoked_at'])}" if s["revoked_at"] else "expired")
+            add_row(table, s["authority"], s["legal_basis"], s["request_reference"],
+                          _when(s["expires_at"]) or "never", state)
+        output.out.print(table)
 
 
 # -- transfers -------------------------------------------------------------------------------
 
+@command("upload", panel=PANEL_EVIDENCE)
 def upload(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     paths: list[Path] = typer.Argument(..., metavar="FILE...",
@@ -173,35 +133,33 @@ def upload(
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        sources = collect_sources(paths)
-        results = []
-        with Api(url, token) as api:
-            package = api.json("GET", package_path(package_id))
-            existing = {i["name"]: i for i in package["items"]}
-            if package["sealed"] and any(s.name not in existing for s in sources):
-                raise UsageError(f"package {package_id} is sealed and cannot take new items",
-                                 hint="Create a new package.", slug="package-sealed")
-            with output.progress() as transfers:
-                for source in sources:
-                    result = upload_one(api, package_id, source, existing.get(source.name),
-                                        transfers)
-                    results.append(result)
-                    if result.status == "skipped":
-                        output.note(escape(f"skipped {result.name}: already in the package "
-                                           "with the same SHA-256"))
-                    else:
-                        output.note(escape(f"uploaded {result.name}  {_size(result.size)}  "
-                                           f"sha256 {result.sha256}"))
-        uploaded = [r for r in results if r.status == "uploaded"]
-        output.result({"package": package_id, "items": [r.to_json() for r in results]},
-                      escape(f"{len(uploaded)} uploaded, {len(results) - len(uploaded)} "
-                             f"skipped ({_size(sum(r.size for r in uploaded))}) to "
-                             f"{package_id}"))
-
-    run(output, work)
+    sources = collect_sources(paths)
+    results = []
+    with Api(url, token) as api:
+        package = api.json("GET", package_path(package_id))
+        existing = {i["name"]: i for i in package["items"]}
+        if package["sealed"] and any(s.name not in existing for s in sources):
+            raise UsageError(f"package {package_id} is sealed and cannot take new items",
+                             hint="Create a new package.", slug="package-sealed")
+        with output.progress() as transfers:
+            for source in sources:
+                result = upload_one(api, package_id, source, existing.get(source.name),
+                                    transfers)
+                results.append(result)
+                if result.status == "skipped":
+                    output.note(escape(f"skipped {result.name}: already in the package "
+                                       "with the same SHA-256"))
+                else:
+                    output.note(escape(f"uploaded {result.name}  {_size(result.size)}  "
+                                       f"sha256 {result.sha256}"))
+    uploaded = [r for r in results if r.status == "uploaded"]
+    output.result({"package": package_id, "items": [r.to_json() for r in results]},
+                  escape(f"{len(uploaded)} uploaded, {len(results) - len(uploaded)} "
+                         f"skipped ({_size(sum(r.size for r in uploaded))}) to "
+                         f"{package_id}"))
 
 
+@command("download", panel=PANEL_EVIDENCE)
 def download(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     items: list[str] = typer.Argument(None, metavar="[ITEM...]",
@@ -219,52 +177,48 @@ def download(
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        results = []
-        with Api(url, token) as api:
-            package = api.json("GET", package_path(package_id))
-            by_name = {i["name"]: i for i in package["items"]}
-            wanted = list(items) if items else list(by_name)
-            missing = [n for n in wanted if n not in by_name]
-            if missing:
-                raise UsageError(f"package {package_id} has no item {missing[0]!r}",
-                                 hint=f"See evx package show {package_id}.", slug="not-found")
-            out_dir.mkdir(parents=True, exist_ok=True)
-            with output.progress() as transfers:
-                for name in wanted:
-                    result = download_one(api, package_id, by_name[name], out_dir, transfers,
-                                          limit_rate=limit_rate)
-                    results.append(result)
-                    resumed = f" (resumed at byte {result.resumed_from})" \
-                        if result.resumed_from else ""
-                    verb = "verified" if result.status == "downloaded" else "already present, " \
-                                                                            "verified"
-                    output.note(escape(f"{verb} {result.path}  {_size(result.size)}  sha256 "
-                                       f"{result.sha256}{resumed}"))
-        output.result({"package": package_id, "items": [r.to_json() for r in results]},
-                      escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
-                             "SHA-256 verified"))
-
-    run(output, work)
+    results = []
+    with Api(url, token) as api:
+        package = api.json("GET", package_path(package_id))
+        by_name = {i["name"]: i for i in package["items"]}
+        wanted = list(items) if items else list(by_name)
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise DeniedError(f"package {package_id} has no item {missing[0]!r}",
+                              hint=f"See evx package show {package_id}.", slug="not-found")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with output.progress() as transfers:
+            for name in wanted:
+                result = download_one(api, package_id, by_name[name], out_dir, transfers,
+                                      limit_rate=limit_rate)
+                results.append(result)
+                resumed = f" (resumed at byte {result.resumed_from})" \
+                    if result.resumed_from else ""
+                verb = "verified" if result.status == "downloaded" else "already present, " \
+                                                                        "verified"
+                output.note(escape(f"{verb} {result.path}  {_size(result.size)}  sha256 "
+                                   f"{result.sha256}{resumed}"))
+    output.result({"package": package_id, "items": [r.to_json() for r in results]},
+                  escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
+                         "SHA-256 verified"))
 
 
 # -- package state ---------------------------------------------------------------------------
 
+@command("seal", panel=PANEL_EVIDENCE)
 def seal(package_id: str = typer.Argument(..., metavar="PACKAGE"),
          url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
     """Seal a package: it never changes again; its manifest hash goes into the ledger."""
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            body = api.json("POST", package_path(package_id) + "/seal")
-        output.result(body, escape(f"sealed {package_id}: manifest sha256 "
-                                   f"{body['manifest_sha256']} (ledger entry "
-                                   f"{body['ledger_index']})"))
-
-    run(output, work)
+    with Api(url, token) as api:
+        body = api.json("POST", package_path(package_id) + "/seal")
+    output.result(body, escape(f"sealed {package_id}: manifest sha256 "
+                               f"{body['manifest_sha256']} (ledger entry "
+                               f"{body['ledger_index']})"))
 
 
+@command("share", panel=PANEL_EVIDENCE)
 def share(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     authority: str = typer.Option(..., "--authority", help="Recipient authority id."),
@@ -282,22 +236,20 @@ def share(
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        body: dict[str, Any] = {"authority": authority, "legal_basis": legal_basis,
-                                "request_reference": request_reference}
-        if expires is not None:
-            # Sent in UTC: the service's SQLite backend drops a non-UTC offset unconverted.
-            aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
-            body["expires_at"] = aware.astimezone(UTC).isoformat()
-        with Api(url, token) as api:
-            s = api.json("POST", package_path(package_id) + "/shares", json=body)
-        until = f" until {_when(s['expires_at'])}" if s.get("expires_at") else ""
-        output.result(s, escape(f"shared {package_id} with {s['authority']}{until} "
-                                f"({s['legal_basis']}; {s['request_reference']})"))
-
-    run(output, work)
+    body: dict[str, Any] = {"authority": authority, "legal_basis": legal_basis,
+                            "request_reference": request_reference}
+    if expires is not None:
+        # Sent in UTC: the service's SQLite backend drops a non-UTC offset unconverted.
+        aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+        body["expires_at"] = aware.astimezone(UTC).isoformat()
+    with Api(url, token) as api:
+        s = api.json("POST", package_path(package_id) + "/shares", json=body)
+    until = f" until {_when(s['expires_at'])}" if s.get("expires_at") else ""
+    output.result(s, escape(f"shared {package_id} with {s['authority']}{until} "
+                            f"({s['legal_basis']}; {s['request_reference']})"))
 
 
+@command("revoke", panel=PANEL_EVIDENCE)
 def revoke(package_id: str = typer.Argument(..., metavar="PACKAGE"),
            authority: str = typer.Option(..., "--authority"),
            url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
@@ -306,11 +258,8 @@ def revoke(package_id: str = typer.Argument(..., metavar="PACKAGE"),
 
     output = Output(as_json=as_json)
 
-    def work() -> None:
-        with Api(url, token) as api:
-            s = api.json("DELETE", package_path(package_id) + "/shares/"
-                         + quote(authority, safe=""))
-        output.result(s, escape(f"revoked the share of {package_id} with "
-                                f"{s['authority']}"))
-
-    run(output, work)
+    with Api(url, token) as api:
+        s = api.json("DELETE", package_path(package_id) + "/shares/"
+                     + quote(authority, safe=""))
+    output.result(s, escape(f"revoked the share of {package_id} with "
+                            f"{s['authority']}"))

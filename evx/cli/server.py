@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import typer
 
-db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+from evx.cli.app import PANEL_SERVER, command, group
+from evx.client.errors import UsageError
+
+group("db", "Database schema management.", panel=PANEL_SERVER)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
-    app.command("sweep")(sweep_command)
-    app.add_typer(db_app, name="db")
-
-
+@command("serve", server=True, panel=PANEL_SERVER)
 def serve(
     host: str = typer.Option(None, help="Listen address (default EVX_HOST or 127.0.0.1)."),
     port: int = typer.Option(None, help="Listen port (default EVX_PORT or 8000)."),
@@ -38,7 +36,7 @@ def serve(
                 forwarded_allow_ips=proxy, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
-@db_app.command("revision")
+@command("revision", group="db", server=True)
 def db_revision() -> None:
     """Print the database's schema revision and the one this code needs."""
     from service.db import make_engine, schema_revision
@@ -51,10 +49,11 @@ def db_revision() -> None:
         engine.dispose()
     typer.echo(f"database: {current}  code: {head}  {'up to date' if current == head else 'STALE'}")
     if current != head:
-        raise typer.Exit(1)
+        raise UsageError(f"the database is at schema revision {current}, this code needs {head}",
+                         slug="schema-stale", hint="Run evx db upgrade.")
 
 
-@db_app.command("upgrade")
+@command("upgrade", group="db", server=True)
 def db_upgrade() -> None:
     """Apply every pending migration to the configured database."""
     from service.db import upgrade
@@ -66,6 +65,7 @@ def db_upgrade() -> None:
     typer.echo(f"database at revision head: {settings.resolved_database_url.split('@')[-1]}")
 
 
+@command("sweep", server=True, panel=PANEL_SERVER)
 def sweep_command(
     older_than: int = typer.Option(None, "--older-than", help="Grace period in seconds "
                                    "(default EVX_SWEEP_GRACE_SECONDS)."),

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import typer
 
-witness_app = typer.Typer(help="Witness a log: cosign its checkpoints after checking they extend "
-                               "what this witness saw before (C2SP tlog-witness).",
-                          no_args_is_help=True)
+from evx.cli.app import PANEL_AUDIT, command, group
+from evx.client.errors import ClientError, UnavailableError, UsageError
+
+group("witness", "Witness a log: cosign its checkpoints after checking they extend what this "
+                 "witness saw before (C2SP tlog-witness).", panel=PANEL_AUDIT)
 
 NAME = typer.Option(..., "--name", envvar="EVX_WITNESS_NAME", show_envvar=True,
                     help="The witness's name: its cosignature lines' key name, e.g. "
@@ -21,13 +23,8 @@ KEY_FILE = typer.Option(Path("witness.key"), "--key-file", envvar="EVX_WITNESS_K
                         show_envvar=True, help="Ed25519 private key, PEM (mode 0600).")
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(witness_app, name="witness")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def _fail(message: str, unavailable: bool = False) -> ClientError:
+    return UnavailableError(message) if unavailable else UsageError(message)
 
 
 def _read_logs(values: list[str], logs_file: Path | None) -> dict[str, list]:
@@ -70,7 +67,7 @@ def _cosigner(name: str, key_file: Path, create: bool):  # noqa: ANN202
         raise _fail(f"invalid witness name {name!r}: {exc}") from None
 
 
-@witness_app.command("key")
+@command("key", group="witness")
 def key(name: str = NAME, key_file: Path = KEY_FILE,
         create: bool = typer.Option(False, "--create", help="Generate the key if missing.")
         ) -> None:
@@ -78,7 +75,7 @@ def key(name: str = NAME, key_file: Path = KEY_FILE,
     typer.echo(str(_cosigner(name, key_file, create).key))
 
 
-@witness_app.command("serve")
+@command("serve", group="witness")
 def serve(
     name: str = NAME,
     key_file: Path = KEY_FILE,
@@ -112,7 +109,7 @@ def serve(
         store = WitnessStore(db)
         server = make_server(Witness(cosigner, logs, store), host, int(port_text), prefix)
     except OSError as exc:
-        raise _fail(f"cannot start: {exc}", 5) from None
+        raise _fail(f"cannot start: {exc}", unavailable=True) from None
     signal.signal(signal.SIGTERM,
                   lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     typer.echo(f"witness {cosigner.key} listening on http://{host}:{server.server_port}"

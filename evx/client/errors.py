@@ -1,39 +1,20 @@
-"""The client's errors: each says what went wrong, what to do, and which exit status it is.
+"""The client's errors: each says what went wrong and what to do.
 
-Exit statuses (documented in ``evx --help`` texts and the README walk-through):
-
-* 0 -- done (and verified, where the command verifies)
-* 1 -- verification or integrity failure: evidence or custody record does not verify, the log
-  key changed, the ledger is inconsistent with what this machine saw before
-* 2 -- usage: bad arguments or files, or a request the service refused as invalid or in
-  conflict with the package's state (sealed, not sealed)
-* 3 -- authentication: no token, or it expired or was refused
-* 4 -- not found or not allowed (including a share that expired or was revoked)
-* 5 -- the server, its store or its ledger is unavailable, or the connection failed
+Grouped by where they come from, as in python-tuf: bad untrusted data (:class:`IntegrityFailure`),
+the caller's own input or files (:class:`UsageError`, :class:`LocalFileError`), the service's
+refusals (:class:`AuthenticationError`, :class:`DeniedError`) and transport
+(:class:`UnavailableError`). None of them knows about processes or exit statuses: the command
+line maps classes to exit statuses in one table (:mod:`evx.cli.exits`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-EXIT_OK = 0
-EXIT_INTEGRITY = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_DENIED = 4
-EXIT_UNAVAILABLE = 5
-
-EXIT_CODES_HELP = (
-    "Exit status: 0 ok; 1 verification/integrity failure; 2 usage or invalid request; "
-    "3 authentication (missing, expired or refused token); 4 not found or not allowed "
-    "(share expired/revoked); 5 server, store or ledger unavailable."
-)
-
 
 class ClientError(Exception):
-    """Base of every error the client reports; ``exit_code`` is the process exit status."""
+    """Base of every error the client reports: a message, advice, and a stable slug."""
 
-    exit_code = EXIT_USAGE
     slug = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, slug: str | None = None,
@@ -47,20 +28,31 @@ class ClientError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": False, "error": self.slug, "message": self.message, "hint": self.hint,
-                "exit_code": self.exit_code, **self.details}
+                **self.details}
 
 
 class UsageError(ClientError):
-    """Bad arguments, unusable local files, or a request the service refused as invalid."""
+    """Bad arguments, unusable local input, or a request the service refused as invalid."""
 
-    exit_code = EXIT_USAGE
     slug = "usage"
+
+
+class ServerExtraMissing(UsageError):
+    """A server-side command on an install without the ``server`` extra."""
+
+    slug = "server-extra-missing"
+
+
+class LocalFileError(ClientError):
+    """This machine's file system refused: disk full, permission denied, a file where a
+    directory is needed. Nothing is wrong with the evidence or the server."""
+
+    slug = "local-file-error"
 
 
 class IntegrityFailure(ClientError):
     """Bytes, digests, proofs or signatures do not verify: never trust the result."""
 
-    exit_code = EXIT_INTEGRITY
     slug = "integrity-failure"
 
 
@@ -79,19 +71,16 @@ class LedgerInconsistent(IntegrityFailure):
 class AuthenticationError(ClientError):
     """No token, or the service refused it."""
 
-    exit_code = EXIT_AUTH
     slug = "unauthenticated"
 
 
 class DeniedError(ClientError):
     """Not found, or the caller's authority/role/share does not allow it."""
 
-    exit_code = EXIT_DENIED
     slug = "forbidden"
 
 
 class UnavailableError(ClientError):
     """The server, its store or its ledger is unavailable, or the connection failed."""
 
-    exit_code = EXIT_UNAVAILABLE
     slug = "unavailable"

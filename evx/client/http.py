@@ -18,6 +18,9 @@ from evx.client.errors import (
     UnavailableError,
     UsageError,
 )
+from evx.protocol import headers as fields
+from evx.protocol import problems
+from evx.protocol.tokens import REFUSAL_ADVICE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 CONNECT_TIMEOUT_S = 10.0
@@ -52,47 +55,72 @@ def package_path(package_id: str) -> str:
     return f"/v1/packages/{quote(package_id, safe='')}"
 
 
-# problem slug -> (error class, advice). The service's `detail` is shown too.
+# problem type -> (error class, advice). The service's `detail` is shown too.
 _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
-    "unauthenticated": (AuthenticationError,
-                        "Send a token issued by your authority: --token or EVX_TOKEN."),
-    "forbidden": (DeniedError, "Your authority or role may not do this on this package."),
-    "share-expired": (DeniedError, "The share with your authority has expired; ask the owning "
-                                   "authority to share the package again."),
-    "share-revoked": (DeniedError, "The owning authority revoked the share with your "
-                                   "authority; contact them."),
-    "not-found": (DeniedError, "Check the package id and item name (evx package list / show)."),
-    "package-sealed": (UsageError, "A sealed package never changes; create a new package."),
-    "package-not-sealed": (UsageError, "Seal the package first: evx seal PACKAGE."),
-    "item-exists": (UsageError, "Items are immutable; upload under another name."),
-    "conflict": (UsageError, "The request conflicts with the package's current state."),
-    "too-large": (UsageError, "The item exceeds the service's maximum item size."),
-    "validation": (UsageError, "The service refused the request as invalid."),
-    "bad-request": (UsageError, "The service refused the request as malformed."),
-    "method-not-allowed": (UsageError, "This server does not offer that operation."),
-    "range-not-satisfiable": (UsageError, "The requested byte range is outside the item."),
-    "digest-mismatch": (IntegrityFailure,
-                        "The bytes the service received do not match the SHA-256 computed "
-                        "here: the file changed while it was sent, or the transfer was "
-                        "corrupted. Nothing was stored; upload again."),
-    "integrity-failure": (IntegrityFailure,
-                          "The service found the stored evidence damaged and served nothing. "
-                          "Report it to the operator with the package id and item name."),
-    "ledger-unavailable": (UnavailableError,
-                           "The custody ledger cannot be written, so the service refused the "
-                           "operation. Retry later; if it persists, tell the operator."),
-    "store-unavailable": (UnavailableError, "The evidence store is unavailable; retry later."),
-    "internal": (UnavailableError, "The service failed; retry later, and tell the operator "
-                                   "if it persists."),
+    problems.UNAUTHENTICATED.slug: (AuthenticationError, "Send a token issued by your "
+                                                         "authority: --token or EVX_TOKEN."),
+    problems.FORBIDDEN.slug: (DeniedError, "Your authority or role may not do this on this "
+                                           "package."),
+    problems.SHARE_EXPIRED.slug: (DeniedError, "The share with your authority has expired; ask "
+                                               "the owning authority to share the package "
+                                               "again."),
+    problems.SHARE_REVOKED.slug: (DeniedError, "The owning authority revoked the share with your "
+                                               "authority; contact them."),
+    problems.NOT_FOUND.slug: (DeniedError, "Check the package id and item name (evx package "
+                                           "list / show)."),
+    problems.PACKAGE_SEALED.slug: (UsageError, "A sealed package never changes; create a new "
+                                               "package."),
+    problems.PACKAGE_NOT_SEALED.slug: (UsageError, "Seal the package first: evx seal PACKAGE."),
+    problems.ITEM_EXISTS.slug: (UsageError, "Items are immutable; upload under another name."),
+    problems.CONFLICT.slug: (UsageError, "The request conflicts with the package's current "
+                                         "state."),
+    problems.REQUEST_STATE.slug: (UsageError, "The request is not in a state that allows "
+                                              "this; see evx requests show."),
+    problems.UPLOAD_NOT_FOUND.slug: (UsageError, "The upload was completed, cancelled or "
+                                                 "expired; run the same command again."),
+    problems.UPLOAD_IN_PROGRESS.slug: (UsageError, "Another upload of this item is in "
+                                                   "progress; wait for it or retry later."),
+    problems.UPLOAD_SUPERSEDED.slug: (UsageError, "A newer upload of this item took over."),
+    problems.MISMATCHING_UPLOAD_OFFSET.slug: (UsageError, "The server's upload offset moved; "
+                                                          "run the same command again."),
+    problems.INCONSISTENT_UPLOAD_LENGTH.slug: (UsageError, "The file's length changed "
+                                                           "during the upload; upload it "
+                                                           "again."),
+    problems.TOO_LARGE.slug: (UsageError, "The item exceeds the service's maximum item size."),
+    problems.BODY_TOO_LARGE.slug: (UsageError, "The request is larger than the service "
+                                               "accepts for this operation."),
+    problems.VALIDATION.slug: (UsageError, "The service refused the request as invalid."),
+    problems.BAD_REQUEST.slug: (UsageError, "The service refused the request as malformed."),
+    problems.METHOD_NOT_ALLOWED.slug: (UsageError, "This server does not offer that "
+                                                   "operation."),
+    problems.RANGE_NOT_SATISFIABLE.slug: (UsageError, "The requested byte range is outside "
+                                                      "the item."),
+    problems.DIGEST_MISMATCH.slug: (IntegrityFailure,
+                                    "The bytes the service received do not match the SHA-256 "
+                                    "computed here: the file changed while it was sent, or the "
+                                    "transfer was corrupted. Nothing was stored; upload again."),
+    problems.INTEGRITY.slug: (IntegrityFailure,
+                              "The service found the stored evidence damaged and served "
+                              "nothing. Report it to the operator with the package id and item "
+                              "name."),
+    problems.LEDGER_INCONSISTENT.slug: (IntegrityFailure,
+                                        "The service found its ledger inconsistent with its "
+                                        "signed checkpoints and serves nothing. Report it to "
+                                        "the operator and your auditors."),
+    problems.LEDGER_UNAVAILABLE.slug: (UnavailableError,
+                                       "The custody ledger cannot be written, so the service "
+                                       "refused the operation. Retry later; if it persists, "
+                                       "tell the operator."),
+    problems.STORE_UNAVAILABLE.slug: (UnavailableError, "The evidence store is unavailable; "
+                                                        "retry later."),
+    problems.INTERNAL.slug: (UnavailableError, "The service failed; retry later, and tell the "
+                                               "operator if it persists."),
 }
 
-_TOKEN_ADVICE = {
-    "expired": "Your token has expired. Ask your authority for a new one and set EVX_TOKEN.",
-    "not_yet_valid": "Your token is not valid yet: check this machine's clock.",
-    "bad_audience": "Your token was issued for another service.",
-    "unknown_issuer": "Your token's issuer is not a registered partner authority here.",
-    "unknown_key": "Your token was signed with a key this service does not know or retired.",
-}
+
+def problem_advice(slug: str) -> tuple[type[ClientError], str] | None:
+    """The client error class and advice for a problem type's slug (``None``: unknown)."""
+    return _PROBLEMS.get(slug)
 
 
 def error_from_response(response: httpx.Response, body: bytes | None = None) -> ClientError:
@@ -101,7 +129,7 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
     status = response.status_code
     raw = body if body is not None else response.content[:MAX_PROBLEM_BYTES]
     problem: dict[str, Any] = {}
-    if response.headers.get("content-type", "").startswith(("application/problem+json",
+    if response.headers.get("content-type", "").startswith((problems.PROBLEM_JSON,
                                                              "application/json")):
         try:
             parsed = json.loads(raw)
@@ -109,9 +137,9 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
                 problem = parsed
         except ValueError:
             problem = {}
-    slug = str(problem.get("type", "")).rstrip("/").rsplit("/", 1)[-1] or None
+    slug = problems.slug_of(problem.get("type"))
     detail = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
-    request_id = response.headers.get("x-request-id")
+    request_id = response.headers.get(fields.REQUEST_ID)
     details: dict[str, Any] = {"status": status}
     if request_id:
         details["request_id"] = request_id
@@ -125,7 +153,9 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
         reason = problem.get("reason")
         if isinstance(reason, str):
             details["reason"] = reason
-            hint = _TOKEN_ADVICE.get(reason, hint)
+            advice = REFUSAL_ADVICE.get(reason)
+            if advice is not None:
+                hint = f"{advice} Set EVX_TOKEN (or --token) to a valid token."
             if reason == "expired":
                 detail = "the token has expired"
     if request_id and (slug == "integrity-failure" or kind is UnavailableError):

@@ -23,7 +23,8 @@ import httpx
 from evx.client.errors import IntegrityFailure, UnavailableError, UsageError
 from evx.client.files import Source, destination
 from evx.client.http import Api, item_path
-from evx.cli.render import Transfers
+from evx.client.progress import Progress
+from evx.protocol import headers as fields
 
 BLOCK_BYTES = 1024 * 1024
 MAX_RESUME_ATTEMPTS = 5  # automatic resumes of one item after a broken connection
@@ -31,7 +32,7 @@ _DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
-def sha256_of(path: Path, transfers: Transfers | None = None,
+def sha256_of(path: Path, transfers: Progress | None = None,
               label: str = "") -> tuple[str, int]:
     """Hex SHA-256 and length of the file, streaming."""
     digest = hashlib.sha256()
@@ -46,6 +47,8 @@ def sha256_of(path: Path, transfers: Transfers | None = None,
             length += len(block)
             if task is not None and transfers is not None:
                 transfers.advance(task, len(block))
+    if task is not None and transfers is not None:
+        transfers.finish(task)
     return digest.hexdigest(), length
 
 
@@ -82,7 +85,7 @@ class UploadResult:
                 "status": self.status}
 
 
-def _file_blocks(path: Path, expected_size: int, transfers: Transfers,
+def _file_blocks(path: Path, expected_size: int, transfers: Progress,
                  task: Any) -> Iterator[bytes]:
     sent = 0
     with path.open("rb") as handle:
@@ -95,7 +98,7 @@ def _file_blocks(path: Path, expected_size: int, transfers: Transfers,
 
 
 def upload_one(api: Api, package_id: str, source: Source, existing: dict[str, Any] | None,
-               transfers: Transfers) -> UploadResult:
+               transfers: Progress) -> UploadResult:
     """Hash ``source`` locally, then stream it with its ``Content-Digest``; the service refuses
     a mismatch (422) and stores nothing. An existing item with the same digest is skipped.
 
@@ -113,10 +116,11 @@ def upload_one(api: Api, package_id: str, source: Source, existing: dict[str, An
             f"{sha256}, {size} bytes)", hint="Items are immutable: upload the file under "
             "another name, or into a new package.", slug="item-exists")
     task = transfers.start(f"uploading {source.name}", size)
-    headers = {"Content-Digest": sha256_field(sha256), "Content-Length": str(size),
+    headers = {fields.CONTENT_DIGEST: sha256_field(sha256), "Content-Length": str(size),
                "Content-Type": "application/octet-stream"}
     body = api.json("PUT", item_path(package_id, source.name), headers=headers,
                     content=_file_blocks(source.path, size, transfers, task))
+    transfers.finish(task)
     if body.get("sha256") != sha256 or body.get("size") != size:
         raise IntegrityFailure(f"the service stored {source.name!r} with sha256 "
                                f"{body.get('sha256')} ({body.get('size')} bytes), not {sha256}")
@@ -164,7 +168,7 @@ def _discard(partial: Path) -> None:
 
 
 def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
-                 transfers: Transfers, *, limit_rate: int | None = None) -> DownloadResult:
+                 transfers: Progress, *, limit_rate: int | None = None) -> DownloadResult:
     """Download one item into ``out_dir``, resuming a partial download left by an earlier run.
 
     The file appears at its final name only after the SHA-256 of all its bytes matched both the
@@ -236,6 +240,7 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 offset = resumed_from = 0
                 digest = hashlib.sha256()
                 transfers.reset(task, f"downloading {name}", 0)
+        transfers.finish(task)
         handle.flush()
         os.fsync(handle.fileno())
     got = digest.hexdigest()
@@ -266,7 +271,7 @@ class _Restart(Exception):
     """The service sent the whole item although a range was asked: start over."""
 
 
-def _prefix_digest(path: Path, length: int, transfers: Transfers, label: str) -> tuple[Any, int]:
+def _prefix_digest(path: Path, length: int, transfers: Progress, label: str) -> tuple[Any, int]:
     digest = hashlib.sha256()
     done = 0
     task = transfers.start(label, length)
@@ -278,22 +283,23 @@ def _prefix_digest(path: Path, length: int, transfers: Transfers, label: str) ->
             digest.update(block)
             done += len(block)
             transfers.advance(task, len(block))
+    transfers.finish(task)
     return digest, done
 
 
 def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset: int,
-           handle: Any, digest: Any, transfers: Transfers, task: Any,
+           handle: Any, digest: Any, transfers: Progress, task: Any,
            limit_rate: int | None) -> tuple[int, str]:
     """One GET of the item from ``offset``; appends to ``handle``. Returns (bytes, Repr-Digest)."""
     headers = {}
     if offset:
-        headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha256}"'}
+        headers = {fields.RANGE: f"bytes={offset}-", fields.IF_RANGE: f'"{sha256}"'}
     received = 0
     try:
         with api.stream("GET", item_path(package_id, name) + "/content",
                         headers=headers) as response:
-            served = parse_sha256_field(response.headers.get("repr-digest"))
-            etag = response.headers.get("etag", "").strip()
+            served = parse_sha256_field(response.headers.get(fields.REPR_DIGEST))
+            etag = response.headers.get(fields.ETAG, "").strip()
             if served is None or (etag and etag != f'"{served}"'):
                 raise IntegrityFailure(f"the service sent {name!r} without a usable sha-256 "
                                        "Repr-Digest", slug="digest-mismatch")
@@ -305,7 +311,7 @@ def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset:
             if offset:
                 if response.status_code == 200:
                     raise _Restart()
-                match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", ""))
+                match = _CONTENT_RANGE.fullmatch(response.headers.get(fields.CONTENT_RANGE, ""))
                 if response.status_code != 206 or match is None or \
                         int(match.group(1)) != offset or int(match.group(3)) != size:
                     raise _Restart()

@@ -7,23 +7,10 @@ None carries an HTTP status; ``service`` maps them to problem details in one pla
 
 from __future__ import annotations
 
-from typing import Literal
+from evx.protocol.tokens import TokenRefusalReason
 
-#: Why a token was refused. Machine-readable, stable: partners' support desks match on these.
-InvalidTokenReason = Literal[
-    "oversized",
-    "malformed",
-    "disallowed_algorithm",
-    "unknown_issuer",
-    "unknown_key",
-    "bad_signature",
-    "missing_claim",
-    "bad_audience",
-    "expired",
-    "not_yet_valid",
-    "lifetime_too_long",
-    "role_not_allowed",
-]
+#: Why a token was refused: one definition, shared with the client (evx/protocol/tokens.py).
+InvalidTokenReason = TokenRefusalReason
 
 
 class IdentityError(Exception):

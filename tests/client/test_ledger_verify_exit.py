@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from evx.cli.exits import _kebab
 from tests.client.harness import REPO
 from tests.custody.broken_exports import INTEGRITY_FAILURES, KEY, LEDGER
 
@@ -35,7 +36,8 @@ def test_every_integrity_failure_exits_1(case: str, tmp_path: Path) -> None:
     proc = evx(str(export), "--key", KEY, "--json")
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     result = json.loads(proc.stdout)
-    assert (result["verified"], result["error"]) == (False, error)
+    # the slug of the exit-code table: the error class in kebab case
+    assert (result["verified"], result["error"]) == (False, _kebab(error))
     if index is not None:
         assert result["index"] == index
 

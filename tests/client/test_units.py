@@ -12,14 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evx.client.errors import (
+from evx.cli.exits import (
     EXIT_AUTH,
     EXIT_DENIED,
     EXIT_INTEGRITY,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    UsageError,
+    exit_code_for,
 )
+from evx.client.errors import UsageError
 from evx.client.files import check_item_name, collect_sources, destination
 from evx.client.http import error_from_response, server_origin
 from evx.client.transfer import parse_sha256_field, sha256_field
@@ -48,20 +49,20 @@ def _problem(status: int, slug: str, **extra: object) -> httpx.Response:
 def test_problem_types_become_distinct_errors(status: int, slug: str, code: int,
                                               says: str) -> None:
     error = error_from_response(_problem(status, slug))
-    assert (error.exit_code, error.slug) == (code, slug)
+    assert (exit_code_for(error), error.slug) == (code, slug)
     assert says in (error.hint or "")
 
 
 def test_an_expired_token_says_so() -> None:
     error = error_from_response(_problem(401, "unauthenticated", reason="expired"))
-    assert error.exit_code == EXIT_AUTH and error.details["reason"] == "expired"
+    assert exit_code_for(error) == EXIT_AUTH and error.details["reason"] == "expired"
     assert error.message == "the token has expired" and "new one" in (error.hint or "")
 
 
 def test_a_non_problem_error_falls_back_on_the_status() -> None:
-    assert error_from_response(httpx.Response(502, content=b"<html>")).exit_code == \
+    assert exit_code_for(error_from_response(httpx.Response(502, content=b"<html>"))) == \
         EXIT_UNAVAILABLE
-    assert error_from_response(httpx.Response(404)).exit_code == EXIT_DENIED
+    assert exit_code_for(error_from_response(httpx.Response(404))) == EXIT_DENIED
 
 
 def test_digest_fields_round_trip() -> None:
@@ -116,8 +117,9 @@ def test_names_are_nfc() -> None:
 
 
 def test_the_client_never_imports_server_or_store_internals() -> None:
-    code = ("import sys, evx.cli.packages, evx.cli.audit, evx.client.transfer, "
+    code = ("import sys, evx.cli.commands, evx.cli.main, evx.client.transfer, "
             "evx.client.trust\n"
+            "evx.cli.main.build()\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('service', 'storage', 'fastapi', 'sqlalchemy', 'starlette', 'minio', 'alembic', "
             "'uvicorn', 'psycopg'))\n"

@@ -138,7 +138,7 @@ def test_public_jwk_and_pem_registration(evx, tmp_path: Path) -> None:  # type: 
     keys = json.loads(run(evx, "authority", "show", "DE-BKA", "--json").stdout)["keys"]
     assert sorted(k["kid"] for k in keys) == ["bka-2030", "bka-2031"]
     # Production registers public keys only: there is nothing to mint with.
-    result = run(evx, "token", "DE-BKA", "--sub", "o", "--role", "investigator", code=1)
+    result = run(evx, "token", "DE-BKA", "--sub", "o", "--role", "investigator", code=2)
     assert "no private key" in result.stderr
 
 
@@ -151,11 +151,11 @@ def test_private_and_symmetric_keys_are_refused(evx, tmp_path: Path) -> None:  #
     run(evx, "authority", "add", "DE-BKA", "--name", "BKA", "--country", "DE")
 
     assert "private key" in run(evx, "authority", "key", "add", "DE-BKA", "--pem",
-                                str(private_pem), code=1).stderr
+                                str(private_pem), code=2).stderr
     assert "symmetric" in run(evx, "authority", "key", "add", "DE-BKA", "--jwk",
-                              str(oct_jwk), code=1).stderr
+                              str(oct_jwk), code=2).stderr
     result = run(evx, "authority", "add", "FR-X", "--name", "X", "--country", "FR",
-                 "--pem", str(private_pem), code=1)
+                 "--pem", str(private_pem), code=2)
     assert "private key" in result.stderr
     shown = json.loads(run(evx, "authority", "show", "DE-BKA", "--json").stdout)
     assert shown["keys"] == []
@@ -163,14 +163,16 @@ def test_private_and_symmetric_keys_are_refused(evx, tmp_path: Path) -> None:  #
         "DE-BKA"]
 
 
-def test_operator_errors_exit_1_with_a_message(evx) -> None:  # type: ignore[no-untyped-def]
+def test_operator_errors_exit_by_the_table(evx) -> None:  # type: ignore[no-untyped-def]
+    # refused input and conflicts are usage (2); unknown ids and refused roles are 4 -- never
+    # 1, which means an integrity failure
     assert "must match" in run(evx, "authority", "add", "bka", "--name", "x", "--country", "DE",
-                               code=1).stderr
-    assert "unknown authority" in run(evx, "authority", "show", "DE-BKA", code=1).stderr
+                               code=2).stderr
+    assert "unknown authority" in run(evx, "authority", "show", "DE-BKA", code=4).stderr
     run(evx, "authority", "add", "DE-BKA", "--name", "BKA", "--country", "DE", "--generate-key")
     assert "already exists" in run(evx, "authority", "add", "DE-BKA", "--name", "BKA",
-                                   "--country", "DE", code=1).stderr
+                                   "--country", "DE", code=2).stderr
     assert "may not assert role" in run(evx, "token", "DE-BKA", "--sub", "o", "--role",
-                                        "auditor", code=1).stderr
+                                        "auditor", code=4).stderr
     assert "no such key" in run(evx, "authority", "key", "retire", "DE-BKA", "nope",
-                                code=1).stderr
+                                code=4).stderr
