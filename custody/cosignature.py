@@ -188,21 +188,23 @@ def verify_cosignatures(note: str | bytes, keys: Iterable[CosignerKey]) -> Mappi
     timestamp of each cosignature.
 
     As in a note verifier: signature lines whose name and key id match none of ``keys`` are
-    ignored (the log's own signature among them); a matching line that does not verify makes
-    the whole note invalid. The log's signature is not checked here.
+    ignored (the log's own signature among them); a matching line that does not verify, or two
+    lines with the same name and key id, make the whole note invalid. The log's signature is not checked here.
 
     Raises:
-        FormatError: The note is malformed.
+        FormatError: The note is malformed, or has two lines with one key name and key id.
         SignatureError: A cosignature by one of ``keys`` does not verify.
     """
     parsed = parse_note(note)
     known = {(key.name, key.key_id): key for key in keys}
     found: dict[CosignerKey, int] = {}
+    seen: set[tuple[str, int]] = set()
     for sig in parsed.signatures:
+        if (sig.name, sig.key_id) in seen:  # as note.open_note (Go's note.Open)
+            raise FormatError(f"note has two signatures by key {sig.name} {sig.key_id:08x}")
+        seen.add((sig.name, sig.key_id))
         key = known.get((sig.name, sig.key_id))
         if key is None:
             continue
-        timestamp = key.verify(parsed.text, sig.signature)
-        # Two lines by one witness: keep the later statement, both verified.
-        found[key] = max(timestamp, found.get(key, 0))
+        found[key] = key.verify(parsed.text, sig.signature)
     return found

@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                              name="sweeper").start()
             threading.Thread(target=_reload_keys, args=(runtime, stop), daemon=True,
                              name="key-reload").start()
+            if runtime.collector is not None:
+                runtime.collector.start()
         yield
         stop.set()
         if owns_runtime:

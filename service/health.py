@@ -21,10 +21,15 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "A dependency is not reachable"}})
 async def readyz(request: Request) -> JSONResponse:
     """Database, object store and keys are reachable: this replica can take traffic."""
-    checks: dict[str, Any] = await anyio.to_thread.run_sync(request.app.state.runtime.readiness)
+    runtime = request.app.state.runtime
+    checks: dict[str, Any] = await anyio.to_thread.run_sync(runtime.readiness)
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    # Witnesses are reported, not required: a lagging witness must not take the hub down.
+    witnesses = await anyio.to_thread.run_sync(runtime.witness_status)
+    if witnesses:
+        body["witnesses"] = witnesses
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=Response)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Metrics:
     denied: Counter
     unauthenticated: Counter
     integrity_failures: Counter
+    witness_lag: Gauge
+    witness_submissions: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -46,4 +48,10 @@ class Metrics:
                                     ["reason"], registry=r),
             integrity_failures=Counter("evx_integrity_failures_total",
                                        "Stored objects that failed authentication", registry=r),
+            witness_lag=Gauge("evx_witness_lag_entries",
+                              "Entries of the ledger not yet covered by the witness's latest "
+                              "cosignature", ["witness"], registry=r),
+            witness_submissions=Counter("evx_witness_submissions_total",
+                                        "Checkpoint submissions to witnesses, by outcome",
+                                        ["witness", "outcome"], registry=r),
         )

@@ -54,6 +54,7 @@ class Runtime:
     providers: ProviderFollower
     uploads: ResumableUploads
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
+    collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
@@ -148,7 +149,34 @@ class Runtime:
                     "(EVX_LOG_KEY_FILE replaced?)")
         return "ok"
 
+    def witness_status(self) -> dict[str, dict[str, Any]]:
+        """Each configured witness's cosigned size and lag (empty without witnesses)."""
+        return self.collector.status() if self.collector is not None else {}
+
+    def served_checkpoint_note(self) -> str | None:
+        """The newest checkpoint with the witnesses' cosignatures held for it, or None without
+        witnesses or before any cosignature."""
+        if self.collector is None:
+            return None
+        from service.ledger.witnesses import witnessed_note
+
+        from custody.checkpoint import Checkpoint
+        from custody.errors import VerificationError
+
+        witnesses = self.collector.witnesses
+        quorum = self.settings.witness_quorum or len(witnesses) // 2 + 1
+        note = witnessed_note(self.engine, witnesses, quorum)
+        if note is None:
+            return None
+        try:
+            Checkpoint.verify(note, self.ledger.verifier_key)
+        except VerificationError:
+            return None  # not ours: the caller's path refuses to serve it
+        return note
+
     def close(self) -> None:
+        if self.collector is not None:
+            self.collector.stop()
         close = getattr(self.ledger, "close", None)
         if close is not None:
             close()
@@ -206,6 +234,13 @@ def build_runtime(settings: Settings) -> Runtime:
         max_age=max(settings.provider_max_age_seconds, settings.provider_refetch_seconds))
     runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
     runtime.requests = build_requests(settings, runtime)
+    if settings.witness_endpoints:
+        from service.ledger.witnesses import CosignatureCollector
+
+        runtime.collector = CosignatureCollector(
+            engine, ledger, settings.witness_endpoints, metrics=metrics,
+            interval=settings.witness_interval_seconds, timeout=settings.witness_timeout_seconds,
+            max_attempts=settings.witness_max_attempts)
     return runtime
 
 

@@ -110,6 +110,22 @@ class Settings(BaseSettings):
         description="Seconds before each retry (Standard Webhooks' schedule); then failed.")
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120,
                                            description="One delivery attempt's time limit.")
+    # Witnesses (C2SP tlog-witness) that cosign the ledger's checkpoints.
+    witnesses: str = Field(
+        default="", description="Witnesses to gather cosignatures from: entries "
+        "'<name> <vkey> <url>' separated by ';' or newlines (docs/witness.md).")
+    witness_interval_seconds: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="How often a new checkpoint is signed and submitted when the tree grew.")
+    witness_timeout_seconds: float = Field(default=10.0, gt=0, le=300,
+                                           description="Timeout of one request to a witness.")
+    witness_max_attempts: int = Field(
+        default=5, ge=1, le=100,
+        description="Requests per checkpoint and witness before waiting for the next round "
+        "(exponential backoff between them).")
+    witness_quorum: int | None = Field(
+        default=None, ge=1, description="Cosignatures a checkpoint needs to be served as the "
+        "newest (default: a majority of the witnesses); with fewer, the newest cosigned one.")
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -125,6 +141,19 @@ class Settings(BaseSettings):
             raise ValueError("EVX_OBJECT_STORE=s3 needs EVX_S3_ENDPOINT, EVX_S3_ACCESS_KEY and "
                              "EVX_S3_SECRET_KEY")
         return self
+
+    @model_validator(mode="after")
+    def _witnesses_valid(self) -> Settings:
+        from service.ledger.witnesses import parse_witnesses
+
+        parse_witnesses(self.witnesses)  # raises ValueError with the entry at fault
+        return self
+
+    @cached_property
+    def witness_endpoints(self) -> list:  # list[WitnessEndpoint]
+        from service.ledger.witnesses import parse_witnesses
+
+        return parse_witnesses(self.witnesses)
 
     @cached_property
     def resolved_database_url(self) -> str:

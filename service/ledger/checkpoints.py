@@ -17,6 +17,7 @@ from custody import merkle
 from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from custody.note import Signer
+from service.db import SQLITE_BEGIN
 from service.ledger import tables
 from service.ledger.errors import CheckpointInconsistent, LedgerUnavailable
 from service.ledger.models import StoredCheckpoint
@@ -65,7 +66,10 @@ class CheckpointSigner:
         signed checkpoint, :class:`LedgerUnavailable` on database errors.
         """
         try:
-            with self._engine.connect() as conn, conn.begin():
+            # IMMEDIATE on SQLite: the read of the latest checkpoint and the insert are one
+            # write transaction, so a concurrent signer waits instead of failing to upgrade.
+            with self._engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}) \
+                    as conn, conn.begin():
                 return self._sign(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise LedgerUnavailable(f"checkpoint signing failed: {type(exc).__name__}") from exc

@@ -80,8 +80,14 @@ def current_checkpoint(runtime: Any) -> Any:
             responses={200: {"content": {"text/plain": {}},
                              "description": "C2SP tlog-checkpoint signed note"}})
 async def checkpoint(officer: Officer, request: Request) -> PlainTextResponse:
-    """The latest signed checkpoint of the whole ledger (C2SP signed note)."""
+    """The latest signed checkpoint of the whole ledger (C2SP signed note). With witnesses
+    configured: the newest checkpoint cosigned by a majority of them (``EVX_WITNESS_QUORUM``),
+    with one cosignature line per witness after the log's signature; before any cosignature, the
+    log-signed checkpoint alone."""
     runtime = request.app.state.runtime
+    witnessed = await anyio.to_thread.run_sync(runtime.served_checkpoint_note)
+    if witnessed is not None:
+        return PlainTextResponse(witnessed, media_type="text/plain; charset=utf-8")
     signed = await anyio.to_thread.run_sync(current_checkpoint, runtime)
     return PlainTextResponse(signed.note, media_type="text/plain; charset=utf-8")
 

@@ -83,3 +83,16 @@ checkpoints = sa.Table(
 
 #: Tables whose rows may only ever be inserted.
 APPEND_ONLY_TABLES: tuple[str, ...] = ("ledger_entries", "ledger_nodes", "ledger_checkpoints")
+
+cosignatures = sa.Table(
+    "witness_cosignatures",
+    metadata,
+    sa.Column("witness", sa.String(200), primary_key=True,
+              comment="The witness's name (its cosignature lines' key name)."),
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(HASH_BYTES), nullable=False),
+    sa.Column("line", sa.Text, nullable=False, comment="The cosignature line, verbatim."),
+    sa.Column("cosigned_at", sa.BigInteger, nullable=False,
+              comment="The cosignature's timestamp (POSIX seconds)."),
+    sa.Index("ix_witness_cosignatures_tree_size", "tree_size"),
+)
