@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from custody.cosignature import Cosigner, CosignerKey
-from custody.merkle import NodeKey, consistency_proof, leaf_hash, node_hash
+from custody.merkle import NodeKey, consistency_proof, inclusion_proof, leaf_hash, node_hash
 from custody.note import VerifierKey
 from evx.witness.server import load_or_create_witness_key
 from tests.client.harness import EVX, _base_env, free_port, stop_group
@@ -75,9 +75,10 @@ class WitnessProcess:
 class Tree:
     """An RFC 9162 tree over byte-string leaves, every perfect node kept."""
 
-    def __init__(self, leaves: list[bytes]) -> None:
+    def __init__(self, leaves: list[bytes], *, hashed: bool = False) -> None:
+        """``leaves`` are the leaves' data, or with ``hashed`` their RFC 9162 leaf hashes."""
         self.nodes: dict[NodeKey, bytes] = {}
-        level = [leaf_hash(x) for x in leaves]
+        level = list(leaves) if hashed else [leaf_hash(x) for x in leaves]
         height = 0
         while level:
             for i, h in enumerate(level):
@@ -94,3 +95,6 @@ class Tree:
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         return consistency_proof(size1, size2, lambda keys: self.nodes)
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        return inclusion_proof(index, size, lambda keys: self.nodes)
