@@ -1,7 +1,7 @@
 """Witness cosignatures gathered for the ledger's checkpoints (C2SP tlog-cosignature).
 
 Revision ID: 0009_witness_cosignatures
-Revises: 0008_identity_providers
+Revises: 0012_upload_sessions
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_witness_cosignatures"
-down_revision = "0008_identity_providers"
+down_revision = "0012_upload_sessions"
 branch_labels = None
 depends_on = None
 
