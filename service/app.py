@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                              name="key-reload").start()
             if runtime.collector is not None:
                 runtime.collector.start()
+            if runtime.settings.webhook_dispatch:
+                runtime.notifier.start()
         yield
         stop.set()
         if owns_runtime:
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     problems.install(app)
     app.openapi = lambda: problems.problem_openapi(app)  # type: ignore[method-assign]
 
+    from service.events.endpoints import router as events_router
     from service.health import router as health_router
     from service.identity.endpoints import router as authorities_router
     from service.ledger.endpoints import router as ledger_router
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(ledger_router)
     app.include_router(requests_router)
     app.include_router(authorities_router)
+    app.include_router(events_router)
 
     from service.auth import authenticate_request, current_principal
     from service.guard import RequestGuard

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.db import make_engine, schema_revision, upgrade
@@ -24,6 +25,7 @@ from service.packages.service import PackageService
 from service.packages.transfers import ItemTransfers
 from service.packages.uploads import ResumableUploads
 from service.recorder import CustodyRecorder
+from service.events.dispatcher import Notifier, parse_schedule
 from service.requests.service import RequestService
 from service.settings import MIB, Settings
 from storage.evidence import EvidenceVault
@@ -55,6 +57,7 @@ class Runtime:
     uploads: ResumableUploads
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
+    notifier: Notifier = None  # type: ignore[assignment]
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
@@ -177,6 +180,8 @@ class Runtime:
     def close(self) -> None:
         if self.collector is not None:
             self.collector.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         close = getattr(self.ledger, "close", None)
         if close is not None:
             close()
@@ -241,6 +246,12 @@ def build_runtime(settings: Settings) -> Runtime:
             engine, ledger, settings.witness_endpoints, metrics=metrics,
             interval=settings.witness_interval_seconds, timeout=settings.witness_timeout_seconds,
             max_attempts=settings.witness_max_attempts)
+    runtime.notifier = Notifier(
+        engine, retry_schedule=parse_schedule(settings.webhook_retry_schedule),
+        timeout=settings.webhook_timeout_seconds, poll_seconds=settings.webhook_poll_seconds,
+        warning=timedelta(hours=settings.deadline_warning_hours))
+    # A commit may have put events in the outbox: deliver them now, not at the next poll.
+    sa.event.listen(engine, "commit", lambda _conn: runtime.notifier.wake())
     return runtime
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "evx.cli.identity",
     "evx.cli.keys",
     "evx.cli.witness",
+    "evx.cli.webhooks",
 )
 
 

@@ -309,3 +309,9 @@ def idle_upload_sessions(conn: Connection, cutoff: datetime) -> list[UploadSessi
 
 def upload_object_names(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(upload_sessions.c.object_name)).scalars())
+def active_shares_expiring_before(conn: Connection, before: datetime) -> list[ShareRow]:
+    """Unrevoked shares whose expiry is at or before ``before`` (expired ones included)."""
+    rows = conn.execute(sa.select(shares).where(
+        shares.c.revoked_at.is_(None), shares.c.expires_at.is_not(None),
+        shares.c.expires_at <= before).order_by(shares.c.expires_at).limit(1000)).all()
+    return [_row(ShareRow, r) for r in rows]

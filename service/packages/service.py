@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from custody import rules
+from service.events import repository as events
 from service.packages import repository as repo
 from service.packages.errors import (
     AccessDenied,
@@ -154,6 +155,12 @@ class PackageService:
                               legal_basis=legal_basis, request_reference=request_reference,
                               expires_at=expires_at, created_by=caller.subject, created_at=now)
             share = repo.get_share(conn, package_id, authority)
+            events.emit(conn, [authority], "share.created", {
+                "package": package_id, "owner_authority": package.owner_authority,
+                "authority": authority, "legal_basis": legal_basis,
+                "request_reference": request_reference,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "manifest_sha256": package.manifest_sha256}, now=now)
         assert share is not None
         return share
 
@@ -172,6 +179,10 @@ class PackageService:
             self._gate.before_write(conn)
             repo.revoke_share(conn, package_id, authority, revoked_at=self._gate.now(),
                               revoked_by=caller.subject)
+            events.emit(conn, [authority], "share.revoked", {
+                "package": package_id, "owner_authority": caller.authority,
+                "authority": authority, "request_reference": share.request_reference},
+                now=self._gate.now())
             share = repo.get_share(conn, package_id, authority)
         assert share is not None
         return share

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from service.events import repository as events
 from service.packages import repository as repo
 from service.packages.errors import DigestMismatch, ItemExists, ItemNotFound, ItemTooLarge, \
     PackageSealed
@@ -159,7 +160,8 @@ class ItemTransfers:
                         error: BaseException | None, started_index: int,
                         expected: int | None = None) -> None:
         """Record completion, or an abort with the bytes sent and why."""
-        if error is None and (expected is None or sent == expected):
+        completed = error is None and (expected is None or sent == expected)
+        if completed:
             self._gate.recorder.record(caller, "download.completed", package=package_id,
                                        item=name, details={"bytes_sent": sent})
         else:
@@ -170,6 +172,11 @@ class ItemTransfers:
                                        details={"bytes_sent": sent})
         with self._gate.engine.begin() as conn:
             repo.remove_open_download(conn, started_index)
+            package = repo.get_package(conn, package_id)
+            if completed and package is not None and package.owner_authority != caller.authority:
+                events.emit(conn, [package.owner_authority], "package.downloaded", {
+                    "package": package_id, "item": name, "authority": caller.authority,
+                    "subject": caller.subject, "bytes_sent": sent}, now=self._gate.now())
 
 
 def admit_new_item(gate: Gate, caller: Caller, package_id: str, name: str,
