@@ -38,7 +38,7 @@ from custody.entry import (
     _KEYS,
     _LEGAL_KEYS,
     _TIME_RE,
-    ENTRY_VERSION,
+    _token_valid,
     MAX_ENTRY_BYTES,
     Action,
     Outcome,
@@ -183,10 +183,13 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:  # noqa: C901, PLR0911 
     Keep in step with ``custody/entry.py``: a rule missing here would let the fast path accept
     what the reference path refuses.
     """
-    if obj.keys() != _KEYS:
+    v = obj.get("v")
+    if type(v) is not int or obj.keys() != _KEYS.get(v):
         return False
-    index, v = obj["index"], obj["v"]
-    if type(index) is not int or not 0 <= index <= MAX_SAFE_INTEGER or type(v) is not int or v != ENTRY_VERSION:
+    if v >= 2 and obj["token"] is not None and not _token_valid(obj["token"]):
+        return False
+    index = obj["index"]
+    if type(index) is not int or not 0 <= index <= MAX_SAFE_INTEGER:
         return False
     time = obj["time"]
     if type(time) is not str or not _TIME_RE.match(time):

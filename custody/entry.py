@@ -1,4 +1,8 @@
-"""The ledger entry (contract version 1): an immutable model validated in its constructor.
+"""The ledger entry (versions 1 and 2): an immutable model validated in its constructor.
+
+Version 2 adds ``token``: the issuer key (``kid`` and RFC 7638 thumbprint ``jkt``) and token id
+(``jti``) of the officer's token behind the entry, ``null`` for system actors.  The log writes
+version 2; version-1 entries (written before) are read and verified unchanged.
 
 An :class:`Entry` that exists is valid: every rule of ``coord/entry-contract.md`` holds, its
 canonical (RFC 8785) bytes and RFC 9162 leaf hash are computed once at construction.  Build one
@@ -29,10 +33,13 @@ __all__ = [
     "Legal",
     "Outcome",
     "Role",
+    "SUPPORTED_VERSIONS",
+    "TokenRef",
     "format_time",
 ]
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2  # the version the log writes
+SUPPORTED_VERSIONS = frozenset((1, 2))
 # Canonical entries are a few hundred bytes; the bound keeps a hostile export from making the
 # verifier hash and hold arbitrarily large objects.
 MAX_ENTRY_BYTES = 64 * 1024
@@ -41,11 +48,16 @@ DetailValue = Union[str, int, bool, None]
 
 _TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z", re.ASCII)
 _HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
-_KEYS = frozenset(
+_KEYS_V1 = frozenset(
     ("v", "index", "time", "actor", "action", "package", "item", "outcome", "reason", "legal",
      "details", "prev", "package_prev")
 )
+_KEYS_V2 = _KEYS_V1 | {"token"}
+_KEYS = {1: _KEYS_V1, 2: _KEYS_V2}  # version -> the exact key set of its entries
 _ACTOR_KEYS = frozenset(("authority", "subject", "role"))
+_TOKEN_KEYS = frozenset(("kid", "jkt", "jti"))
+# An RFC 7638 SHA-256 thumbprint: 32 bytes, unpadded base64url.
+_JKT_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z", re.ASCII)
 _LEGAL_KEYS = frozenset(("basis", "request_reference"))
 
 
@@ -158,6 +170,35 @@ class Legal:
         _str(self.request_reference, "legal.request_reference", None)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRef:
+    """The officer's token behind an entry (version 2): the issuer's key and the token id.
+
+    ``kid`` is the JWS header's key id; ``jkt`` the RFC 7638 SHA-256 thumbprint (unpadded
+    base64url) of the public key that verified the token; ``jti`` the token's id.
+    """
+
+    kid: str
+    jkt: str
+    jti: str
+
+    def __post_init__(self) -> None:
+        for name in ("kid", "jti"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise FormatError(f"token.{name} must be a non-empty string")
+        if not isinstance(self.jkt, str) or not _JKT_RE.match(self.jkt):
+            raise FormatError("token.jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)")
+
+
+def _token_valid(value: object) -> bool:
+    """``value`` is the JSON form of a :class:`TokenRef` (for the fast path, exact types)."""
+    return (type(value) is dict and value.keys() == _TOKEN_KEYS
+            and type(value["kid"]) is str and bool(value["kid"])
+            and type(value["jti"]) is str and bool(value["jti"])
+            and type(value["jkt"]) is str and _JKT_RE.match(value["jkt"]) is not None)
+
+
 def format_time(moment: datetime) -> str:
     """Format an aware datetime as the contract's ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
 
@@ -191,6 +232,7 @@ class Entry:
     details: Mapping[str, DetailValue] = field(default_factory=dict, hash=False)
     prev: str | None = None
     package_prev: str | None = None
+    token: TokenRef | None = None
     v: int = ENTRY_VERSION
     _canonical: bytes = field(init=False, repr=False, compare=False, hash=False)
     _leaf_hash: bytes = field(init=False, repr=False, compare=False, hash=False)
@@ -199,8 +241,10 @@ class Entry:
         index = self.index
         if type(index) is not int or not 0 <= index <= jcs.MAX_SAFE_INTEGER:
             raise FormatError("index must be an integer in [0, 2**53-1]")
-        if type(self.v) is not int or self.v != ENTRY_VERSION:
+        if type(self.v) is not int or self.v not in SUPPORTED_VERSIONS:
             raise FormatError(f"unsupported entry version {self.v!r}", index=index)
+        if self.token is not None and (self.v < 2 or not isinstance(self.token, TokenRef)):
+            raise FormatError("token must be a TokenRef, in entries of version 2", index=index)
         set_ = object.__setattr__
         time = _str(self.time, "time", index)
         if not _TIME_RE.match(time):
@@ -261,10 +305,17 @@ class Entry:
             raise FormatError("entry must be a JSON object")
         raw_index = data.get("index")
         index = raw_index if type(raw_index) is int and raw_index >= 0 else None
-        if data.keys() != _KEYS:
-            missing = sorted(_KEYS - data.keys())
-            extra = sorted(data.keys() - _KEYS)
+        version = data.get("v")
+        keys = _KEYS.get(version) if type(version) is int else None
+        if keys is None:
+            raise FormatError(f"unsupported entry version {version!r}", index=index)
+        if data.keys() != keys:
+            missing = sorted(keys - data.keys())
+            extra = sorted(data.keys() - keys)
             raise FormatError(f"entry keys wrong (missing {missing}, unexpected {extra})", index=index)
+        token = data.get("token")
+        if token is not None and (not isinstance(token, dict) or token.keys() != _TOKEN_KEYS):
+            raise FormatError("token must be null or an object with kid, jkt, jti", index=index)
         actor = data["actor"]
         if not isinstance(actor, dict) or actor.keys() != _ACTOR_KEYS:
             raise FormatError("actor must be an object with authority, subject, role", index=index)
@@ -285,6 +336,7 @@ class Entry:
                 details=data["details"],
                 prev=data["prev"],
                 package_prev=data["package_prev"],
+                token=None if token is None else TokenRef(token["kid"], token["jkt"], token["jti"]),
                 v=data["v"],
             )
         except FormatError as exc:
@@ -311,7 +363,7 @@ class Entry:
         """The JSON object form (plain ``dict``/``str``/``int``/``bool``/``None``)."""
         actor = self.actor
         legal = self.legal
-        return {
+        obj = {
             "v": self.v,
             "index": self.index,
             "time": self.time,
@@ -326,6 +378,10 @@ class Entry:
             "prev": self.prev,
             "package_prev": self.package_prev,
         }
+        if self.v >= 2:
+            token = self.token
+            obj["token"] = None if token is None else {"kid": token.kid, "jkt": token.jkt, "jti": token.jti}
+        return obj
 
     def canonical_bytes(self) -> bytes:
         """The RFC 8785 (JCS) UTF-8 bytes of the entry -- what the leaf hash is over."""

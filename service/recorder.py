@@ -11,8 +11,9 @@ from typing import Any
 
 import structlog
 
-from custody.entry import Actor, Legal, Role
+from custody.entry import Actor, Legal, Role, TokenRef
 from service.ledger.errors import LedgerUnavailable
+from service.identity.tokens import Principal
 from service.ledger.models import Event
 from service.metrics import Metrics
 from service.packages.policy import Caller
@@ -40,7 +41,7 @@ class CustodyRecorder:
                 actor=Actor(caller.authority, caller.subject, Role(caller.role)),
                 action=action, outcome=outcome, package=package, item=item, reason=reason,
                 legal=Legal(legal["basis"], legal["request_reference"]) if legal else None,
-                details=details or {},
+                details=details or {}, token=token_of(caller),
             ))
         except LedgerUnavailable:
             self._metrics.ledger_failures.inc()
@@ -56,3 +57,10 @@ class CustodyRecorder:
         if outcome == "denied":
             self._metrics.denied.labels(reason or "denied").inc()
         return int(appended.index)
+
+
+def token_of(caller: Caller) -> TokenRef | None:
+    """The token behind an officer's action (entry version 2); ``None`` for system actors."""
+    if isinstance(caller, Principal) and caller.kid and caller.key_thumbprint:
+        return TokenRef(caller.kid, caller.key_thumbprint, caller.token_id)
+    return None

@@ -20,7 +20,7 @@ from jose import jwk as jose_jwk
 from jose import jwt as jose_jwt
 
 from service.identity.errors import InvalidToken, InvalidTokenReason, UnknownAuthority, UnknownKey
-from service.identity.keys import KID_PATTERN, b64url_decode
+from service.identity.keys import KID_PATTERN, b64url_decode, jwk_thumbprint
 
 MAX_TOKEN_BYTES = 8192  # DoS bound
 #: Asymmetric only: never ``none``, never HS* (an HMAC "verified" with a partner's *public* key
@@ -58,6 +58,10 @@ class Principal:
     role: str
     token_id: str
     expires_at: datetime
+    #: The JWS ``kid`` and the RFC 7638 thumbprint of the key that verified the token: what
+    #: the ledger records (entry version 2) so the authority can tell its keys from others.
+    kid: str = ""
+    key_thumbprint: str = ""
 
 
 def verify_token(
@@ -169,7 +173,8 @@ def _principal(
     if role not in key.allowed_roles:
         _refuse("role_not_allowed", f"{key.authority} may not assert role {role!r}")
     return Principal(authority=key.authority, subject=subject, role=role, token_id=token_id,
-                     expires_at=datetime.fromtimestamp(exp, UTC))
+                     expires_at=datetime.fromtimestamp(exp, UTC), kid=key.kid,
+                     key_thumbprint=jwk_thumbprint(key.jwk))
 
 
 def _signature_valid(key: TrustedKey, alg: str, signing_input: bytes, signature: bytes) -> bool:

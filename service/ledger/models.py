@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from custody.entry import Action, Actor, DetailValue, Entry, Legal, Outcome
+from custody.entry import Action, Actor, DetailValue, Entry, Legal, Outcome, TokenRef
 from custody.errors import FormatError
 from service.ledger.errors import InvalidEvent
 
@@ -33,6 +33,8 @@ class Event:
     reason: str | None = None
     legal: Legal | None = None
     details: Mapping[str, DetailValue] = field(default_factory=dict)
+    #: The officer's token (issuer key and token id); ``None`` for system actors.
+    token: TokenRef | None = None
 
     def validate(self) -> None:
         """Check the event makes a valid entry wherever it lands. Raises :class:`InvalidEvent`."""
@@ -48,7 +50,7 @@ class Event:
         return Entry(index=index, time=time, actor=self.actor, action=self.action,
                      outcome=self.outcome, package=self.package, item=self.item,
                      reason=self.reason, legal=self.legal, details=self.details, prev=prev,
-                     package_prev=package_prev)
+                     package_prev=package_prev, token=self.token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import random
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from custody.checkpoint import Checkpoint
-from custody.entry import Action, Actor, Entry, Legal, Outcome, Role
+from custody.entry import Action, Actor, Entry, Legal, Outcome, Role, TokenRef
 from custody.export import write_export
 from custody.merkle import root_from_leaf_hashes
 from custody.note import Signer
@@ -92,6 +93,11 @@ def random_ledger(n: int, rng: random.Random, packages: int = 3, name: str = ORI
             "legal": rng.choice([None, Legal("EIO 2014/41/EU", f"REQ-{i}")]),
             "details": {"size": rng.randrange(10**9), "sha256": f"{rng.getrandbits(256):064x}",
                         "note": rng.choice(["", "ok", "\u2028\x01"]), "flag": rng.choice([True, False, None])},
+            # every third entry of version 1 (written before tokens were recorded), the rest v2
+            "v": 1 if i % 3 == 0 else 2,
+            "token": None if i % 3 == 0 or rng.random() < 0.3 else TokenRef(
+                rng.choice(["kid-1", "2026-de"]), base64.urlsafe_b64encode(rng.randbytes(32)).decode().rstrip("="),
+                f"jti-{i}-\u00e9"),
         })
     return Ledger(chain(specs), signer(name))
 

@@ -12,7 +12,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custody.entry import MAX_ENTRY_BYTES, Action, Actor, Entry, Outcome, Role, format_time
+from custody.entry import MAX_ENTRY_BYTES, Action, Actor, Entry, Outcome, Role, TokenRef, format_time
 from custody.errors import FormatError
 
 H = "ab" * 32
@@ -133,3 +133,31 @@ def test_format_time() -> None:
         format_time(datetime(2025, 3, 1))
     entry = Entry.from_dict(base(time=format_time(moment)))
     assert entry.timestamp == moment
+
+
+# -- versions 1 and 2 ------------------------------------------------------------------------------
+
+def _v2(**change: Any) -> dict[str, Any]:
+    return base(**{"v": 2, "token": {"kid": "k1", "jkt": "A" * 43, "jti": "t-1"}, **change})
+
+
+def test_version_2_carries_the_token() -> None:
+    entry = Entry.from_dict(_v2())
+    assert entry.v == 2 and entry.token == TokenRef("k1", "A" * 43, "t-1")
+    assert b'"token":{"jkt":"' + b"A" * 43 + b'","jti":"t-1","kid":"k1"}' in entry.canonical_bytes()
+    assert Entry.from_json_bytes(entry.canonical_bytes()) == entry
+    assert Entry.from_dict(_v2(token=None)).token is None
+
+
+@pytest.mark.parametrize("data", [
+    base(token=None),  # v1 with a token key
+    base(v=2),  # v2 without one
+    _v2(token={"kid": "k1", "jkt": "short", "jti": "t"}),
+    _v2(token={"kid": "", "jkt": "A" * 43, "jti": "t"}),
+    _v2(token={"kid": "k", "jkt": "A" * 43}),
+    _v2(token="k1"),
+    base(v=3),
+])
+def test_version_rules(data: dict[str, Any]) -> None:
+    with pytest.raises(FormatError):
+        Entry.from_dict(data)

@@ -178,7 +178,7 @@ def _after_seal(history: History, data: st.DataObject) -> int | None:
 def _after_upload(history: History, data: st.DataObject) -> tuple[int, str]:
     name = data.draw(st.sampled_from(sorted(history.uploads)))
     uploaded = next(i for i, s in enumerate(history.specs)
-                    if s.action is Action.ITEM_UPLOADED and s.item == name)
+                    if s.action is Action.ITEM_UPLOADED and s.item == name and s.outcome is Outcome.ALLOWED)
     return data.draw(st.integers(uploaded + 1, len(history.specs))), name
 
 

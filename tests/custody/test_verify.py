@@ -166,7 +166,7 @@ def test_changed_index_is_a_sequence_error() -> None:
     expect(doc, SequenceError, 4)
 
 
-@pytest.mark.parametrize("change", [{"v": 2}, {"action": "bogus"}, {"outcome": "denied", "reason": None},
+@pytest.mark.parametrize("change", [{"v": 3}, {"action": "bogus"}, {"outcome": "denied", "reason": None},
                                     {"details": {"x": 1.5}}, {"time": "yesterday"}])
 def test_invalid_change_is_a_format_error_at_that_entry(change: dict[str, Any]) -> None:
     doc = lines()

@@ -49,9 +49,11 @@ def test_minted_token_verifies(db: sa.Connection, tmp_path: Path) -> None:
     create_authority(db, "DE-BKA", name="BKA", country="DE", data_dir=tmp_path, now=NOW)
     token = mint_token(db, tmp_path, "DE-BKA", subject="officer-1", role="investigator",
                        audience=AUDIENCE, now=NOW, token_id="t-1")
-    assert _verify(db, token) == Principal(authority="DE-BKA", subject="officer-1",
-                                           role="investigator", token_id="t-1",
-                                           expires_at=NOW + DEFAULT_TOKEN_TTL)
+    principal = _verify(db, token)
+    assert principal == Principal(authority="DE-BKA", subject="officer-1", role="investigator",
+                                  token_id="t-1", expires_at=NOW + DEFAULT_TOKEN_TTL,
+                                  kid=principal.kid, key_thumbprint=principal.key_thumbprint)
+    assert principal.kid and len(principal.key_thumbprint) == 43
     assert _verify(db, mint_token(db, tmp_path, "DE-BKA", subject="o", role="investigator",
                                   audience=AUDIENCE, now=NOW)).token_id != "t-1"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.identity.errors import InvalidToken, UnknownAuthority
-from service.identity.keys import KEY_ALGORITHMS
+from service.identity.keys import KEY_ALGORITHMS, jwk_thumbprint
 from service.identity.tokens import (
     ALLOWED_ALGORITHMS,
     MAX_TOKEN_BYTES,
@@ -44,7 +44,11 @@ def refused(partners: Partners, token: str, **kwargs: Any) -> str:
 def test_valid_es256_token_gives_the_principal(partners: Partners) -> None:
     principal = verify(partners, sign(partners.bka, claims()))
     assert principal == Principal(authority="DE-BKA", subject="officer-17", role="investigator",
-                                  token_id="tok-1", expires_at=NOW + timedelta(seconds=600))
+                                  token_id="tok-1", expires_at=NOW + timedelta(seconds=600),
+                                  kid=partners.bka.public.kid,
+                                  key_thumbprint=partners.bka.public.thumbprint)
+    # the thumbprint is RFC 7638's over the key that verified, not a value the registry states
+    assert principal.key_thumbprint == jwk_thumbprint(partners.bka.public.jwk)
 
 
 def test_valid_rs256_token_of_another_authority(partners: Partners) -> None:
