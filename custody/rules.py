@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from custody import jcs
 from custody.entry import Action, Entry, Outcome, Role
 from custody.errors import VerificationError
+from custody.request_rules import RequestChecker
 
 __all__ = [
     "REQUEST_ID_PREFIX",
@@ -276,20 +277,34 @@ class RulesWalk:
     """The rules applied entry by entry, in log order, to any number of packages at once.
 
     Feed it every entry of a verified export (or of one package) with :meth:`add`; entries
-    without a package, and the chains of mutual legal assistance requests (``req_`` ids,
-    docs/ledger-format.md section 1.1, which have rules of their own), are skipped.  State is kept per package (its uploads and shares).
+    without a package are skipped; the chains of mutual legal assistance requests (``req_``
+    ids, docs/ledger-format.md section 1.1) get the request rules of
+    :mod:`custody.request_rules`.  State is kept per package (its uploads and shares) and per
+    request (its state and parties).
     """
 
-    __slots__ = ("_packages", "_violations")
+    __slots__ = ("_packages", "_requests", "_violations")
 
     def __init__(self) -> None:
         self._packages: dict[str, _Checker] = {}
+        self._requests: dict[str, RequestChecker] = {}
         self._violations: list[RuleViolation] = []
+
+    def _report(self, entry: Entry, rule: str, reason: str) -> None:
+        self._violations.append(RuleViolation(entry.index, rule, reason))
 
     def add(self, entry: Entry) -> None:
         """Apply the rules to the next entry (its package's first entry starts that package)."""
         package = entry.package
-        if package is None or package.startswith(REQUEST_ID_PREFIX):
+        if package is None:
+            return
+        if package.startswith(REQUEST_ID_PREFIX):
+            request = self._requests.get(package)
+            if request is None:
+                request = self._requests[package] = RequestChecker(entry, self._report)
+                request.visit(entry, True)
+            else:
+                request.visit(entry, False)
             return
         checker = self._packages.get(package)
         first = checker is None

@@ -1,7 +1,6 @@
-"""The life of a request: which side may do what, from which state, to which state. Pure.
-
-The same table is specified in docs/ledger-format.md (section "Request entries"), so a verifier can
-check a request's chain of entries without this code.
+"""The life of a request, as the service applies it: which transition (by its API name) records
+which ledger action. Which side may take it, from which states, to which state, is the one table
+in ``custody/request_rules.py`` (docs/ledger-format.md section 1.1), which verifiers check.
 """
 
 from __future__ import annotations
@@ -9,12 +8,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from custody import request_rules
+from custody.entry import Action
 from service.requests.deadlines import State
 
 
 class Side(enum.StrEnum):
-    REQUESTING = "requesting"
-    EXECUTING = "executing"
+    REQUESTING = request_rules.REQUESTING
+    EXECUTING = request_rules.EXECUTING
 
 
 @dataclass(frozen=True)
@@ -26,35 +27,26 @@ class Transition:
     needs_note: bool     # grounds, questions or answers are required
 
 
-_OPEN = frozenset({State.FILED, State.ACKNOWLEDGED, State.INFO_REQUESTED, State.RECOGNISED,
-                   State.POSTPONED, State.PARTIALLY_EXECUTED})
-S = State
+def _from_table(action: Action, needs_note: bool) -> Transition:
+    rule = request_rules.TRANSITIONS[action]
+    return Transition(action.value, Side(rule.side), frozenset(State(s) for s in rule.sources),
+                      State(rule.target) if rule.target else None, needs_note)
+
 
 TRANSITIONS: dict[str, Transition] = {
-    "acknowledge": Transition("request.acknowledged", Side.EXECUTING,
-                              frozenset({S.FILED}), S.ACKNOWLEDGED, False),
-    "ask": Transition("request.info_requested", Side.EXECUTING,
-                      frozenset({S.FILED, S.ACKNOWLEDGED, S.RECOGNISED}), S.INFO_REQUESTED, True),
-    "answer": Transition("request.info_provided", Side.REQUESTING,
-                         frozenset({S.INFO_REQUESTED}), None, True),
-    "recognise": Transition("request.recognised", Side.EXECUTING,
-                            frozenset({S.FILED, S.ACKNOWLEDGED, S.POSTPONED}), S.RECOGNISED,
-                            False),
-    "refuse": Transition("request.refused", Side.EXECUTING,
-                         _OPEN - {S.PARTIALLY_EXECUTED}, S.REFUSED, True),
-    "postpone": Transition("request.postponed", Side.EXECUTING,
-                           frozenset({S.ACKNOWLEDGED, S.RECOGNISED}), S.POSTPONED, True),
-    "execute-partly": Transition("request.executed", Side.EXECUTING,
-                                 frozenset({S.RECOGNISED, S.PARTIALLY_EXECUTED}),
-                                 S.PARTIALLY_EXECUTED, False),
-    "fulfil": Transition("request.fulfilled", Side.EXECUTING,
-                         frozenset({S.RECOGNISED, S.PARTIALLY_EXECUTED}), S.EXECUTED, False),
-    "withdraw": Transition("request.withdrawn", Side.REQUESTING, _OPEN, S.WITHDRAWN, False),
+    "acknowledge": _from_table(Action.REQUEST_ACKNOWLEDGED, False),
+    "ask": _from_table(Action.REQUEST_INFO_REQUESTED, True),
+    "answer": _from_table(Action.REQUEST_INFO_PROVIDED, True),
+    "recognise": _from_table(Action.REQUEST_RECOGNISED, False),
+    "refuse": _from_table(Action.REQUEST_REFUSED, True),
+    "postpone": _from_table(Action.REQUEST_POSTPONED, True),
+    "execute-partly": _from_table(Action.REQUEST_EXECUTED, False),
+    "fulfil": _from_table(Action.REQUEST_FULFILLED, False),
+    "withdraw": _from_table(Action.REQUEST_WITHDRAWN, False),
 }
 
 #: States in which the executing side may deliver (share a package answering the request).
-DELIVERABLE = frozenset({S.ACKNOWLEDGED, S.RECOGNISED, S.PARTIALLY_EXECUTED})
-del S
+DELIVERABLE = frozenset(State(s) for s in request_rules.DELIVERABLE)
 
 
 class TransitionRefused(Exception):

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from custody.rules import check_package_rules
 from service.requests.deadlines import DEFAULT_RULES, Instrument, Milestone, Urgency, period_end
 from tests.api.conftest import OWNER, RECIPIENT, World
 from tests.api.custody_check import verify_custody_response
@@ -116,6 +117,7 @@ def _flow(w: World) -> None:
         r = w.client.get(f"/v1/requests/{rid}/custody", headers=w.headers(authority, "auditor"))
         assert r.status_code == 200, r.text
         verified = verify_custody_response(r.json(), key, rid)
+        assert check_package_rules(list(verified.entries)) == []  # the request rules hold
         actions = [e.action.value for e in verified.entries
                    if e.action.value not in ("request.read", "custody.read")]
         assert actions == expected

@@ -94,3 +94,12 @@ def test_every_rule_is_specified() -> None:
     section = DOC.read_text(encoding="utf-8").split("## 9. Rules of the exchange", 1)[1]
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.M))
     assert documented == set(RULES)
+
+
+def test_every_request_rule_is_specified() -> None:
+    from custody.request_rules import REQUEST_RULES  # noqa: PLC0415
+
+    section = DOC.read_text(encoding="utf-8").split("### 1.1 Request entries", 1)[1]
+    table = section.split("\n## ", 1)[0].split("| rule id |", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"^\| `(request\.[a-z_]+)` \|", table, re.M))
+    assert documented == set(REQUEST_RULES)
