@@ -75,6 +75,7 @@ class Action(StrEnum):
     DOWNLOAD_STARTED = "download.started"
     DOWNLOAD_COMPLETED = "download.completed"
     DOWNLOAD_ABORTED = "download.aborted"
+    DOWNLOAD_VERIFIED = "download.verified"
     CUSTODY_READ = "custody.read"
     LEDGER_READ = "ledger.read"
     LEDGER_EXPORTED = "ledger.exported"

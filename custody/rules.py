@@ -105,18 +105,32 @@ class _Upload:
     index: int
     size: int
     sha256: str
+    kind: str = "file"
+    target: str | None = None
 
 
-def manifest_sha256(package_id: str, items: Iterable[tuple[str, int, str]]) -> str:
+def manifest_sha256(package_id: str,
+                    items: Iterable[tuple[str, int, str] | tuple[str, int, str, str, str | None]]
+                    ) -> str:
     """SHA-256 (hex) of a package's manifest: the JCS bytes of
-    ``{"package": id, "items": [{"name", "size", "sha256"}, ...]}``, items sorted by name
-    (Unicode code point order).
+    ``{"package": id, "items": [...]}``, items sorted by name (Unicode code point order), each
+    ``{"name", "size", "sha256"}`` for a file (``(name, size, sha256)`` or
+    ``(name, size, sha256, "file", None)``), with ``"kind": "link", "target"`` added for a link
+    and ``"kind": "directory"`` for a directory (docs/api.md, "Transfers").
 
     Raises:
         ValueError: A value JCS cannot encode.
     """
-    listed = [{"name": name, "size": size, "sha256": sha256}
-              for name, size, sha256 in sorted(items, key=lambda item: item[0])]
+    listed = []
+    for item in sorted(items, key=lambda item: item[0]):
+        name, size, sha256 = item[0], item[1], item[2]
+        entry: dict[str, object] = {"name": name, "size": size, "sha256": sha256}
+        kind = item[3] if len(item) > 3 else "file"  # type: ignore[misc]
+        if kind != "file":
+            entry["kind"] = kind
+        if kind == "link":
+            entry["target"] = item[4]  # type: ignore[misc]
+        listed.append(entry)
     return hashlib.sha256(jcs.canonicalize({"package": package_id, "items": listed})).hexdigest()
 
 
@@ -187,7 +201,14 @@ class _Checker:
             self.report(entry, "lifecycle.upload_once",
                         f"item {name!r} was already uploaded at entry {self.uploads[name].index}")
             return
-        self.uploads[name] = _Upload(entry.index, size, sha256)
+        kind, target = entry.details.get("kind", "file"), entry.details.get("target")
+        if kind not in ("file", "link", "directory") or (kind == "link") != isinstance(
+                target, str):
+            self.report(entry, "details", "item.uploaded has an unknown kind, or a link "
+                                          "without a target")
+            return
+        self.uploads[name] = _Upload(entry.index, size, sha256, str(kind),
+                                     target if isinstance(target, str) else None)
 
     def package_sealed(self, entry: Entry) -> None:
         if self.sealed:
@@ -199,7 +220,8 @@ class _Checker:
             self.report(entry, "details", "package.sealed needs manifest_sha256")
             return
         expected = manifest_sha256(
-            self.package, ((name, up.size, up.sha256) for name, up in self.uploads.items()))
+            self.package, ((name, up.size, up.sha256, up.kind, up.target)
+                           for name, up in self.uploads.items()))
         if not hmac.compare_digest(recorded, expected):
             self.report(entry, "seal.manifest",
                         f"manifest_sha256 {recorded} is not {expected}, the manifest of the "

@@ -31,6 +31,8 @@ from evx.protocol.problems import (  # noqa: F401 - the service uses them as pro
     LEDGER_UNAVAILABLE,
     METHOD_NOT_ALLOWED,
     MISMATCHING_UPLOAD_OFFSET,
+    NAME_CONFLICT,
+    NOT_A_FILE,
     NOT_FOUND,
     PACKAGE_NOT_SEALED,
     PACKAGE_SEALED,
@@ -159,7 +161,6 @@ def register_domain_errors() -> None:
     from service.identity import errors as identity
     from service.ledger import errors as ledger
     from service.packages import errors as pkg
-    from service.packages.names import InvalidItemName
     from service.requests import errors as req
     from storage import errors as storage
 
@@ -181,11 +182,12 @@ def register_domain_errors() -> None:
         (pkg.UploadSuperseded, UPLOAD_SUPERSEDED),
         (pkg.UploadOffsetMismatch, MISMATCHING_UPLOAD_OFFSET),
         (pkg.UploadLengthMismatch, INCONSISTENT_UPLOAD_LENGTH),
-        (InvalidItemName, VALIDATION),
         (req.RequestNotFound, NOT_FOUND),
         (req.RequestAccessDenied, FORBIDDEN),
         (req.InvalidRequestData, VALIDATION),
         (req.RequestStateConflict, REQUEST_STATE),
+        (pkg.NameConflict, NAME_CONFLICT),
+        (pkg.NotAFile, NOT_A_FILE),
         (identity.AuthenticationFailed, UNAUTHENTICATED),
         (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
         (ledger.LedgerCorrupted, LEDGER_INCONSISTENT),

@@ -42,7 +42,8 @@ MIN_CHUNK_SIZE = 16
 MAX_CHUNK_SIZE = 16 * 1024 * 1024  # memory bound: a reader holds one chunk at a time
 DEFAULT_CHUNK_SIZE = 256 * 1024
 MAX_CHUNKS = 2**32  # the counter is 32 bits
-MAX_ID_BYTES = 1024  # package and item ids are opaque strings up to this size (UTF-8)
+MAX_ID_BYTES = 16384  # package and item ids are opaque strings up to this size (UTF-8); an
+# item name of 4096 bytes takes up to 12288 in its text form (every byte escaped as %XX)
 _HEADER = struct.Struct(">4sBBI16s7s")
 
 

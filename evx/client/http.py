@@ -72,6 +72,10 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
                                                "package."),
     problems.PACKAGE_NOT_SEALED.slug: (UsageError, "Seal the package first: evx seal PACKAGE."),
     problems.ITEM_EXISTS.slug: (UsageError, "Items are immutable; upload under another name."),
+    problems.NAME_CONFLICT.slug: (UsageError, "A file or link cannot also be the directory of "
+                                              "another item of the package."),
+    problems.NOT_A_FILE.slug: (UsageError, "Links and directories have no content; evx "
+                                           "download creates them from their metadata."),
     problems.CONFLICT.slug: (UsageError, "The request conflicts with the package's current "
                                          "state."),
     problems.REQUEST_STATE.slug: (UsageError, "The request is not in a state that allows "

@@ -39,6 +39,9 @@ PACKAGE_NOT_SEALED = ProblemType(409, "package-not-sealed", "The package must be
 ITEM_EXISTS = ProblemType(409, "item-exists", "An item with this name already exists")
 REQUEST_STATE = ProblemType(409, "request-state",
                             "Not possible in the request's current state")
+NAME_CONFLICT = ProblemType(409, "name-conflict",
+                            "A file or link item would be the directory of another item")
+NOT_A_FILE = ProblemType(409, "not-a-file", "The item is a link or directory: it has no content")
 TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
 BODY_TOO_LARGE = ProblemType(413, "body-too-large",
                              "The request body exceeds the maximum for this route")
@@ -74,7 +77,7 @@ INTERNAL = ProblemType(500, "internal", "Internal error")
 PROBLEM_TYPES: tuple[ProblemType, ...] = (
     BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, SHARE_EXPIRED, SHARE_REVOKED, NOT_FOUND,
     METHOD_NOT_ALLOWED, CONFLICT, PACKAGE_SEALED, PACKAGE_NOT_SEALED, ITEM_EXISTS,
-    REQUEST_STATE, TOO_LARGE, BODY_TOO_LARGE, RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
+    REQUEST_STATE, NAME_CONFLICT, NOT_A_FILE, TOO_LARGE, BODY_TOO_LARGE, RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
     VALIDATION, UPLOAD_NOT_FOUND, UPLOAD_IN_PROGRESS, UPLOAD_SUPERSEDED,
     MISMATCHING_UPLOAD_OFFSET, INCONSISTENT_UPLOAD_LENGTH, INTEGRITY, LEDGER_INCONSISTENT,
     LEDGER_UNAVAILABLE, STORE_UNAVAILABLE, INTERNAL,

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote, unquote
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
+from evx.protocol.names import InvalidName, decode_text
 from service.auth import Officer
 from service.guard import streams_body
 from storage.errors import IntegrityError as StorageIntegrityError
 from service.packages import repository as repo
-from service.packages.errors import ItemNotFound
+from service.packages.errors import InvalidItemName, ItemNotFound
 from service.packages.http_fields import (
     format_sha256_digest,
     parse_content_digest,
     parse_range,
 )
 from service.packages.schemas import (
+    EntryCreate,
+    ReceiptCreate,
+    ReceiptOut,
     ItemOut,
     PackageCreate,
     PackageList,
@@ -31,6 +37,14 @@ from service.packages.schemas import (
 from service.packages.service import PackageService
 from service.packages.transfers import ItemTransfers
 from service.packages.streaming import blocks_from_thread, with_body
+
+class ItemNameConvertor(PathConvertor):
+    """``{name:item}``: like ``path``, but an item name may hold any character, newline too."""
+
+    regex = r"[\s\S]+"
+
+
+register_url_convertor("item", ItemNameConvertor())
 
 router = APIRouter(prefix="/v1/packages", tags=["packages"])
 
@@ -50,8 +64,53 @@ def _transfers(request: Request) -> ItemTransfers:
 
 
 def item_out(item: repo.ItemRow) -> ItemOut:
-    return ItemOut(name=item.name, size=item.size, sha256=item.sha256,
-                   uploaded_at=item.uploaded_at, uploaded_by=item.uploaded_by)
+    return ItemOut(name=item.name, kind=item.kind, target=item.target,  # type: ignore[arg-type]
+                   size=item.size, sha256=item.sha256, uploaded_at=item.uploaded_at,
+                   uploaded_by=item.uploaded_by)
+
+
+def _item_name(request: Request, routed: str) -> str:
+    """The item name exactly as sent: percent-decoded once from the raw request target.
+
+    The routed value has been decoded by the server already (and by some clients' test
+    transports twice); a percent-escape that is not UTF-8 would have become U+FFFD there
+    silently. Decoding the raw target once, strictly, keeps every name exact.
+    """
+    raw = request.scope.get("raw_path")
+    if not raw:
+        return routed
+    try:
+        target = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidItemName("the request target is not ASCII: percent-encode the item "
+                              "name (RFC 3986)") from None
+    _, found, after = target.partition("/items/")
+    if not found:
+        return routed
+    if request.scope.get("route") is not None and \
+            request.scope["route"].path.endswith("/content"):
+        after = after.removesuffix("/content")
+    try:
+        return unquote(after, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidItemName("the percent-encoded item name is not UTF-8: send the name's text "
+                              "form (bytes that are not UTF-8 as %25XX)") from None
+
+
+def item_url(package_id: str, name: str) -> str:
+    """The URL path of an item, percent-encoded (RFC 3986): header values stay ASCII."""
+    return f"/v1/packages/{quote(package_id, safe='')}/items/{quote(name, safe='/')}"
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the item's last segment as filename (RFC 6266 / RFC 8187)."""
+    segment = name.rsplit("/", 1)[-1]
+    try:
+        raw = decode_text(segment).decode("utf-8")  # the true name when it is UTF-8
+    except (InvalidName, UnicodeDecodeError):
+        raw = segment  # bytes that are not UTF-8: their text form, %XX and all
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in raw)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(raw, safe='')}"
 
 
 def _share_out(share: repo.ShareRow, now_active: bool) -> ShareOut:
@@ -84,7 +143,7 @@ def create_package(body: PackageCreate, officer: Officer, request: Request,
     service = _service(request)
     package = service.create(officer, case_reference=body.case_reference, title=body.title,
                              description=body.description)
-    response.headers["Location"] = f"/v1/packages/{package.id}"
+    response.headers["Location"] = f"/v1/packages/{quote(package.id, safe='')}"
     return _package_out(service, officer.authority, package, [], [])
 
 
@@ -106,7 +165,7 @@ def get_package(package_id: str, officer: Officer, request: Request) -> PackageO
     return _package_out(service, officer.authority, package, items, shares)
 
 
-@router.put("/{package_id}/items/{name:path}", status_code=201, response_model=ItemOut,
+@router.put("/{package_id}/items/{name:item}", status_code=201, response_model=ItemOut,
             responses={**ERRORS, 409: {"description": "Sealed, or the item exists", **_PROBLEM},
                        413: {"description": "Too large", **_PROBLEM},
                        422: {"description": "Content-Digest mismatch or bad name", **_PROBLEM}},
@@ -128,6 +187,7 @@ async def upload_item(
     from service.packages.upload_endpoints import create_upload, parse_sf_boolean, \
         parse_sf_integer
 
+    name = _item_name(request, name)
     if parse_sf_boolean(upload_complete, "Upload-Complete") is False:
         return await create_upload(request, officer, package_id, name,
                                    parse_sf_integer(upload_length, "Upload-Length"),
@@ -138,8 +198,34 @@ async def upload_item(
         officer, package_id, name, body, declared_length=content_length,
         expected_sha256=expected))
     request.app.state.runtime.metrics.bytes_in.inc(item.size)
-    response.headers["Location"] = f"/v1/packages/{package_id}/items/{name}/content"
+    response.headers["Location"] = item_url(package_id, item.name) + "/content"
     return item_out(item)
+
+
+@router.post("/{package_id}/items", status_code=201, response_model=ItemOut,
+             responses={**ERRORS, 409: {"description": "Sealed, the item exists, or a file or "
+                                                      "link would be another item's directory",
+                                        **_PROBLEM},
+                        422: {"description": "Bad name, kind or target", **_PROBLEM}})
+def add_entry(package_id: str, body: EntryCreate, officer: Officer, request: Request,
+              response: Response) -> ItemOut:
+    """Add a symbolic link (target recorded, never followed) or an empty directory as an item."""
+    item = _transfers(request).add_entry(officer, package_id, body.name, kind=body.kind,
+                                         target=body.target)
+    response.headers["Location"] = item_url(package_id, item.name)
+    return item_out(item)
+
+
+@router.post("/{package_id}/receipts", status_code=201, response_model=ReceiptOut,
+             responses=ERRORS)
+def add_receipt(package_id: str, body: ReceiptCreate, officer: Officer,
+                request: Request) -> ReceiptOut:
+    """Put on the record that the caller received and verified the package's items
+    (``download.verified``, with the manifest hash it computed)."""
+    index, matches = _service(request).receipt(officer, package_id,
+                                               manifest=body.manifest_sha256,
+                                               items=body.items, size=body.bytes)
+    return ReceiptOut(ledger_index=index, matches_seal=matches)
 
 
 @router.post("/{package_id}/seal", response_model=SealOut,
@@ -174,10 +260,11 @@ def revoke_share(package_id: str, authority: str, officer: Officer,
     return _share_out(share, False)
 
 
-@router.head("/{package_id}/items/{name:path}/content", responses=ERRORS)
+@router.head("/{package_id}/items/{name:item}/content", responses=ERRORS)
 def item_content_head(package_id: str, name: str, officer: Officer, request: Request) -> Response:
     """Size and digest of an item without its bytes (a metadata read, on the record)."""
     service = _service(request)
+    name = _item_name(request, name)
     _, items, _ = service.read(officer, package_id)
     item = next((i for i in items if i.name == name), None)
     if item is None:
@@ -188,7 +275,7 @@ def item_content_head(package_id: str, name: str, officer: Officer, request: Req
         "Cache-Control": "no-store"})
 
 
-@router.get("/{package_id}/items/{name:path}/content", responses={
+@router.get("/{package_id}/items/{name:item}/content", responses={
     **ERRORS, 200: {"description": "The decrypted item", "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     206: {"description": "The requested byte range", "content": {
@@ -202,6 +289,7 @@ async def download_item(
 ) -> StreamingResponse:
     """Stream the decrypted item; ``Range: bytes=N-`` resumes. The digest is in ``Repr-Digest``."""
     transfers = _transfers(request)
+    name = _item_name(request, name)
     metrics = request.app.state.runtime.metrics
 
     def select(item: repo.ItemRow) -> tuple[int, int] | None:
@@ -221,7 +309,7 @@ async def download_item(
         "Accept-Ranges": "bytes",
         "Content-Length": str(length),
         "Cache-Control": "no-store",
-        "Content-Disposition": "attachment",
+        "Content-Disposition": content_disposition(item.name),
         "X-Content-Type-Options": "nosniff",
     }
     partial = (download.start, download.end) != (0, item.size)

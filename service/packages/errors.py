@@ -39,6 +39,14 @@ class ItemExists(PackageError):
     """Re-uploading an existing item name is refused: items are immutable."""
 
 
+class NameConflict(PackageError):
+    """The name would make a file or link item a directory of another item (``dir``, ``dir/f``)."""
+
+
+class NotAFile(PackageError):
+    """A link or directory item has no content to download."""
+
+
 class DigestMismatch(PackageError):
     """The bytes received do not match the Content-Digest the client sent."""
 
@@ -89,3 +97,5 @@ class UploadLengthMismatch(PackageError):
 
 class UploadSuperseded(PackageError):
     """A newer request for the same upload took it over; this one stored nothing more."""
+class InvalidItemName(InvalidRequest):
+    """The item name or link target breaks the rules of evx/protocol/names.py."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.packages.policy import ShareState
-from service.packages.tables import items, open_downloads, packages, pending_objects, shares, \
-    upload_segments, upload_sessions
+from service.packages.tables import item_dirs, items, open_downloads, packages, pending_objects, \
+    shares, upload_segments, upload_sessions
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,21 @@ class PackageRow:
 @dataclass(frozen=True)
 class ItemRow:
     package_id: str
-    name: str
+    name_key: str
+    name: str  # text form (evx/protocol/names.py)
+    kind: str  # "file" | "link" | "directory"
+    target: str | None  # a link's target, text form
     size: int
     sha256: str
-    object_name: str
-    storage: dict[str, Any]
+    object_name: str | None  # None for links and directories
+    storage: dict[str, Any] | None
     uploaded_by: str
     uploaded_at: datetime
+
+
+def name_key(name: str) -> str:
+    """The key of an item name: SHA-256 of its text (a long name does not fit an index entry)."""
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,13 +130,44 @@ def package_items(conn: Connection, package_id: str) -> list[ItemRow]:
 
 def get_item(conn: Connection, package_id: str, name: str) -> ItemRow | None:
     row = conn.execute(
-        sa.select(items).where(items.c.package_id == package_id, items.c.name == name)
+        sa.select(items).where(items.c.package_id == package_id,
+                               items.c.name_key == name_key(name))
     ).first()
     return None if row is None else _row(ItemRow, row)
 
 
 def insert_item(conn: Connection, **values: Any) -> None:
-    conn.execute(items.insert().values(**values))
+    conn.execute(items.insert().values(name_key=name_key(values["name"]), **values))
+
+
+def items_named(conn: Connection, package_id: str, names: list[str]) -> list[ItemRow]:
+    """The package's items whose name is one of ``names``."""
+    if not names:
+        return []
+    keys = [name_key(n) for n in names]
+    rows = conn.execute(sa.select(items).where(items.c.package_id == package_id,
+                                               items.c.name_key.in_(keys))).all()
+    return [_row(ItemRow, r) for r in rows]
+
+
+def has_items_under(conn: Connection, package_id: str, name: str) -> bool:
+    """Whether some item's name lies below ``name`` (``name/...``): ``name`` is a directory."""
+    row = conn.execute(sa.select(item_dirs.c.dir_key).where(
+        item_dirs.c.package_id == package_id, item_dirs.c.dir_key == name_key(name))).first()
+    return row is not None
+
+
+def add_item_dirs(conn: Connection, package_id: str, dir_names: list[str]) -> None:
+    """Record the directories an item lies in (callers hold the package lock)."""
+    wanted = {name_key(n) for n in dir_names}
+    if not wanted:
+        return
+    have = set(conn.execute(sa.select(item_dirs.c.dir_key).where(
+        item_dirs.c.package_id == package_id, item_dirs.c.dir_key.in_(wanted))).scalars())
+    missing = sorted(wanted - have)
+    if missing:
+        conn.execute(item_dirs.insert(), [{"package_id": package_id, "dir_key": key}
+                                          for key in missing])
 
 
 def get_share(conn: Connection, package_id: str, authority: str) -> ShareRow | None:

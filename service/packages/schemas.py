@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,12 +18,47 @@ class PackageCreate(BaseModel):
     description: str = Field(default="", max_length=10_000)
 
 
+_NAME_DOC = ("The item name: the exact path bytes in the text form of docs/api.md (UTF-8 "
+             "characters as themselves, '%' as %25, other bytes as %XX).")
+
+
 class ItemOut(BaseModel):
-    name: str
-    size: int
-    sha256: str = Field(description="Lowercase hex SHA-256 of the item's plaintext.")
+    name: str = Field(description=_NAME_DOC)
+    kind: Literal["file", "link", "directory"] = "file"
+    target: str | None = Field(default=None, description="A link's target, as recorded "
+                                                         "(text form), never resolved.")
+    size: int = Field(description="Bytes of a file; of a link's target; 0 for a directory.")
+    sha256: str = Field(description="Lowercase hex SHA-256 of the item's plaintext (of a link's "
+                                    "target bytes; of no bytes for a directory).")
     uploaded_at: datetime
     uploaded_by: str
+
+
+class EntryCreate(BaseModel):
+    """A symbolic link or an empty directory, added as an item without content."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=12_288, description=_NAME_DOC)
+    kind: Literal["link", "directory"]
+    target: str | None = Field(default=None, min_length=1, max_length=12_288,
+                               description="A link's target (text form); absent for a "
+                                           "directory.")
+
+
+class ReceiptCreate(BaseModel):
+    """What the recipient verified: the manifest hash over the items it checked."""
+
+    model_config = ConfigDict(extra="forbid")
+    manifest_sha256: str = Field(pattern="^[0-9a-f]{64}$", description=(
+        "SHA-256 of the manifest (as at seal) computed by the recipient over the names, kinds, "
+        "sizes and SHA-256 digests of the items it received and verified."))
+    items: int = Field(ge=0, le=10_000_000)
+    bytes: int = Field(ge=0, le=2**53 - 1)
+
+
+class ReceiptOut(BaseModel):
+    ledger_index: int
+    matches_seal: bool = Field(description="The manifest equals the one recorded at seal.")
 
 
 class ShareOut(BaseModel):

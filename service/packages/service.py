@@ -6,6 +6,7 @@ outcome durably before it reports success.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -117,6 +118,21 @@ class PackageService:
                       manifest_sha256=manifest)
         return self.read_row(package_id), index
 
+    def receipt(self, caller: Caller, package_id: str, *, manifest: str, items: int,
+                size: int) -> tuple[int, bool]:
+        """Record that the recipient verified the items it received (``download.verified``):
+        the manifest hash it computed, and whether it equals the one recorded at seal."""
+        with self._gate.engine.connect() as conn:
+            package = self._gate.authorize(conn, caller, package_id, Operation.DOWNLOAD,
+                                           "download.verified")
+        matches = package.manifest_sha256 is not None and \
+            hmac.compare_digest(package.manifest_sha256, manifest)
+        index = self._gate.recorder.record(
+            caller, "download.verified", package=package_id,
+            details={"manifest_sha256": manifest, "items": items, "bytes": size,
+                     "matches_seal": matches})
+        return index, matches
+
     # -- sharing ------------------------------------------------------------------------------
 
     def share(self, caller: Caller, package_id: str, *, authority: str, legal_basis: str,
@@ -189,9 +205,10 @@ class PackageService:
 
 
 def manifest_sha256(package_id: str, items: list[repo.ItemRow]) -> str:
-    """SHA-256 of the JCS manifest ``{"package", "items": [{"name","size","sha256"}...]}``.
+    """SHA-256 of the package manifest (docs/api.md, "Transfers").
 
     One definition with the partners' rules checker (``custody.rules``), which recomputes it
     from the ``item.uploaded`` entries.
     """
-    return rules.manifest_sha256(package_id, ((i.name, i.size, i.sha256) for i in items))
+    return rules.manifest_sha256(package_id, ((i.name, i.size, i.sha256, i.kind, i.target)
+                                              for i in items))

@@ -1,4 +1,4 @@
-"""Tables of the package domain (created by migration 0003_packages)."""
+"""Tables of the package domain (created by migration 0003_packages, item names widened by 0006)."""
 
 from __future__ import annotations
 
@@ -25,13 +25,28 @@ items = sa.Table(
     "package_items",
     metadata,
     sa.Column("package_id", sa.String(40), sa.ForeignKey("packages.id"), primary_key=True),
-    sa.Column("name", sa.String(512), primary_key=True),
+    # SHA-256 (hex) of the name text: the key, since a long name does not fit a b-tree entry.
+    sa.Column("name_key", sa.String(64), primary_key=True),
+    # The item name in the text form of evx/protocol/names.py (exact path bytes).
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="file"),
+    sa.Column("target", sa.Text, nullable=True),  # a link's target (text form)
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("object_name", sa.String(200), nullable=False, unique=True),
-    sa.Column("storage", sa.JSON, nullable=False),
+    # Links and directories have no object.
+    sa.Column("object_name", sa.String(200), nullable=True, unique=True),
+    sa.Column("storage", sa.JSON, nullable=True),
     sa.Column("uploaded_by", sa.String(200), nullable=False),
     sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every directory some item lies in (``a`` and ``a/b`` for ``a/b/c``), keyed like item names:
+# an upload of ``a`` is refused in one lookup when ``a/...`` exists (migration 0006).
+item_dirs = sa.Table(
+    "package_item_dirs",
+    metadata,
+    sa.Column("package_id", sa.String(40), sa.ForeignKey("packages.id"), primary_key=True),
+    sa.Column("dir_key", sa.String(64), primary_key=True),
 )
 
 shares = sa.Table(
@@ -57,7 +72,7 @@ pending_objects = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     # Who was uploading what: a dead upload is put on the record by the sweeper.
     sa.Column("package_id", sa.String(40), nullable=True),
-    sa.Column("item", sa.String(512), nullable=True),
+    sa.Column("item", sa.Text, nullable=True),
     sa.Column("authority", sa.String(64), nullable=True),
     sa.Column("subject", sa.String(200), nullable=True),
 )
@@ -69,7 +84,7 @@ open_downloads = sa.Table(
     metadata,
     sa.Column("started_index", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("package_id", sa.String(40), nullable=False),
-    sa.Column("item", sa.String(512), nullable=False),
+    sa.Column("item", sa.Text, nullable=False),
     sa.Column("authority", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(200), nullable=False),
     sa.Column("role", sa.String(32), nullable=False),
@@ -85,7 +100,7 @@ upload_sessions = sa.Table(
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("package_id", sa.String(40), nullable=False),
-    sa.Column("item", sa.String(512), nullable=False),
+    sa.Column("item", sa.Text, nullable=False),  # text form; widened by 0006
     sa.Column("object_name", sa.String(200), nullable=False, unique=True),
     sa.Column("length", sa.BigInteger, nullable=False),
     sa.Column("received", sa.BigInteger, nullable=False),
@@ -96,6 +111,8 @@ upload_sessions = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # One upload per item: on PostgreSQL a unique index on (package_id, md5(item)) instead, since
+    # a long name does not fit a b-tree entry (migration 0006).
     sa.UniqueConstraint("package_id", "item", name="uq_upload_sessions_item"),
 )
 

@@ -7,6 +7,7 @@ before its first byte and its completion or abort (with the bytes sent) afterwar
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
 from collections.abc import Callable, Iterable, Iterator
@@ -15,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from evx.protocol.names import InvalidName, check_name, check_target, parent_names
 from service.events import repository as events
 from service.packages import repository as repo
-from service.packages.errors import DigestMismatch, ItemExists, ItemNotFound, ItemTooLarge, \
-    PackageSealed
+from service.packages.errors import DigestMismatch, InvalidItemName, ItemExists, ItemNotFound, \
+    ItemTooLarge, NameConflict, NotAFile, PackageSealed
 from service.packages.gate import Gate
-from service.packages.names import InvalidItemName, validate_item_name
 from service.packages.policy import Caller, Operation
 from storage.errors import UnknownKey
 from storage.evidence import EvidenceVault, StoredItem
@@ -45,6 +46,37 @@ class ItemTransfers:
         self._max_item_bytes = max_item_bytes
 
     # -- items --------------------------------------------------------------------------------
+
+    def add_entry(self, caller: Caller, package_id: str, name: str, *, kind: str,
+                  target: str | None) -> repo.ItemRow:
+        """Add a symbolic link (its target recorded, never resolved) or an empty directory.
+
+        A link's size and SHA-256 are those of its target's bytes; a directory's those of no
+        bytes. Nothing goes to the object store.
+        """
+        if kind not in ("link", "directory"):
+            raise InvalidItemName(f"unknown item kind {kind!r}")
+        admit_new_item(self._gate, caller, package_id, name, None, self._max_item_bytes,
+                       kind=kind)
+        if kind == "link":
+            try:
+                raw = check_target(target or "")
+            except InvalidName as exc:
+                raise self._gate.refuse(caller, "item.uploaded", package_id,
+                                        InvalidItemName(str(exc)), item=name,
+                                        outcome="failed") from None
+        else:
+            if target is not None:
+                raise self._gate.refuse(caller, "item.uploaded", package_id, InvalidItemName(
+                    "a directory item has no target"), item=name, outcome="failed")
+            raw = b""
+        with self._gate.mutating() as conn:
+            insert_item(self._gate, conn, caller, package_id, name, kind=kind, size=len(raw),
+                        sha256=hashlib.sha256(raw).hexdigest(), target=target)
+        with self._gate.engine.connect() as conn:
+            item = repo.get_item(conn, package_id, name)
+        assert item is not None
+        return item
 
     def upload(self, caller: Caller, package_id: str, name: str, body: Iterable[bytes], *,
                declared_length: int | None, expected_sha256: bytes | None) -> repo.ItemRow:
@@ -120,6 +152,10 @@ class ItemTransfers:
             raise self._gate.refuse(caller, "download.started", package_id,
                                ItemNotFound(f"the package has no item {name!r}"),
                                outcome="failed")
+        if item.kind != "file":
+            raise self._gate.refuse(caller, "download.started", package_id, NotAFile(
+                f"item {name!r} is a {item.kind}: it has no content (its metadata says what "
+                "it is)"), item=name, outcome="failed")
         try:
             selected = byte_range(item)
         except Exception as exc:
@@ -148,13 +184,18 @@ class ItemTransfers:
 
     def _open(self, item: repo.ItemRow, package_id: str, name: str, offset: int,
               length: int) -> Iterator[bytes]:
+        assert item.storage is not None
         stored = stored_from_json(item.storage)
+        # Items named before migration 0006 stay bound to the spelling they were sealed under.
+        binding = item.storage.get("binding_item", name)
         try:
-            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
+            return self._vault.open_item(stored, package_id, binding, offset=offset,
+                                         length=length)
         except UnknownKey:
             # Another replica rotated the KEK and rewrapped this item: read the keys again.
             self._vault.keyring.reload()
-            return self._vault.open_item(stored, package_id, name, offset=offset, length=length)
+            return self._vault.open_item(stored, package_id, binding, offset=offset,
+                                         length=length)
 
     def finish_download(self, caller: Caller, package_id: str, name: str, *, sent: int,
                         error: BaseException | None, started_index: int,
@@ -179,34 +220,85 @@ class ItemTransfers:
                     "subject": caller.subject, "bytes_sent": sent}, now=self._gate.now())
 
 
+def check_place(gate: Gate, conn: Connection, caller: Caller, package_id: str, name: str,
+                kind: str) -> None:
+    """Refuse (on the record) a name already taken, or one that would make a file or link a
+    directory of another item (``dir`` and ``dir/file``): decided at upload, not at download.
+
+    Raises:
+        ItemExists, NameConflict: recorded, then raised.
+    """
+    if repo.get_item(conn, package_id, name) is not None:
+        raise gate.refuse(caller, "item.uploaded", package_id,
+                          ItemExists(f"item {name!r} already exists"), item=name)
+    for parent in repo.items_named(conn, package_id, parent_names(name)):
+        if parent.kind != "directory":
+            raise gate.refuse(caller, "item.uploaded", package_id, NameConflict(
+                f"the item would lie inside the {parent.kind} item {parent.name!r}"),
+                item=name, outcome="failed")
+    if kind != "directory" and repo.has_items_under(conn, package_id, name):
+        raise gate.refuse(caller, "item.uploaded", package_id, NameConflict(
+            f"items of the package lie inside this name; it cannot also be a {kind}"),
+            item=name, outcome="failed")
+
+
 def admit_new_item(gate: Gate, caller: Caller, package_id: str, name: str,
-                   declared_length: int | None, max_item_bytes: int) -> None:
-    """May ``caller`` upload a new item ``name`` of that size into the package? Refusals are
-    recorded, then raised.
+                   declared_length: int | None, max_item_bytes: int, *,
+                   kind: str = "file") -> None:
+    """May ``caller`` add a new item ``name`` of that size (and kind) to the package? Checked
+    before anything is stored; refusals are recorded, then raised.
 
     Raises:
         PackageNotFound, AccessDenied, ShareExpired, ShareRevoked: not allowed.
-        InvalidItemName, PackageSealed, ItemExists, ItemTooLarge: not acceptable.
+        InvalidItemName, PackageSealed, ItemExists, NameConflict, ItemTooLarge: not acceptable.
         LedgerUnavailable: a refusal could not be recorded.
     """
     with gate.engine.connect() as conn:
         package = gate.authorize(conn, caller, package_id, Operation.MODIFY, "item.uploaded",
                                  item=name[:512])
         try:
-            validate_item_name(name)
-        except InvalidItemName as exc:
-            raise gate.refuse(caller, "item.uploaded", package_id, exc,
+            check_name(name)
+        except InvalidName as exc:
+            raise gate.refuse(caller, "item.uploaded", package_id, InvalidItemName(str(exc)),
                               outcome="failed") from None
         if package.sealed_at is not None:
             raise gate.refuse(caller, "item.uploaded", package_id,
                               PackageSealed("the package is sealed"), item=name)
-        if repo.get_item(conn, package_id, name) is not None:
-            raise gate.refuse(caller, "item.uploaded", package_id,
-                              ItemExists(f"item {name!r} already exists"), item=name)
+        check_place(gate, conn, caller, package_id, name, kind)
     if declared_length is not None and declared_length > max_item_bytes:
         raise gate.refuse(caller, "item.uploaded", package_id, ItemTooLarge(
             f"item is {declared_length} bytes; the maximum is {max_item_bytes}"),
             item=name, outcome="failed")
+
+
+def insert_item(gate: Gate, conn: Connection, caller: Caller, package_id: str, name: str, *,
+                kind: str, size: int, sha256: str, target: str | None = None,
+                stored: StoredItem | None = None) -> None:
+    """Within ``gate.mutating()``: check again under the package lock, record
+    ``item.uploaded``, then insert the item row.
+
+    Raises:
+        PackageSealed, ItemExists, NameConflict: the package changed meanwhile (recorded).
+        LedgerUnavailable: the entry could not be written (nothing written).
+    """
+    current = repo.lock_package(conn, package_id)
+    if current is None or current.sealed_at is not None:
+        raise gate.refuse(caller, "item.uploaded", package_id,
+                          PackageSealed("the package was sealed during the upload"), item=name)
+    check_place(gate, conn, caller, package_id, name, kind)
+    details: dict[str, Any] = {"size": size, "sha256": sha256}
+    if kind != "file":
+        details["kind"] = kind
+    if target is not None:
+        details["target"] = target
+    gate.recorder.record(caller, "item.uploaded", package=package_id, item=name, details=details)
+    gate.before_write(conn)
+    repo.insert_item(conn, package_id=package_id, name=name, kind=kind, target=target,
+                     size=size, sha256=sha256,
+                     object_name=stored.object_name if stored else None,
+                     storage=stored_to_json(stored) if stored else None,
+                     uploaded_by=caller.subject, uploaded_at=gate.now())
+    repo.add_item_dirs(conn, package_id, parent_names(name))
 
 
 def record_item(gate: Gate, caller: Caller, package_id: str, name: str, stored: StoredItem, *,
@@ -215,25 +307,13 @@ def record_item(gate: Gate, caller: Caller, package_id: str, name: str, stored: 
     that also ``release``s whatever owned its objects until now (pending row, upload session).
 
     Raises:
-        PackageSealed, ItemExists: the package changed meanwhile (recorded; nothing written).
+        PackageSealed, ItemExists, NameConflict: the package changed meanwhile (recorded;
+            nothing written).
         LedgerUnavailable: the entry could not be written (nothing written).
     """
     with gate.mutating() as conn:
-        current = repo.lock_package(conn, package_id)
-        if current is None or current.sealed_at is not None:
-            raise gate.refuse(caller, "item.uploaded", package_id,
-                              PackageSealed("the package was sealed during the upload"),
-                              item=name)
-        if repo.get_item(conn, package_id, name) is not None:
-            raise gate.refuse(caller, "item.uploaded", package_id,
-                              ItemExists(f"item {name!r} already exists"), item=name)
-        gate.recorder.record(caller, "item.uploaded", package=package_id, item=name,
-                             details={"size": stored.plaintext_size, "sha256": stored.sha256})
-        gate.before_write(conn)
-        repo.insert_item(conn, package_id=package_id, name=name, size=stored.plaintext_size,
-                         sha256=stored.sha256, object_name=stored.object_name,
-                         storage=stored_to_json(stored), uploaded_by=caller.subject,
-                         uploaded_at=gate.now())
+        insert_item(gate, conn, caller, package_id, name, kind="file",
+                    size=stored.plaintext_size, sha256=stored.sha256, stored=stored)
         release(conn)
     with gate.engine.connect() as conn:
         item = repo.get_item(conn, package_id, name)

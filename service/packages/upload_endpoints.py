@@ -144,7 +144,7 @@ async def upload_append(
         description="RFC 9530 digest of the whole item; required when completing")] = None,
 ) -> Response:
     """Upload append: continue at ``Upload-Offset``; ``Upload-Complete: ?1`` finishes the item."""
-    from service.packages.endpoints import item_out
+    from service.packages.endpoints import item_out, item_url
 
     if (content_type or "").split(";")[0].strip().lower() != PARTIAL_UPLOAD:
         from service.problems import Problem, ProblemType
@@ -161,7 +161,7 @@ async def upload_append(
         return Response(status_code=204, headers=upload_headers(request, outcome.session))
     item = outcome.item
     headers = upload_headers(request, outcome.session, complete=True)
-    headers["Location"] = f"/v1/packages/{item.package_id}/items/{item.name}/content"
+    headers["Location"] = item_url(item.package_id, item.name) + "/content"
     body: dict[str, Any] = item_out(item).model_dump(mode="json")
     return JSONResponse(body, status_code=201, headers=headers)
 

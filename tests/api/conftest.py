@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -65,7 +66,8 @@ class World:
     def upload(self, package_id: str, name: str, data: bytes,
                authority: str = OWNER) -> dict:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        r = self.client.put(f"/v1/packages/{package_id}/items/{name}", content=data,
+        r = self.client.put(f"/v1/packages/{package_id}/items/{quote(name, safe='/')}",
+                            content=data,
                             headers={**self.headers(authority),
                                      "Content-Digest": f"sha-256=:{digest}:"})
         assert r.status_code == 201, r.text

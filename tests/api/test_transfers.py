@@ -74,8 +74,8 @@ def test_too_large_declared_and_streamed(world: World) -> None:
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/../../b", "/abs", "a//b", "./a", "a/.",
-                                  "back\\slash", "nul\x00byte", "ctl\x01", " lead", "trail ",
-                                  "x" * 600, "e\u0301"])  # last: not NFC
+                                  "nul\x00byte", "lone%", "low%c3%a9", "%41", "x" * 256,
+                                  "a/" * 2048 + "b", "trail/"])
 def test_unsafe_item_names_refused(world: World, name: str) -> None:
     package_id = world.create_package()
     before = _stored_state(world)
