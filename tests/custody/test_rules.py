@@ -364,10 +364,17 @@ def test_manifest_matches_the_service_definition() -> None:
         name: str
         size: int
         sha256: str
+        kind: str = "file"
+        target: str | None = None
 
     rows = [Row("b/é.txt", 5, digest("b")), Row("a.txt", 0, digest("a"))]
     assert manifest_sha256(PACKAGE, ((r.name, r.size, r.sha256) for r in rows)) == \
         service_manifest(PACKAGE, rows)  # type: ignore[arg-type]
+    rows.append(Row("c/link", 3, digest("t"), "link", "../t"))
+    with_link = service_manifest(PACKAGE, rows)  # type: ignore[arg-type]
+    assert with_link == manifest_sha256(PACKAGE, (
+        (r.name, r.size, r.sha256, r.kind, r.target) for r in rows))
+    assert with_link != manifest_sha256(PACKAGE, ((r.name, r.size, r.sha256) for r in rows))
 
 
 def test_misuse_is_a_value_error() -> None:
