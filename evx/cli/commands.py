@@ -11,6 +11,7 @@ from evx.cli import app as registry
 
 #: In the order of the walk-through; the server's modules import the service only when run.
 COMMAND_MODULES = (
+    "evx.cli.signin",
     "evx.cli.packages",
     "evx.cli.audit",
     "evx.cli.ledger",

@@ -18,6 +18,7 @@ from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.options import JSON, TOKEN, URL
 from evx.cli.render import Output, add_row, size as _size, when as _when
 from evx.client.errors import DeniedError, UsageError
+from evx.client.directory import check_partner
 from evx.client.http import Api, package_path
 
 group("package", "Evidence packages: create, list, show.", panel=PANEL_EVIDENCE)
@@ -218,10 +219,18 @@ def seal(package_id: str = typer.Argument(..., metavar="PACKAGE"),
                                f"{body['ledger_index']})"))
 
 
+def _complete_authority(ctx: typer.Context, incomplete: str) -> list[str]:
+    from evx.cli.signin import complete_authority
+
+    return complete_authority(ctx, incomplete)
+
+
 @command("share", panel=PANEL_EVIDENCE)
 def share(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
-    authority: str = typer.Option(..., "--authority", help="Recipient authority id."),
+    authority: str = typer.Option(..., "--authority", help="Recipient authority id (see evx "
+                                                           "authorities).",
+                                  autocompletion=_complete_authority),
     legal_basis: str = typer.Option(..., "--legal-basis",
                                     help="e.g. 'EIO Directive 2014/41/EU art. 1'."),
     request_reference: str = typer.Option(..., "--request-ref",
@@ -243,6 +252,7 @@ def share(
         aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         body["expires_at"] = aware.astimezone(UTC).isoformat()
     with Api(url, token) as api:
+        check_partner(api, authority)  # an unknown id: "did you mean", before anything
         s = api.json("POST", package_path(package_id) + "/shares", json=body)
     until = f" until {_when(s['expires_at'])}" if s.get("expires_at") else ""
     output.result(s, escape(f"shared {package_id} with {s['authority']}{until} "

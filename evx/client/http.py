@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -170,7 +170,10 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
 class Api:
     """A connection to one evidence-exchange server as one officer."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | Callable[[], str] | None) -> None:
+        """``token``: a bearer token (EVX_TOKEN), a source of fresh ones (a signed-in session,
+        :mod:`evx.client.sessions`), or None: then the session cached for this server by
+        `evx login`, if any."""
         self.origin = server_origin(url)
         self.url = url.rstrip("/")
         self._token = token
@@ -194,10 +197,16 @@ class Api:
         headers = dict(extra or {})
         if auth:
             if not self._token:
+                from evx.client.sessions import default_store, signed_in
+
+                self._token = signed_in(default_store(), self.origin)
+            if not self._token:
                 raise AuthenticationError(
-                    "no token", hint="Give --token or set EVX_TOKEN to a token issued by your "
-                                     "authority.", slug="unauthenticated")
-            headers["Authorization"] = f"Bearer {self._token}"
+                    "no token", hint="Sign in with your authority: evx login --authority ID "
+                                     "(scripts: set EVX_TOKEN to a token your authority "
+                                     "issued).", slug="unauthenticated")
+            token = self._token if isinstance(self._token, str) else self._token()
+            headers["Authorization"] = f"Bearer {token}"
         return headers
 
     def request(self, method: str, path: str, *, auth: bool = True,

@@ -9,7 +9,6 @@ else (no keys, no list of authorities).
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -81,9 +80,3 @@ def sign_in(
     return SignIn(authority=authority.id, issuer=authority.issuer,
                   client_id=authority.client_id, audience=runtime.settings.audience)
 
-
-def suggestions(unknown: str, known: list[str]) -> list[str]:
-    """Ids close to ``unknown`` (case-insensitively), best first: the "did you mean"."""
-    folded = {k.upper(): k for k in known}
-    return [folded[m] for m in difflib.get_close_matches(unknown.upper(), list(folded), n=3,
-                                                         cutoff=0.5)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from service.identity.endpoints import suggestions
 from tests.api.conftest import OPERATOR, OWNER, RECIPIENT, STRANGER, World
 
 
@@ -40,10 +39,3 @@ def test_sign_in_discovery_is_public_and_says_where(world: World) -> None:
     assert r.status_code == 404 and "No authority XX-NOPE" in r.json()["detail"]
     assert world.client.get("/v1/authorities/not%20an%20id/sign-in").status_code == 422
 
-
-def test_did_you_mean() -> None:
-    known = ["DE-BKA", "FR-OCRTEH", "IT-DCSA", "EU-OPERATOR"]
-    assert suggestions("FR-OCRTE", known)[0] == "FR-OCRTEH"
-    assert suggestions("fr-ocrteh", known) == ["FR-OCRTEH"]
-    assert suggestions("DE-BK", known)[0] == "DE-BKA"
-    assert suggestions("ZZ-QQQQQQQ", known) == []
