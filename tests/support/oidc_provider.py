@@ -247,7 +247,7 @@ class OpenIDProvider:
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [self.algorithm],
+            "id_token_signing_alg_values_supported": sorted({"RS256", self.algorithm}),
             "scopes_supported": ["openid", "offline_access", "evx"],
         })
         doc.validate()
@@ -414,7 +414,8 @@ class OpenIDProvider:
             if user is None or not secrets.compare_digest(user.password,
                                                           request.form.get("password", "")):
                 return "bad credentials", 401
-            return server.create_authorization_response(grant_user=user)
+            grant = server.get_consent_grant(end_user=user)
+            return server.create_authorization_response(grant=grant, grant_user=user)
 
 
 class _QuietHandler(WSGIRequestHandler):
