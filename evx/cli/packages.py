@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command, group
+from evx.cli.board import Board
 from evx.cli.options import JSON, TOKEN, URL
 from evx.cli.render import Output, add_row, size as _size, when as _when
 from evx.client.errors import DeniedError, UsageError
@@ -116,47 +117,73 @@ def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
 
 # -- transfers -------------------------------------------------------------------------------
 
+PARALLEL = typer.Option(4, "--parallel", "-P", min=1, max=64,
+                        help="Files transferred at the same time.")
+# Per-file lines in a terminal only for small jobs: a folder of 100,000 files gets the bounded
+# display and one summary line (--json lists every item; piped output lists every file).
+NOTES_IN_TERMINAL_UP_TO = 20
+
+
+def _board(output: Output, verb: str, files: int, total: int) -> Board:
+    enabled = not (output.as_json or output.quiet) and output.err.is_terminal
+    return Board(output.err, verb=verb, files=files, total_bytes=total, enabled=enabled)
+
+
+def _per_file_notes(output: Output, files: int) -> bool:
+    return not output.err.is_terminal or files <= NOTES_IN_TERMINAL_UP_TO
+
+
 @command("upload", panel=PANEL_EVIDENCE)
 def upload(
     package_id: str = typer.Argument(..., metavar="PACKAGE"),
     paths: list[Path] = typer.Argument(..., metavar="FILE...",
                                        help="Files and directories (uploaded recursively)."),
+    parallel: int = PARALLEL,
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
-    """Upload files and directories as items, digest-checked.
+    """Upload files and directories as items, digest-checked, N at a time.
 
-    The SHA-256 is computed here first, then the file is streamed with an RFC 9530
-    Content-Digest the service checks (a mismatch stores nothing). A directory becomes items
-    named <dir>/<relative path>; links leaving it are refused. An item already there with the
-    same digest is skipped; with a different digest it is an error."""
+    Each file is read once: hashed while it is sent. Files of 16 MiB and more go through the
+    service's resumable uploads: an interrupted upload continues where the service stored it
+    when the command is run again. The service checks the SHA-256 (a mismatch stores nothing).
+    A directory becomes items named <dir>/<relative path>; links leaving it are refused. An item
+    already there with the same digest is skipped; with a different digest it is an error."""
     from evx.client.files import collect_sources
-    from evx.client.transfer import upload_one
+    from evx.client.parallel import run_parallel
+    from evx.client.uploads import upload_file
 
     output = Output(as_json=as_json)
-
     sources = collect_sources(paths)
-    results = []
+    results: list[dict[str, Any]] = []
+    notes = _per_file_notes(output, len(sources))
     with Api(url, token) as api:
         package = api.json("GET", package_path(package_id))
         existing = {i["name"]: i for i in package["items"]}
         if package["sealed"] and any(s.name not in existing for s in sources):
             raise UsageError(f"package {package_id} is sealed and cannot take new items",
                              hint="Create a new package.", slug="package-sealed")
-        with output.progress() as transfers:
-            for source in sources:
-                result = upload_one(api, package_id, source, existing.get(source.name),
-                                    transfers)
-                results.append(result)
-                if result.status == "skipped":
-                    output.note(escape(f"skipped {result.name}: already in the package "
-                                       "with the same SHA-256"))
-                else:
-                    output.note(escape(f"uploaded {result.name}  {_size(result.size)}  "
-                                       f"sha256 {result.sha256}"))
-    uploaded = [r for r in results if r.status == "uploaded"]
-    output.result({"package": package_id, "items": [r.to_json() for r in results]},
+        board = _board(output, "uploading", len(sources), sum(s.size for s in sources))
+
+        def one(source: Any) -> tuple[str, int, str]:
+            return upload_file(api, package_id, source, existing.get(source.name), board)
+
+        def done(source: Any, outcome: tuple[str, int, str]) -> None:
+            status, length, sha256 = outcome
+            results.append({"name": source.name, "size": length, "sha256": sha256,
+                            "status": status})
+            board.file_done(length, transferred=status == "uploaded")
+            if notes:
+                output.note(escape(
+                    f"skipped {source.name}: already in the package with the same SHA-256"
+                    if status == "skipped" else
+                    f"uploaded {source.name}  {_size(length)}  sha256 {sha256}"))
+
+        with board:
+            run_parallel(sources, one, parallel, done)
+    uploaded = [r for r in results if r["status"] == "uploaded"]
+    output.result({"package": package_id, "items": results},
                   escape(f"{len(uploaded)} uploaded, {len(results) - len(uploaded)} "
-                         f"skipped ({_size(sum(r.size for r in uploaded))}) to "
+                         f"skipped ({_size(sum(r['size'] for r in uploaded))}) to "
                          f"{package_id}"))
 
 
@@ -168,17 +195,19 @@ def download(
     out_dir: Path = typer.Option(..., "-o", "--output", help="Directory to save into."),
     limit_rate: int | None = typer.Option(None, "--limit-rate", min=1,
                                           help="Bytes per second at most (per transfer)."),
+    parallel: int = PARALLEL,
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
-    """Download items, verified, resuming interrupted downloads.
+    """Download items, verified, N at a time, resuming interrupted downloads.
 
-    Each file appears under -o only after its SHA-256 matched the package's record and the service's Repr-Digest. Interrupted downloads resume from
-    DIR/.evx-partial when the command is run again; a mismatch deletes the partial file."""
+    Each file appears under -o only after its SHA-256 matched the package's record and the
+    service's Repr-Digest. Interrupted downloads resume from DIR/.evx-partial when the command
+    is run again; a mismatch deletes the partial file."""
+    from evx.client.parallel import run_parallel
     from evx.client.transfer import download_one
 
     output = Output(as_json=as_json)
-
-    results = []
+    results: list[Any] = []
     with Api(url, token) as api:
         package = api.json("GET", package_path(package_id))
         by_name = {i["name"]: i for i in package["items"]}
@@ -188,17 +217,27 @@ def download(
             raise DeniedError(f"package {package_id} has no item {missing[0]!r}",
                               hint=f"See evx package show {package_id}.", slug="not-found")
         out_dir.mkdir(parents=True, exist_ok=True)
-        with output.progress() as transfers:
-            for name in wanted:
-                result = download_one(api, package_id, by_name[name], out_dir, transfers,
-                                      limit_rate=limit_rate)
-                results.append(result)
+        notes = _per_file_notes(output, len(wanted))
+        board = _board(output, "downloading", len(wanted),
+                       sum(int(by_name[n]["size"]) for n in wanted))
+
+        def one(name: str) -> Any:
+            return download_one(api, package_id, by_name[name], out_dir, board,
+                                limit_rate=limit_rate)
+
+        def done(name: str, result: Any) -> None:
+            results.append(result)
+            board.file_done(result.size, transferred=result.status == "downloaded")
+            if notes:
                 resumed = f" (resumed at byte {result.resumed_from})" \
                     if result.resumed_from else ""
-                verb = "verified" if result.status == "downloaded" else "already present, " \
-                                                                        "verified"
+                verb = "verified" if result.status == "downloaded" else \
+                    "already present, verified"
                 output.note(escape(f"{verb} {result.path}  {_size(result.size)}  sha256 "
                                    f"{result.sha256}{resumed}"))
+
+        with board:
+            run_parallel(wanted, one, parallel, done)
     output.result({"package": package_id, "items": [r.to_json() for r in results]},
                   escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
                          "SHA-256 verified"))

@@ -122,6 +122,9 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
 }
 
 
+_KEPT_PROBLEM_MEMBERS = ("upload", "offset", "length", "expected-offset", "provided-offset")
+
+
 def problem_advice(slug: str) -> tuple[type[ClientError], str] | None:
     """The client error class and advice for a problem type's slug (``None``: unknown)."""
     return _PROBLEMS.get(slug)
@@ -147,6 +150,9 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
     details: dict[str, Any] = {"status": status}
     if request_id:
         details["request_id"] = request_id
+    for member in _KEPT_PROBLEM_MEMBERS:  # what a client needs to continue (resumable uploads)
+        if member in problem:
+            details[member] = problem[member]
     if slug is None:
         slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}.get(status)
         if slug is None:

@@ -1,5 +1,5 @@
-"""Moving evidence: upload (hash first, then stream with ``Content-Digest``) and download
-(stream into a partial file, resume with ``Range`` + ``If-Range``, verify, then move into place).
+"""Moving evidence: download (stream into a partial file, resume with ``Range`` + ``If-Range``,
+verify, then move into place); uploads are in :mod:`evx.client.uploads`.
 
 Memory stays flat whatever the size: files are read and written in ``BLOCK_BYTES`` blocks and
 hashed incrementally, never held whole.
@@ -13,7 +13,6 @@ import hmac
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 
 from evx.client.errors import IntegrityFailure, UnavailableError, UsageError
-from evx.client.files import Source, destination
+from evx.client.files import destination
 from evx.client.http import Api, item_path
 from evx.client.progress import Progress
 from evx.protocol import headers as fields
@@ -69,62 +68,6 @@ def parse_sha256_field(value: str | None) -> str | None:
     except ValueError:
         return None
     return raw.hex() if len(raw) == 32 else None
-
-
-# -- upload ---------------------------------------------------------------------------------
-
-@dataclass
-class UploadResult:
-    name: str
-    size: int
-    sha256: str
-    status: str  # "uploaded" | "skipped"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "sha256": self.sha256,
-                "status": self.status}
-
-
-def _file_blocks(path: Path, expected_size: int, transfers: Progress,
-                 task: Any) -> Iterator[bytes]:
-    sent = 0
-    with path.open("rb") as handle:
-        while block := handle.read(BLOCK_BYTES):
-            sent += len(block)
-            if sent > expected_size:
-                break  # grown since hashed: the service will refuse the digest anyway
-            transfers.advance(task, len(block))
-            yield block
-
-
-def upload_one(api: Api, package_id: str, source: Source, existing: dict[str, Any] | None,
-               transfers: Progress) -> UploadResult:
-    """Hash ``source`` locally, then stream it with its ``Content-Digest``; the service refuses
-    a mismatch (422) and stores nothing. An existing item with the same digest is skipped.
-
-    Raises:
-        UsageError: An item of that name exists with other content.
-        IntegrityFailure: The service computed another digest than the one sent.
-    """
-    sha256, size = sha256_of(source.path, transfers, f"hashing {source.name}")
-    if existing is not None:
-        if hmac.compare_digest(existing["sha256"], sha256) and existing["size"] == size:
-            return UploadResult(source.name, size, sha256, "skipped")
-        raise UsageError(
-            f"the package already holds a different item {source.name!r} "
-            f"(sha256 {existing['sha256']}, {existing['size']} bytes; local file sha256 "
-            f"{sha256}, {size} bytes)", hint="Items are immutable: upload the file under "
-            "another name, or into a new package.", slug="item-exists")
-    task = transfers.start(f"uploading {source.name}", size)
-    headers = {fields.CONTENT_DIGEST: sha256_field(sha256), "Content-Length": str(size),
-               "Content-Type": "application/octet-stream"}
-    body = api.json("PUT", item_path(package_id, source.name), headers=headers,
-                    content=_file_blocks(source.path, size, transfers, task))
-    transfers.finish(task)
-    if body.get("sha256") != sha256 or body.get("size") != size:
-        raise IntegrityFailure(f"the service stored {source.name!r} with sha256 "
-                               f"{body.get('sha256')} ({body.get('size')} bytes), not {sha256}")
-    return UploadResult(source.name, size, sha256, "uploaded")
 
 
 # -- download -------------------------------------------------------------------------------

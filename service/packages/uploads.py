@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -40,6 +42,13 @@ class AppendOutcome:
     item: repo.ItemRow | None = None
 
 
+# Digests of uploads whose bytes all arrived in a request of this process, kept for the request
+# that completes them (which a client can only send once it has read the whole file): the
+# completion then needs no second pass over the stored item. Anything else -- a resumption after
+# a break, another replica, a restart -- rebuilds the digest from storage.
+RECEIVED_DIGESTS_KEPT = 256
+
+
 class ResumableUploads:
     def __init__(self, gate: Gate, staged: StagedItems, *, max_item_bytes: int,
                  idle_expiry: timedelta) -> None:
@@ -47,6 +56,8 @@ class ResumableUploads:
         self._staged = staged
         self._max_item_bytes = max_item_bytes
         self.idle_expiry = idle_expiry
+        self._received: OrderedDict[str, tuple[int, int, Any]] = OrderedDict()
+        self._received_lock = threading.Lock()
 
     # -- creation -----------------------------------------------------------------------------
 
@@ -145,7 +156,10 @@ class ResumableUploads:
                                        "its offset (HEAD) and continue from there")
         mine = session.generation + 1
         key = self._open(session)
-        digest = self._staged.received_digest(key, self._segments(session.id), session.chunks)
+        digest = self._kept_digest(session)
+        if digest is None:
+            digest = self._staged.received_digest(key, self._segments(session.id),
+                                                  session.chunks)
         reader = BodyReader(body)
         chunks, received = session.chunks, session.received
         while chunks < key.layout.chunk_count:
@@ -168,6 +182,8 @@ class ResumableUploads:
                                        f"{session.length} bytes")
         session = replace(session, chunks=chunks, received=received, generation=mine)
         if not complete:
+            if chunks == key.layout.chunk_count:
+                self._keep_digest(session, digest)
             return AppendOutcome(session, reader.received)
         if chunks < key.layout.chunk_count:
             raise UploadLengthMismatch(
@@ -217,6 +233,20 @@ class ResumableUploads:
         self._drop(session)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _keep_digest(self, session: repo.UploadSession, digest: Any) -> None:
+        with self._received_lock:
+            self._received[session.id] = (session.generation, session.chunks, digest.copy())
+            while len(self._received) > RECEIVED_DIGESTS_KEPT:
+                self._received.popitem(last=False)
+
+    def _kept_digest(self, session: repo.UploadSession) -> Any:
+        """The digest kept by the request that received the last byte, if nothing moved since."""
+        with self._received_lock:
+            kept = self._received.pop(session.id, None)
+        if kept is None or kept[:2] != (session.generation, session.chunks):
+            return None
+        return kept[2]
 
     def _open(self, session: repo.UploadSession) -> StageKey:
         try:

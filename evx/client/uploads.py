@@ -1,0 +1,252 @@
+"""Uploading a file, reading it once: small files in one request with their ``Content-Digest``,
+large ones through the service's resumable uploads (draft-ietf-httpbis-resumable-upload, see
+docs/api.md), hashed while they are sent.
+
+A large upload that breaks off -- connection cut, server restarted, this process killed --
+continues from the service's durable offset (``HEAD``), on the next attempt or the next run of
+the command: the service tells a caller who asks again for the same item where its upload
+stands. The whole-file SHA-256 goes in the ``Repr-Digest`` of the completing request; the service
+refuses a mismatch and stores nothing. Memory stays flat: the file is read in ``BLOCK_BYTES``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from evx.client.errors import ClientError, IntegrityFailure, UnavailableError, UsageError
+from evx.client.files import Source
+from evx.client.http import Api, item_path
+from evx.client.progress import Progress
+from evx.client.transfer import sha256_field
+
+BLOCK_BYTES = 1024 * 1024
+# Below this a file is read into memory, hashed and sent in one request (one read, one round
+# trip); at or above it the upload is resumable (one read, hashed while sent).
+RESUMABLE_FROM_BYTES = 16 * 1024 * 1024
+PARTIAL_UPLOAD = "application/partial-upload"
+MAX_RESUME_ATTEMPTS = 8  # reconnections of one upload in a row that make no progress
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+def file_sha256(path: Path, progress: Progress, label: str, length: int | None = None) -> \
+        tuple[Any, int]:
+    """SHA-256 state and byte count of the first ``length`` bytes (all if None) of ``path``."""
+    digest = hashlib.sha256()
+    done = 0
+    task = progress.start(label, length if length is not None else path.stat().st_size)
+    with path.open("rb") as handle:
+        while length is None or done < length:
+            want = BLOCK_BYTES if length is None else min(BLOCK_BYTES, length - done)
+            block = handle.read(want)
+            if not block:
+                break
+            digest.update(block)
+            done += len(block)
+            progress.advance(task, len(block))
+    progress.finish(task)
+    return digest, done
+
+
+def upload_file(api: Api, package_id: str, source: Source, existing: dict[str, Any] | None,
+                progress: Progress) -> tuple[str, int, str]:
+    """Upload ``source`` as an item; return ``(status, size, sha256)`` with status
+    ``uploaded`` or ``skipped`` (already there with the same SHA-256).
+
+    Raises:
+        UsageError: an item of that name exists with other content, or the file changed size.
+        IntegrityFailure: the service computed another digest than this side.
+        UnavailableError: the connection kept failing (a large upload resumes on the next run).
+    """
+    size = source.path.stat().st_size
+    if existing is not None:
+        digest, length = file_sha256(source.path, progress, f"checking {source.name}")
+        sha256 = digest.hexdigest()
+        if hmac.compare_digest(existing["sha256"], sha256) and existing["size"] == length:
+            return "skipped", length, sha256
+        raise UsageError(
+            f"the package already holds a different item {source.name!r} "
+            f"(sha256 {existing['sha256']}, {existing['size']} bytes; local file sha256 "
+            f"{sha256}, {length} bytes)", hint="Items are immutable: upload the file under "
+            "another name, or into a new package.", slug="item-exists")
+    if size < RESUMABLE_FROM_BYTES:
+        return "uploaded", *_upload_small(api, package_id, source, size, progress)
+    return "uploaded", *ResumableUpload(api, package_id, source, size, progress).run()
+
+
+def _upload_small(api: Api, package_id: str, source: Source, size: int,
+                  progress: Progress) -> tuple[int, str]:
+    with source.path.open("rb") as handle:
+        data = handle.read(RESUMABLE_FROM_BYTES)
+    if len(data) != size:
+        raise _changed(source, size, len(data))
+    sha256 = hashlib.sha256(data).hexdigest()
+    task = progress.start(f"uploading {source.name}", size)
+    body = api.json("PUT", item_path(package_id, source.name), content=data, headers={
+        "Content-Digest": sha256_field(sha256), "Content-Type": "application/octet-stream"})
+    progress.advance(task, size)
+    progress.finish(task)
+    _check_stored(source, body, size, sha256)
+    return size, sha256
+
+
+def _check_stored(source: Source, body: dict[str, Any], size: int, sha256: str) -> None:
+    if body.get("sha256") != sha256 or body.get("size") != size:
+        raise IntegrityFailure(f"the service stored {source.name!r} with sha256 "
+                               f"{body.get('sha256')} ({body.get('size')} bytes), not {sha256}",
+                               slug="digest-mismatch")
+
+
+def _changed(source: Source, expected: int, actual: int) -> UsageError:
+    return UsageError(f"{source.path} changed while it was uploaded ({expected} bytes when it "
+                      f"was listed, {actual} now)", slug="file-changed",
+                      hint="Evidence must not change while it is uploaded: upload a copy made "
+                           "after acquisition, or find out what is writing to it.")
+
+
+class ResumableUpload:
+    """One large file through the resumable-upload protocol (see the module docstring)."""
+
+    def __init__(self, api: Api, package_id: str, source: Source, size: int,
+                 progress: Progress, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api = api
+        self.package_id = package_id
+        self.source = source
+        self.size = size
+        self.progress = progress
+        self.sleep = sleep
+        self.digest = hashlib.sha256()
+        self.hashed = 0  # bytes of the file fed to ``digest`` (a prefix)
+        self.location = ""
+        self.task: Any = None
+        self.shown = 0  # bytes the progress bar shows as sent
+
+    def run(self) -> tuple[int, str]:
+        offset = self._open()
+        self.task = self.progress.start(f"uploading {self.source.name}", self.size, offset)
+        self.shown = offset
+        try:
+            if offset:
+                self.digest, self.hashed = file_sha256(
+                    self.source.path, self.progress, f"checking {self.source.name}", offset)
+                if self.hashed != offset:
+                    raise _changed(self.source, self.size, self.hashed)
+            failures = 0
+            while True:
+                try:
+                    if offset < self.size:
+                        offset = self._append(offset)
+                        failures = 0
+                        continue
+                    if self.hashed != self.size:  # pragma: no cover - guarded by _blocks
+                        raise _changed(self.source, self.size, self.hashed)
+                    return self.size, self._complete(offset)
+                except _Retry as retry:
+                    failures += 1
+                    if failures > MAX_RESUME_ATTEMPTS:
+                        raise UnavailableError(
+                            f"the upload of {self.source.name!r} kept breaking off "
+                            f"({retry.cause})", slug="transfer-interrupted",
+                            hint="Run the same command again: the upload continues where the "
+                                 "service stored it.") from retry.cause
+                    self.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
+                               * random.uniform(0.5, 1.0))
+                    offset = self._offset()
+        finally:
+            self.progress.finish(self.task)
+
+    # -- protocol steps -----------------------------------------------------------------------
+
+    def _open(self) -> int:
+        """Upload creation, or the offset of this officer's upload of the item in progress."""
+        try:
+            response = self.api.request(
+                "PUT", item_path(self.package_id, self.source.name), content=b"",
+                headers={"Upload-Complete": "?0", "Upload-Length": str(self.size),
+                         "Content-Type": "application/octet-stream"})
+        except ClientError as exc:
+            upload = exc.details.get("upload") if exc.slug == "upload-in-progress" else None
+            if not upload:
+                raise
+            if exc.details.get("length") != self.size:
+                raise UsageError(
+                    f"an upload of {self.source.name!r} of {exc.details.get('length')} bytes is "
+                    f"in progress, but the file has {self.size}", slug="upload-in-progress",
+                    hint="The file changed since the first attempt; cancel that upload or use "
+                         "another item name.") from exc
+            self.location = str(upload)
+            return int(exc.details.get("offset") or 0)
+        self.location = response.headers["location"]
+        return int(response.headers.get("upload-offset", "0"))
+
+    def _offset(self) -> int:
+        try:
+            response = self.api.request("HEAD", self.location)
+        except UnavailableError as exc:
+            raise _Retry(exc) from exc
+        offset = int(response.headers["upload-offset"])
+        if offset > self.hashed:  # a newer request of ours got further: hash up to there
+            self.digest, self.hashed = file_sha256(self.source.path, self.progress,
+                                                   f"checking {self.source.name}", offset)
+        self.progress.advance(self.task, offset - self.shown)  # back to what is stored
+        self.shown = offset
+        return offset
+
+    def _append(self, offset: int) -> int:
+        try:
+            response = self.api.request(
+                "PATCH", self.location, content=self._blocks(offset),
+                headers={"Upload-Offset": str(offset), "Upload-Complete": "?0",
+                         "Content-Type": PARTIAL_UPLOAD})
+        except UnavailableError as exc:
+            raise _Retry(exc) from exc
+        except ClientError as exc:
+            if exc.slug in ("mismatching-upload-offset", "upload-superseded"):
+                raise _Retry(exc) from exc
+            raise
+        return int(response.headers["upload-offset"])
+
+    def _complete(self, offset: int) -> str:
+        sha256 = self.digest.hexdigest()
+        try:
+            body = self.api.json("PATCH", self.location, content=b"", headers={
+                "Upload-Offset": str(offset), "Upload-Complete": "?1",
+                "Repr-Digest": sha256_field(sha256), "Content-Type": PARTIAL_UPLOAD})
+        except UnavailableError as exc:
+            raise _Retry(exc) from exc
+        _check_stored(self.source, body, self.size, sha256)
+        return sha256
+
+    def _blocks(self, offset: int) -> Iterator[bytes]:
+        """The file from ``offset`` to its declared end; bytes past ``hashed`` are hashed as
+        they are read, so each byte is hashed once however often it is sent."""
+        position = offset
+        with self.source.path.open("rb") as handle:
+            handle.seek(offset)
+            while position < self.size:
+                block = handle.read(min(BLOCK_BYTES, self.size - position))
+                if not block:
+                    raise _changed(self.source, self.size, position)
+                if position + len(block) > self.hashed:
+                    fresh = block[self.hashed - position:] if self.hashed > position else block
+                    self.digest.update(fresh)
+                    self.hashed += len(fresh)
+                position += len(block)
+                self.progress.advance(self.task, len(block))
+                self.shown += len(block)
+                yield block
+            if handle.read(1):
+                raise _changed(self.source, self.size, position + 1)
+
+
+class _Retry(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
