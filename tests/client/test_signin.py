@@ -160,6 +160,14 @@ def test_device_flow_then_work_without_a_token(hub: Hub, tmp_path: Path) -> None
     assert package in [p["id"] for p in listed]
     directory = json.loads(luc.run("authorities", "--json").stdout)["authorities"]
     assert {a["id"] for a in directory} == {OWNER, RECIPIENT, OPERATOR}
+    # EVX_TOKEN, when set, wins over the session (scripts keep working as they did).
+    scripted = Officer(hub.server, luc.home, {"EVX_TOKEN": hub.owner.token})
+    owned = json.loads(scripted.run("package", "list", "--json").stdout)["packages"]
+    assert {p["owner_authority"] for p in owned} == {OWNER}
+    # A mistyped recipient is caught against the directory before anything is shared.
+    typo = hub.owner.run("share", package, "--authority", "FR-OCRTE", "--legal-basis", "x",
+                         "--request-ref", "y", expect=2)
+    assert "Did you mean FR-OCRTEH?" in typo.stderr
     # The ledger names the officer as the provider identified them.
     reads = [e for e in hub.ledger() if e["action"] == "package.listed"
              and e["actor"]["subject"] == "luc.martin"]
