@@ -97,6 +97,7 @@ class Action(StrEnum):
     REQUEST_DELIVERED = "request.delivered"
     REQUEST_READ = "request.read"
     REQUEST_LISTED = "request.listed"
+    REQUESTS_THROTTLED = "requests.throttled"
 
 
 class Outcome(StrEnum):

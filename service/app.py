@@ -60,6 +60,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        from service.limits import throttle_recorder
+
+        throttles = threading.Thread(
+            target=throttle_recorder, name="throttle-record",
+            args=(runtime.request_limits, runtime.recorder,
+                  runtime.settings.throttle_window_seconds, stop), daemon=True)
+        throttles.start()
         if owns_runtime:
             # Uploads that died with an earlier process: removed in the background at start.
             threading.Thread(target=_sweep_at_start, args=(runtime,), daemon=True,
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 runtime.notifier.start()
         yield
         stop.set()
+        throttles.join(timeout=10)  # the last window's refusals go on the record
         if owns_runtime:
             runtime.close()
 
@@ -99,7 +107,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     from service.docs import install_docs
 
-    install_docs(app)
+    if settings.api_docs:  # off in production: EVX_API_DOCS=false
+        install_docs(app)
     app.include_router(health_router)
     app.include_router(packages_router)
     app.include_router(uploads_router)

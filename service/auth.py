@@ -13,9 +13,10 @@ from service.guard import PRINCIPAL_SCOPE_KEY
 from service.identity.errors import InvalidToken, MissingCredentials
 from service.identity.http import authenticate
 from service.identity.tokens import Principal
-from service.problems import UNAUTHENTICATED, Problem
+from service.problems import TOO_MANY_REQUESTS, UNAUTHENTICATED, Problem
 
 log = structlog.get_logger("evx.auth")
+ADMITTED_SCOPE_KEY = "evx.admitted"  # the request passed the rate limits once
 _bearer = HTTPBearer(auto_error=False, description="A JWT signed by the officer's authority.")
 
 
@@ -25,12 +26,25 @@ def current_principal(
 ) -> Principal:
     """The authenticated officer. Failures are counted and logged -- never put in the ledger,
     where unauthenticated garbage could flood it."""
-    already = request.scope.get(PRINCIPAL_SCOPE_KEY)  # the guard did it before the body
-    if already is not None:
-        return already  # type: ignore[no-any-return]
-    return authenticate_request(request.app.state.runtime, request.headers.get("authorization"),
-                                request.url.path,
-                                request.client.host if request.client else None)
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)  # the guard did it before the body
+    runtime = request.app.state.runtime
+    if principal is None:
+        principal = authenticate_request(runtime, request.headers.get("authorization"),
+                                         request.url.path,
+                                         request.client.host if request.client else None)
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal
+    if not request.scope.get(ADMITTED_SCOPE_KEY):
+        # Every authenticated request writes a ledger entry: its rate is the caller's rate of
+        # writing to the record (service/limits.py).
+        request.scope[ADMITTED_SCOPE_KEY] = True
+        throttled = runtime.request_limits.admit(principal)
+        if throttled is not None:
+            runtime.metrics.throttled.labels(throttled.scope).inc()
+            raise Problem(TOO_MANY_REQUESTS,
+                          f"Too many requests from this {throttled.scope}; retry in "
+                          f"{throttled.retry_after} s.",
+                          headers={"Retry-After": str(throttled.retry_after)})
+    return principal  # type: ignore[no-any-return]
 
 
 def authenticate_request(runtime: Any, authorization: str | None, path: str,

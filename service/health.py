@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
+
+import anyio
 
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.problems import UNAUTHENTICATED, Problem
+
 router = APIRouter(tags=["operations"])
 
 
+# Health and metrics are answered on the event loop (or on their own thread limiter), never
+# from the worker threads that requests and transfers share: a busy replica still answers
+# its probes (review H4).
+_READINESS_THREADS = anyio.CapacityLimiter(2)
+
+
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive (no dependency is checked)."""
     return {"status": "ok"}
 
@@ -22,18 +33,27 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     """Database, object store and keys are reachable: this replica can take traffic."""
     runtime = request.app.state.runtime
-    checks: dict[str, Any] = await anyio.to_thread.run_sync(runtime.readiness)
+    checks: dict[str, Any] = await anyio.to_thread.run_sync(
+        runtime.readiness, limiter=_READINESS_THREADS)
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
     # Witnesses are reported, not required: a lagging witness must not take the hub down.
-    witnesses = await anyio.to_thread.run_sync(runtime.witness_status)
+    witnesses = await anyio.to_thread.run_sync(runtime.witness_status,
+                                               limiter=_READINESS_THREADS)
     if witnesses:
         body["witnesses"] = witnesses
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus metrics of this replica."""
-    registry = request.app.state.runtime.metrics.registry
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this replica (with EVX_METRICS_TOKEN set: only with that bearer)."""
+    runtime = request.app.state.runtime
+    wanted = runtime.settings.metrics_token
+    if wanted is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {wanted.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Problem(UNAUTHENTICATED, "Send 'Authorization: Bearer <EVX_METRICS_TOKEN>'.")
+    registry = runtime.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

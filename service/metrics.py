@@ -22,6 +22,7 @@ class Metrics:
     integrity_failures: Counter
     witness_lag: Gauge
     witness_submissions: Counter
+    throttled: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -42,7 +43,7 @@ class Metrics:
             ledger_failures=Counter("evx_ledger_append_failures_total",
                                     "Ledger appends that failed (operation refused)", registry=r),
             denied=Counter("evx_access_denied_total", "Authenticated attempts refused",
-                           ["reason"], registry=r),
+                           ["action"], registry=r),
             unauthenticated=Counter("evx_unauthenticated_total",
                                     "Requests refused before authentication succeeded",
                                     ["reason"], registry=r),
@@ -54,4 +55,6 @@ class Metrics:
             witness_submissions=Counter("evx_witness_submissions_total",
                                         "Checkpoint submissions to witnesses, by outcome",
                                         ["witness", "outcome"], registry=r),
+            throttled=Counter("evx_requests_throttled_total",
+                              "Requests refused by a rate limit (429)", ["scope"], registry=r),
         )

@@ -43,6 +43,7 @@ from evx.protocol.problems import (  # noqa: F401 - the service uses them as pro
     SHARE_REVOKED,
     STORE_UNAVAILABLE,
     TOO_LARGE,
+    TOO_MANY_REQUESTS,
     TYPE_BASE,
     UNAUTHENTICATED,
     UPLOAD_IN_PROGRESS,
@@ -61,10 +62,12 @@ MAX_ERROR_TEXT = 200
 class Problem(Exception):
     """An error raised by the HTTP layer itself with an explicit problem type."""
 
-    def __init__(self, kind: ProblemType, detail: str, **extensions: Any) -> None:
+    def __init__(self, kind: ProblemType, detail: str, *,
+                 headers: dict[str, str] | None = None, **extensions: Any) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.headers = headers
         self.extensions = extensions
 
 
@@ -107,7 +110,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="evidence-exchange"'} \
-            if exc.kind.status == 401 else None
+            if exc.kind.status == 401 else exc.headers
         return problem_response(exc.kind, exc.detail, request.url.path, headers=headers,
                                 **exc.extensions)
 
@@ -225,6 +228,7 @@ _COMMON_ERRORS = {
     "409": "Conflicts with the current state",
     "413": "Too large",
     "416": "Range not satisfiable",
+    "429": "Too many requests (Retry-After says when to retry)",
     "422": "The request is invalid",
     "500": "Internal error (nothing is served)",
     "503": "A dependency (ledger, store) is unavailable; nothing was done",

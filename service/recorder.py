@@ -20,6 +20,18 @@ from service.packages.policy import Caller
 
 log = structlog.get_logger("evx.custody")
 
+# Bounds on caller-supplied text in an entry (characters; the canonical entry is at most
+# custody.entry.MAX_ENTRY_BYTES): longer text is cut and marked with an ellipsis.
+MAX_REASON_CHARS = 500
+MAX_ITEM_CHARS = 512
+MAX_DETAIL_CHARS = 1000
+
+
+def _bounded(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 1] + "\u2026"
+
 
 class CustodyRecorder:
     def __init__(self, ledger: Any, metrics: Metrics) -> None:
@@ -36,6 +48,13 @@ class CustodyRecorder:
             LedgerUnavailable: the entry could not be written (the caller must refuse).
         """
         started = time.perf_counter()
+        # A caller's text never makes an entry too large to append (review M4: a 65 KB item
+        # name in a refusal reason broke the append and left the attempt unrecorded).
+        reason = _bounded(reason, MAX_REASON_CHARS)
+        item = _bounded(item, MAX_ITEM_CHARS)
+        if details:
+            details = {k: _bounded(v, MAX_DETAIL_CHARS) if isinstance(v, str) else v
+                       for k, v in details.items()}
         try:
             appended = self._ledger.append(Event(
                 actor=Actor(caller.authority, caller.subject, Role(caller.role)),
@@ -54,8 +73,8 @@ class CustodyRecorder:
             raise LedgerUnavailable(f"custody entry could not be written: {exc}") from exc
         self._metrics.ledger_append_seconds.observe(time.perf_counter() - started)
         self._metrics.ledger_appends.labels(action, outcome).inc()
-        if outcome == "denied":
-            self._metrics.denied.labels(reason or "denied").inc()
+        if outcome == "denied":  # labelled by action: a reason may carry names (review L4)
+            self._metrics.denied.labels(action).inc()
         return int(appended.index)
 
 

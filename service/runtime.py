@@ -19,6 +19,7 @@ from service.identity.providers import ProviderFollower, ProviderUnavailable
 from service.identity.registrar import TrustRegistrar
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
+from service.limits import RequestLimits
 from service.metrics import Metrics
 from service.packages.gate import Gate
 from service.packages.service import PackageService
@@ -55,6 +56,7 @@ class Runtime:
     registrar: TrustRegistrar
     providers: ProviderFollower
     uploads: ResumableUploads
+    request_limits: RequestLimits
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
     notifier: Notifier = None  # type: ignore[assignment]
@@ -232,7 +234,12 @@ def build_runtime(settings: Settings) -> Runtime:
                       uploads=ResumableUploads(
                           gate, StagedItems(vault, segment_bytes=settings.upload_segment_mib * MIB),
                           max_item_bytes=settings.max_item_bytes,
-                          idle_expiry=timedelta(seconds=settings.sweep_grace_seconds)))
+                          idle_expiry=timedelta(seconds=settings.sweep_grace_seconds)),
+                      request_limits=RequestLimits(
+                          officer_rate=settings.officer_requests_per_second,
+                          officer_burst=settings.officer_request_burst,
+                          authority_rate=settings.authority_requests_per_second,
+                          authority_burst=settings.authority_request_burst))
     runtime.providers = ProviderFollower(
         registrar, runtime.authority_for_issuer,
         min_interval=settings.provider_refetch_seconds,

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1024,
         description="Resumable uploads are stored durably every this many MiB: at most this "
                     "much is sent again after the server dies mid-upload.")
+    officer_requests_per_second: float = Field(
+        default=20.0, gt=0, description="Sustained authenticated requests per officer (each "
+        "writes a ledger entry); beyond it 429 with Retry-After.")
+    officer_request_burst: int = Field(default=200, ge=1,
+                                       description="Requests an officer may make at once.")
+    authority_requests_per_second: float = Field(
+        default=100.0, gt=0, description="Sustained authenticated requests per authority.")
+    authority_request_burst: int = Field(default=1000, ge=1,
+                                         description="Requests an authority may make at once.")
+    throttle_window_seconds: int = Field(
+        default=60, ge=1, le=3600, description="Refused requests are recorded as one "
+        "requests.throttled entry per officer per window, with the count.")
 
     sweep_grace_seconds: int = Field(
         default=86_400, ge=60,
@@ -126,6 +138,10 @@ class Settings(BaseSettings):
     witness_quorum: int | None = Field(
         default=None, ge=1, description="Cosignatures a checkpoint needs to be served as the "
         "newest (default: a majority of the witnesses); with fewer, the newest cosigned one.")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="If set, /metrics needs 'Authorization: Bearer <token>'.")
+    api_docs: bool = Field(default=True, description="Serve /docs and /redoc (turn off in "
+                           "production: they load a UI; /openapi.json stays).")
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -93,6 +93,9 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
     problems.TOO_LARGE.slug: (UsageError, "The item exceeds the service's maximum item size."),
     problems.BODY_TOO_LARGE.slug: (UsageError, "The request is larger than the service "
                                                "accepts for this operation."),
+    problems.TOO_MANY_REQUESTS.slug: (UnavailableError, "The service limits how fast one "
+                                                        "officer or authority may make "
+                                                        "requests; retry in a minute."),
     problems.VALIDATION.slug: (UsageError, "The service refused the request as invalid."),
     problems.BAD_REQUEST.slug: (UsageError, "The service refused the request as malformed."),
     problems.METHOD_NOT_ALLOWED.slug: (UsageError, "This server does not offer that "

@@ -45,6 +45,8 @@ NOT_A_FILE = ProblemType(409, "not-a-file", "The item is a link or directory: it
 TOO_LARGE = ProblemType(413, "too-large", "The item exceeds the maximum size")
 BODY_TOO_LARGE = ProblemType(413, "body-too-large",
                              "The request body exceeds the maximum for this route")
+TOO_MANY_REQUESTS = ProblemType(429, "too-many-requests",
+                                "Too many requests; retry after the time in Retry-After")
 RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not satisfiable")
 DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
                               "The uploaded bytes do not match the Content-Digest sent")
@@ -77,7 +79,8 @@ INTERNAL = ProblemType(500, "internal", "Internal error")
 PROBLEM_TYPES: tuple[ProblemType, ...] = (
     BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, SHARE_EXPIRED, SHARE_REVOKED, NOT_FOUND,
     METHOD_NOT_ALLOWED, CONFLICT, PACKAGE_SEALED, PACKAGE_NOT_SEALED, ITEM_EXISTS,
-    REQUEST_STATE, NAME_CONFLICT, NOT_A_FILE, TOO_LARGE, BODY_TOO_LARGE, RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
+    REQUEST_STATE, NAME_CONFLICT, NOT_A_FILE, TOO_LARGE, BODY_TOO_LARGE, TOO_MANY_REQUESTS,
+    RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
     VALIDATION, UPLOAD_NOT_FOUND, UPLOAD_IN_PROGRESS, UPLOAD_SUPERSEDED,
     MISMATCHING_UPLOAD_OFFSET, INCONSISTENT_UPLOAD_LENGTH, INTEGRITY, LEDGER_INCONSISTENT,
     LEDGER_UNAVAILABLE, STORE_UNAVAILABLE, INTERNAL,

@@ -149,9 +149,14 @@ class ItemTransfers:
             item = repo.get_item(conn, package_id, name)
             share = repo.get_share(conn, package_id, caller.authority)
         if item is None:
+            try:  # a name no item can have is a 422 (on the record, bounded), not a 404
+                validate_item_name(name)
+            except InvalidItemName as exc:
+                raise self._gate.refuse(caller, "download.started", package_id, exc,
+                                        item=name, outcome="failed") from None
             raise self._gate.refuse(caller, "download.started", package_id,
                                ItemNotFound(f"the package has no item {name!r}"),
-                               outcome="failed")
+                               item=name, outcome="failed")
         if item.kind != "file":
             raise self._gate.refuse(caller, "download.started", package_id, NotAFile(
                 f"item {name!r} is a {item.kind}: it has no content (its metadata says what "

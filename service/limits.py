@@ -1,0 +1,143 @@
+"""Rate limits on the record: no authority or officer can flood the ledger.
+
+Every authenticated request writes a ledger entry (reads included: access is on the record), so
+the rate of authenticated requests is the rate at which one caller can grow the ledger. Each
+officer and each authority has a token bucket; a request beyond it is refused with 429 and
+``Retry-After`` *without* an entry of its own. Refusals are still on the record, in bounded
+form: one ``requests.throttled`` entry per officer per window carrying the count
+(docs/ledger-format.md, "Throttled requests").
+
+The buckets live in this replica's memory: with N replicas behind a balancer a caller gets up to
+N times the rate, which is still bounded (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("evx.limits")
+
+MAX_TRACKED_KEYS = 100_000  # DoS bound on the buckets kept (least recently used go first)
+
+
+class TokenBuckets:
+    """One token bucket per key: ``burst`` tokens, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = MAX_TRACKED_KEYS) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[Any, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: Any) -> float:
+        """Take a token for ``key``: 0.0 if granted, else the seconds until one is available."""
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - stamp) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                wait = 0.0
+            else:
+                self._buckets[key] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+            while len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+        return wait
+
+    def give_back(self, key: Any) -> None:
+        """Return a token taken by :meth:`take` (the request was refused by another bucket)."""
+        with self._lock:
+            if key in self._buckets:
+                tokens, stamp = self._buckets[key]
+                self._buckets[key] = (min(float(self.burst), tokens + 1.0), stamp)
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """A request refused by a rate limit; ``retry_after`` in whole seconds (>= 1)."""
+
+    retry_after: int
+    scope: str  # "officer" or "authority"
+
+
+class RequestLimits:
+    """The per-officer and per-authority limits, and the bounded record of what they refused."""
+
+    def __init__(self, *, officer_rate: float, officer_burst: int, authority_rate: float,
+                 authority_burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._officers = TokenBuckets(officer_rate, officer_burst, clock=clock)
+        self._authorities = TokenBuckets(authority_rate, authority_burst, clock=clock)
+        self._lock = threading.Lock()
+        self._refused: dict[tuple[str, str, str], tuple[Any, int]] = {}
+        self.window_started = time.time()
+
+    def admit(self, caller: Any) -> Throttled | None:
+        """None if ``caller`` (authority, subject, role) may make a request now."""
+        officer = (caller.authority, caller.subject, caller.role)
+        wait = self._officers.take(officer)
+        scope = "officer"
+        if wait == 0.0:
+            wait = self._authorities.take(caller.authority)
+            scope = "authority"
+            if wait > 0.0:
+                self._officers.give_back(officer)
+        if wait == 0.0:
+            return None
+        self.count_refused(caller, 1)
+        return Throttled(max(1, math.ceil(wait)), scope)
+
+    def count_refused(self, caller: Any, count: int) -> None:
+        """Add ``count`` refusals of ``caller`` to the current window."""
+        officer = (caller.authority, caller.subject, caller.role)
+        with self._lock:
+            _, before = self._refused.get(officer, (caller, 0))
+            self._refused[officer] = (caller, before + count)
+
+    def drain(self) -> tuple[float, list[tuple[Any, int]]]:
+        """The refusals counted since the last drain, per officer, and when that window began."""
+        with self._lock:
+            refused, self._refused = self._refused, {}
+            started, self.window_started = self.window_started, time.time()
+        return started, list(refused.values())
+
+
+def record_throttled(limits: RequestLimits, recorder: Any, window_seconds: float) -> int:
+    """Write one ``requests.throttled`` entry per officer refused in the window; return how many.
+
+    An officer's count that cannot be recorded (ledger down) is kept for the next window.
+    """
+    started, refused = limits.drain()
+    written = 0
+    for caller, count in refused:
+        try:
+            recorder.record(caller, "requests.throttled", outcome="denied",
+                            reason="rate limit exceeded",
+                            details={"count": count, "window_seconds": int(window_seconds),
+                                     "window_start": int(started)})
+            written += 1
+        except Exception as exc:  # noqa: BLE001 - kept for the next window
+            log.warning("throttle_record_failed", error=type(exc).__name__)
+            limits.count_refused(caller, count)
+    return written
+
+
+def throttle_recorder(limits: RequestLimits, recorder: Any, window_seconds: float,
+                      stop: threading.Event) -> None:
+    """Thread body: record the window's refusals every ``window_seconds``, and once at stop."""
+    while not stop.wait(window_seconds):
+        record_throttled(limits, recorder, window_seconds)
+    record_throttled(limits, recorder, window_seconds)
