@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from evx.protocol.names import MAX_NAME_TEXT_CHARS
 from custody.entry import Actor, Legal, Role, TokenRef
 from service.ledger.errors import LedgerUnavailable
 from service.identity.tokens import Principal
@@ -23,7 +24,7 @@ log = structlog.get_logger("evx.custody")
 # Bounds on caller-supplied text in an entry (characters; the canonical entry is at most
 # custody.entry.MAX_ENTRY_BYTES): longer text is cut and marked with an ellipsis.
 MAX_REASON_CHARS = 500
-MAX_ITEM_CHARS = 512
+MAX_ITEM_CHARS = MAX_NAME_TEXT_CHARS  # a valid name is never cut
 MAX_DETAIL_CHARS = 1000
 
 

@@ -150,10 +150,11 @@ class ItemTransfers:
             share = repo.get_share(conn, package_id, caller.authority)
         if item is None:
             try:  # a name no item can have is a 422 (on the record, bounded), not a 404
-                validate_item_name(name)
-            except InvalidItemName as exc:
-                raise self._gate.refuse(caller, "download.started", package_id, exc,
-                                        item=name, outcome="failed") from None
+                check_name(name)
+            except InvalidName as exc:
+                raise self._gate.refuse(caller, "download.started", package_id,
+                                        InvalidItemName(str(exc)), item=name,
+                                        outcome="failed") from None
             raise self._gate.refuse(caller, "download.started", package_id,
                                ItemNotFound(f"the package has no item {name!r}"),
                                item=name, outcome="failed")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evx.protocol.names import MAX_NAME_TEXT_CHARS
 from service.limits import record_throttled
 from service.settings import Settings
 from tests.api.conftest import OPERATOR, OWNER, RECIPIENT, STRANGER, World, _world
@@ -72,7 +73,7 @@ def test_an_oversized_item_name_is_a_422_on_the_record(world: World) -> None:
     assert r.status_code == 422, r.text
     (entry,) = world.entries(before)
     assert (entry["action"], entry["outcome"]) == ("download.started", "failed")
-    assert len(entry["item"]) <= 512
+    assert len(entry["item"]) <= MAX_NAME_TEXT_CHARS
     assert len(entry["reason"]) <= 500
     assert world.runtime.metrics.ledger_failures._value.get() == failures
 
@@ -80,7 +81,7 @@ def test_an_oversized_item_name_is_a_422_on_the_record(world: World) -> None:
 def test_a_long_missing_name_is_a_bounded_404(world: World) -> None:
     package_id = world.sealed_shared_package()
     before = world.ledger_size()
-    name = "d/" + "n" * 250 + "/" + "m" * 250  # a valid 503-byte name: no such item
+    name = "/".join(["n" * 250] * 16)  # a valid 4,015-byte name: no such item
     r = world.client.get(f"/v1/packages/{package_id}/items/{name}/content",
                          headers=world.headers(RECIPIENT))
     assert r.status_code == 404
