@@ -18,6 +18,16 @@ from evx.client.http import Api, package_path
 group("ledger", "The custody ledger: monitor, export, and verify exports offline.",
       panel=PANEL_AUDIT)
 
+POLICY = typer.Option(None, "--policy", show_default=False,
+                      help="C2SP tlog-policy file (log key, witnesses, quorum): accept a "
+                           "checkpoint only with the quorum of witness cosignatures it "
+                           "requires. Default: EVX_POLICY, else the trust state's policy file; "
+                           "none: the pinned log key alone.")
+WITNESS_WAIT = typer.Option(30.0, "--witness-wait", min=0, max=3600,
+                            help="With a policy: seconds to wait for the witnesses to cosign a "
+                                 "checkpoint covering the records (they do so in the "
+                                 "background, usually within seconds).")
+
 
 # -- custody ---------------------------------------------------------------------------------
 
@@ -28,6 +38,13 @@ def custody(
                                 help="Verify offline (default): inclusion proofs, the package "
                                      "chain, the checkpoint signature under the pinned log "
                                      "key, and consistency with the checkpoint saved here."),
+    policy_file: Path | None = POLICY, witness_wait: float = WITNESS_WAIT,
+    bundle_file: Path | None = typer.Option(
+        None, "--bundle", help="Also write the verified custody as a self-contained bundle "
+        "(docs/ledger-format.md section 10) for `evx verify-bundle`."),
+    report_file: Path | None = typer.Option(
+        None, "--report", help="Also write the verified timeline as a PDF with the bundle "
+        "attached (needs evidence-exchange[report])."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """A package's chain of custody as a timeline, verified offline.
@@ -35,14 +52,27 @@ def custody(
     Inclusion proofs, the package chain and the checkpoint signature are checked against the
     log key pinned on first use, and the checkpoint against the one saved here (consistency
     proof); then the newer checkpoint is saved."""
+    from custody.checkpoint import Checkpoint
+    from custody.policy import Policy
+
+    from evx.client.errors import UsageError
     from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,
         verify_continuation,
         verify_custody,
     )
+    from evx.client.witnessed import (
+        configured_policy,
+        describe,
+        require_log_key,
+        to_json,
+        witnessed_checkpoint,
+    )
 
     output = Output(as_json=as_json)
+    if not verify and (bundle_file or report_file):
+        raise UsageError("--bundle and --report need the verification (drop --no-verify)")
 
     with Api(url, token) as api:
         pages = []
@@ -65,9 +95,26 @@ def custody(
             for page in pages[1:]:
                 entries += verify_continuation(page, pinned.key, package_id,
                                                entries[-1].leaf_hash().hex())
+            policy = configured_policy(policy_file, state)
+            if policy is None and (bundle_file or report_file):
+                policy = Policy.for_log(pinned.key)  # the bundle records: no witnesses
             advance = None
-            for page in pages:
-                advance = advance_checkpoint(api, state, pinned.key, page["checkpoint"])
+            if policy is None:
+                for page in pages:
+                    advance = advance_checkpoint(api, state, pinned.key, page["checkpoint"])
+            else:
+                # Only a witnessed checkpoint is trusted: one that covers the pages' and
+                # extends them, accepted by the policy, then consistent with the saved one.
+                require_log_key(policy, pinned.key)
+                proven_in = Checkpoint.verify(pages[-1]["checkpoint"], pinned.key)
+                witnessed = witnessed_checkpoint(api, policy, covering=proven_in,
+                                                 wait=witness_wait)
+                advance = advance_checkpoint(api, state, pinned.key, witnessed.note)
+                result["witnesses"] = to_json(witnessed, policy)
+                output.note(escape(describe(witnessed, policy)))
+                if bundle_file or report_file:
+                    result.update(_write_proofs(api, package_id, entries, policy, witnessed,
+                                                bundle_file, report_file))
             assert advance is not None
             result.update(verified=True, checkpoint=advance.to_json(),
                           log_key=str(pinned.key))
@@ -84,8 +131,33 @@ def custody(
         output.out.print(f"[bold green]VERIFIED[/bold green] {len(raw_entries)} entries: "
                          f"inclusion proofs and package chain against the checkpoint of "
                          f"{cp['tree_size']} entries signed by the pinned log key{since}.")
+        if "witnesses" in result:
+            output.out.print(escape("Witnessed: checkpoint of "
+                                    f"{result['witnesses']['tree_size']} entries cosigned by "
+                                    f"{', '.join(result['witnesses']['cosigned_by'])} (policy: "
+                                    f"{result['witnesses']['quorum']})."))
+        for kind in ("bundle", "report"):
+            if kind in result:
+                output.out.print(escape(f"{kind} written to {result[kind]}"))
     else:
         output.out.print("[yellow]NOT verified[/yellow] (--no-verify)")
+
+
+def _write_proofs(api: Api, package_id: str, entries: list[Any], policy: Any, witnessed: Any,
+                  bundle_file: Path | None, report_file: Path | None) -> dict[str, Any]:
+    from evx.client.bundle import build_bundle
+    from evx.client.report import render_report
+    from evx.client.state import write_atomically
+
+    data, verified = build_bundle(api, package_id, entries, policy, witnessed)
+    written: dict[str, Any] = {}
+    if bundle_file is not None:
+        write_atomically(bundle_file, data, 0o644)
+        written["bundle"] = str(bundle_file)
+    if report_file is not None:
+        write_atomically(report_file, render_report(verified, data, policy), 0o644)
+        written["report"] = str(report_file)
+    return written
 
 
 def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
@@ -115,28 +187,47 @@ def ledger_sync(
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No output unless it fails "
                                                              "(for cron)."),
+    policy_file: Path | None = POLICY, witness_wait: float = WITNESS_WAIT,
 ) -> None:
     """Monitor the ledger: refuse a rewritten history or a changed log key.
 
     Fetches the signed checkpoint, verifies it under the pinned log key (pinned on first use; a changed key is refused), prove it extends the checkpoint saved
     here (consistency proof), then save it. Any inconsistency exits non-zero."""
     from evx.client.trust import advance_checkpoint, pinned_log_key
+    from evx.client.witnessed import (
+        configured_policy,
+        describe,
+        require_log_key,
+        to_json,
+        witnessed_checkpoint,
+    )
 
     output = Output(as_json=as_json, quiet=quiet)
 
+    witnessed_text = ""
+    witnesses: dict[str, Any] = {}
     with Api(url, token) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state)
-        note = api.request("GET", "/v1/ledger/checkpoint").text
+        policy = configured_policy(policy_file, state)
+        if policy is None:
+            note = api.request("GET", "/v1/ledger/checkpoint").text
+        else:
+            require_log_key(policy, pinned.key)
+            witnessed = witnessed_checkpoint(api, policy, wait=witness_wait)
+            note = witnessed.note
+            witnessed_text = "; " + describe(witnessed, policy)
+            witnesses = {"witnesses": to_json(witnessed, policy)}
         advance = advance_checkpoint(api, state, pinned.key, note)
     data = {"ok": True, "server": api.origin, "newly_pinned": pinned.newly_pinned,
-            "log_key": str(pinned.key), **advance.to_json()}
+            "log_key": str(pinned.key), **advance.to_json(), **witnesses}
     if advance.previous_size is None:
         text = (f"trusting {api.origin} from now on: log key pinned, checkpoint of "
                 f"{advance.checkpoint.size} entries saved")
     else:
         text = (f"ledger consistent: {advance.previous_size} → {advance.checkpoint.size} "
                 f"entries, signed by the pinned key")
+    text += witnessed_text
     output.result(data, escape(text))
 
 
@@ -147,6 +238,7 @@ def ledger_export(
                                 help="Verify the export with the pinned key and the "
                                      "checkpoint saved here (default), then save its "
                                      "checkpoint."),
+    policy_file: Path | None = POLICY,
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Export the whole ledger to a file and verify it (operator's auditors).
@@ -160,15 +252,20 @@ def ledger_export(
     from custody.errors import VerificationError
 
     from evx.client.errors import IntegrityFailure, LedgerInconsistent
+    from evx.client.witnessed import configured_policy, require_log_key, to_json
 
     temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
     written = 0
     with Api(url, token) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state) if verify else None
+        policy = configured_policy(policy_file, state)
+        if policy is not None and pinned is not None:
+            require_log_key(policy, pinned.key)
         try:
             with output.progress() as transfers, \
-                    api.stream("GET", "/v1/ledger/export") as response, \
+                    api.stream("GET", "/v1/ledger/export",
+                               params={"witnessed": "true"} if policy else None) as response, \
                     temporary.open("wb") as handle:
                 task = transfers.start("exporting ledger", 0)
                 for block in response.iter_bytes(1024 * 1024):
@@ -193,6 +290,14 @@ def ledger_export(
                 raise kind(f"the export {out_file} does NOT verify: "
                            f"{type(exc).__name__}: {exc}",
                            hint="Keep the file as evidence and report it.") from exc
+            if policy is not None:
+                try:
+                    witnessed = policy.verify_checkpoint(verified.checkpoint_note)
+                except VerificationError as exc:
+                    raise IntegrityFailure(f"the export's checkpoint is NOT WITNESSED as your "
+                                           f"policy requires: {exc.reason}",
+                                           slug="quorum-not-met") from exc
+                result["witnesses"] = to_json(witnessed, policy)
             advance = advance_checkpoint(api, state, pinned.key, verified.checkpoint_note)
             result.update(verified=True, entries=verified.entry_count,
                           packages=verified.package_count, checkpoint=advance.to_json())

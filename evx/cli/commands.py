@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "evx.cli.signin",
     "evx.cli.packages",
     "evx.cli.audit",
+    "evx.cli.bundle",
     "evx.cli.ledger",
     "evx.cli.server",
     "evx.cli.identity",

@@ -20,7 +20,12 @@ group("ledger", "The custody ledger: monitor, export, and verify exports offline
 @command("verify", group="ledger")
 def verify(
     export: Path = typer.Argument(..., help="The JSON Lines export (GET /v1/ledger/export)."),
-    key: str = typer.Option(..., "--key", help="The log's verifier key, inline or a file."),
+    key: str | None = typer.Option(None, "--key", help="The log's verifier key, inline or a "
+                                   "file (default with --policy: the policy's log key)."),
+    policy_file: Path | None = typer.Option(None, "--policy", help="A C2SP tlog-policy: the "
+                                            "export's checkpoint must carry the quorum of "
+                                            "witness cosignatures it requires (export with a "
+                                            "policy: `evx ledger export --policy`)."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint",
                                            help="A signed checkpoint saved earlier: the export "
                                                 "must extend it (catches rollback/rewrites)."),
@@ -43,6 +48,17 @@ def verify(
     from custody.rules import RulesViolated
 
     output = Output(as_json=as_json)
+    policy = None
+    if policy_file is not None:
+        from evx.client.witnessed import load_policy
+
+        policy = load_policy(policy_file)
+        if key is None:
+            if len(policy.logs) != 1:
+                raise UsageError("the policy names several logs: give --key", slug="bad-key")
+            key = str(policy.logs[0].key)
+    if key is None:
+        raise UsageError("give --key (the log's verifier key) or --policy", slug="bad-key")
     try:
         verifier_key = load_verifier_key(key)
     except VerificationError as exc:
@@ -60,15 +76,28 @@ def verify(
     violations = check_file_rules(export)
     if violations:
         raise RulesViolated(violations)
+    witnessed_line = ""
+    witnesses = {}
+    if policy is not None:
+        from evx.client.witnessed import require_log_key
+
+        require_log_key(policy, verifier_key)
+        # raises QuorumNotMet / SignatureError: exit 1 by the table, with the reason
+        accepted = policy.verify_checkpoint(result.checkpoint_note)
+        names = ", ".join(sorted(accepted.cosigned)) or "no witness"
+        witnessed_line = f"\n  cosigned by {names} (policy: {policy.describe_quorum()})"
+        witnesses = {"cosigned_by": sorted(accepted.cosigned),
+                     "quorum": policy.describe_quorum()}
     if save_checkpoint is not None:
         save_checkpoint.write_text(result.checkpoint_note, encoding="utf-8")
     root = base64.b64encode(result.root).decode()
     output.result({"verified": True, "origin": result.origin, "tree_size": result.tree_size,
                    "entries": result.entry_count, "packages": result.package_count,
-                   "root": root},
+                   "root": root, **({"witnesses": witnesses} if witnesses else {})},
                   f"VERIFIED {result.entry_count} entries of {result.origin}\n"
                   f"  tree size {result.tree_size}, root {root}\n"
-                  f"  {result.package_count} packages; checkpoint signed by {verifier_key}")
+                  f"  {result.package_count} packages; checkpoint signed by {verifier_key}"
+                  + witnessed_line)
 
 
 @command("verifier-key", group="ledger", server=True)

@@ -167,7 +167,12 @@ class _QueueWriter:
 @router.get("/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}},
                              "description": "JSON Lines export (docs/ledger-format.md)"}})
-async def export(officer: Officer, request: Request) -> StreamingResponse:
+async def export(officer: Officer, request: Request,
+                 witnessed: Annotated[bool, Query(
+                     description="Export under the newest witnessed checkpoint (the one "
+                                 "/v1/ledger/checkpoint serves, with its cosignatures) instead "
+                                 "of a fresh one; the same as without when there is none.")
+                 ] = False) -> StreamingResponse:
     """The whole ledger with a fresh signed checkpoint, for ``evx ledger verify`` (operator's
     auditors)."""
     runtime = request.app.state.runtime
@@ -182,7 +187,11 @@ async def export(officer: Officer, request: Request) -> StreamingResponse:
 
     def produce() -> None:
         try:
-            runtime.ledger.export(_QueueWriter(pieces, cancelled))
+            note = runtime.served_checkpoint_note() if witnessed else None
+            if note is not None:
+                runtime.ledger.export_with(_QueueWriter(pieces, cancelled), note)
+            else:
+                runtime.ledger.export(_QueueWriter(pieces, cancelled))
             pieces.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the response, which re-raises
             if not cancelled.is_set():

@@ -4,6 +4,7 @@ that cannot get a quorum."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from custody.errors import VerificationError
 from custody.note import VerifierKey
 from custody.policy import Policy, QuorumNotMet, WitnessedCheckpoint
 from evx.witness.state import WitnessStore
@@ -133,6 +133,20 @@ def test_cosignatures_quorum_outage_restart(federation: Federation) -> None:
     assert set(got.cosigned) == {"W1", "W2", "W3"}
     note = fed.served()
     assert note.count("\n\u2014 ") == 4  # the log's signature and three cosignatures
+    synced = fed.monitor.json("ledger", "sync", "--policy", str(fed.root / "policy"))
+    assert synced["witnesses"]["quorum"] == "2 of W1, W2, W3"
+    assert len(synced["witnesses"]["cosigned_by"]) >= 2
+    export = fed.root / "ledger.jsonl"
+    fed.monitor.run("ledger", "export", "-o", str(export), "--policy", str(fed.root / "policy"))
+    offline = fed.monitor.json("ledger", "verify", str(export), "--policy",
+                               str(fed.root / "policy"))
+    assert offline["witnesses"]["quorum"] == "2 of W1, W2, W3"
+    assert len(offline["witnesses"]["cosigned_by"]) >= 2
+    # Without the witnessed export, the fresh checkpoint has no cosignature: refused.
+    bare = fed.root / "bare.jsonl"
+    fed.monitor.run("ledger", "export", "-o", str(bare))
+    fed.monitor.run("ledger", "verify", str(bare), "--policy", str(fed.root / "policy"),
+                    expect=1)
     wait_for("no lag", lambda: all(s["lag_entries"] == 0 for s in witness_status(fed).values())
              or None)
     metrics = httpx.get(fed.hub.url + "/metrics", timeout=10).text
@@ -143,10 +157,12 @@ def test_cosignatures_quorum_outage_restart(federation: Federation) -> None:
     down = fed.witnesses[2]
     down_size = WitnessStore(down.db).latest(fed.log_key.name).state.size
     down.stop()
-    fed.activity("two")
+    package = fed.activity("two")
     size = fed.tree_size()
     got = fed.accepted(size, 2)
     assert set(got.cosigned) == {"W1", "W2"}
+    custody = fed.monitor.run("custody", package, "--policy", str(fed.root / "policy"))
+    assert "cosigned by W1, W2 (policy: 2 of W1, W2, W3)" in custody.stdout + custody.stderr
     status = wait_for("W3 reported lagging",
                       lambda: (s := witness_status(fed))["W3"]["lag_entries"] > 0
                       and s["W3"]["last_error"] and s)
@@ -167,12 +183,19 @@ def test_forked_history_gets_no_quorum(federation: Federation) -> None:
     fed = federation
     package = fed.activity("before")
     honest = fed.accepted(fed.tree_size(), 3)
+    policy = str(fed.root / "policy")
+    witnessed_client = fed.hub.user(OPERATOR, "auditor", "hanna.witnessed")
+    witnessed_client.run("ledger", "sync", "--policy", policy)
+    key_only_client = fed.hub.user(OPERATOR, "auditor", "karl.keyonly")
+    fresh_client = fed.hub.user(OPERATOR, "auditor", "fritz.fresh")
+    honest_files = {}
 
     # The operator rewrites history (an entry changed, everything after re-chained, nodes
     # rebuilt, checkpoints and the cosignatures it held deleted) and the hub re-signs it with
     # the real log key.
     fed.hub.stop()
     db = fed.hub.data_dir / "evidence.db"
+    honest_files = {p.name: p.read_bytes() for p in fed.hub.data_dir.glob("evidence.db*")}
 
     def forge(entry: dict[str, Any]) -> None:
         entry["actor"]["subject"] = "someone.else"
@@ -204,4 +227,82 @@ def test_forked_history_gets_no_quorum(federation: Federation) -> None:
     assert all(s["last_error"] and s["last_error"].startswith("422") for s in status.values())
     assert all(s["lag_entries"] >= forked_size - honest.checkpoint.size
                for s in status.values())
-    assert package
+
+    # Clients: the one that accepted the witnessed history refuses the fork; a client new to
+    # the hub refuses it too (no quorum), naming who cosigned: nobody.
+    refused_sync = witnessed_client.run("ledger", "sync", "--policy", policy, "--json",
+                                        "--witness-wait", "2", expect=1)
+    assert json.loads(refused_sync.stdout)["error"] == "quorum-not-met"
+    fresh = fresh_client.run("custody", package, "--policy", policy, "--json",
+                             "--witness-wait", "2", expect=1)
+    assert json.loads(fresh.stdout)["error"] == "quorum-not-met"
+    assert json.loads(fresh.stdout)["cosigned_by"] == []
+    # A client trusting the log key alone accepts the fork ...
+    key_only_client.run("ledger", "sync")
+    # ... and when the hub shows the honest history again, that client sees the split (exit 1).
+    fed.hub.stop()
+    for p in fed.hub.data_dir.glob("evidence.db*"):
+        p.unlink()
+    for name, data in honest_files.items():
+        (fed.hub.data_dir / name).write_bytes(data)
+    fed.hub.start()
+    split = key_only_client.run("ledger", "sync", "--json", expect=1)
+    assert json.loads(split.stdout)["error"] == "ledger-inconsistent"
+    witnessed_client.run("ledger", "sync", "--policy", policy)
+
+
+def test_bundle_outlives_the_hub(federation: Federation, tmp_path: Path) -> None:
+    """Runs last: a custody bundle and its PDF made on the running hub verify after the hub,
+    the witnesses and all their data are gone."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    fed = federation
+    package = fed.activity("court")
+    fed.investigator.run("seal", package)
+    fed.accepted(fed.tree_size(), 2)
+    bundle, report = tmp_path / "custody.json", tmp_path / "custody.pdf"
+    made = fed.monitor.json("custody", package, "--policy", str(fed.root / "policy"),
+                            "--bundle", str(bundle), "--report", str(report))
+    assert made["bundle"] == str(bundle) and made["report"] == str(report)
+    policy = tmp_path / "policy"
+    shutil.copy(fed.root / "policy", policy)
+
+    fed.hub.stop()
+    for w in fed.witnesses:
+        w.stop()
+    shutil.rmtree(fed.hub.data_dir)
+    for w in fed.witnesses:
+        shutil.rmtree(w.root)
+
+    offline = fed.monitor.json("verify-bundle", str(bundle), "--policy", str(policy))
+    actions = [e["action"] for e in offline["entries"]]
+    assert actions[:2] == ["package.created", "item.uploaded"]
+    assert offline["entries"][0]["package"] == package
+    assert len(offline["cosigned_by"]) >= 2 and offline["quorum"] == "2 of W1, W2, W3"
+    assert [i["name"] for i in offline["manifest"]["items"]] == ["notes.txt"]
+    assert offline["violations"] == []
+
+    # The same bundle with the quorum lowered in its policy: refused, with the reason.
+    weakened = tmp_path / "weakened.json"
+    weakened.write_text(bundle.read_text().replace("group partners 2", "group partners 1"))
+    refused = fed.monitor.run("verify-bundle", str(weakened), "--policy", str(policy),
+                              "--json", expect=1)
+    assert json.loads(refused.stdout)["check"] == "PolicyMismatch"
+
+    # The PDF opens, shows the timeline, and carries the bundle.
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(report),
+                    str(tmp_path / "page")], check=True, timeout=60)
+    image = Image.open(tmp_path / "page-1.png").convert("L")
+    dark = sum(1 for p in image.getdata() if p < 128)
+    assert dark > 1000, "the rendered page is blank"
+    text = subprocess.run(["pdftotext", "-layout", str(report), "-"], check=True,
+                          capture_output=True, text=True, timeout=60).stdout
+    assert f"Chain of custody of package {package}" in text
+    assert "package.created" in text and "item.uploaded" in text
+    assert "the policy requires 2 of W1, W2, W3" in text
+    subprocess.run(["pdfdetach", "-saveall", "-o", str(tmp_path), str(report)], check=True,
+                   timeout=60)
+    assert (tmp_path / "custody-bundle.json").read_bytes() == bundle.read_bytes()
