@@ -5,6 +5,7 @@ that cannot get a quorum."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -188,7 +189,6 @@ def test_forked_history_gets_no_quorum(federation: Federation) -> None:
     witnessed_client.run("ledger", "sync", "--policy", policy)
     key_only_client = fed.hub.user(OPERATOR, "auditor", "karl.keyonly")
     fresh_client = fed.hub.user(OPERATOR, "auditor", "fritz.fresh")
-    honest_files = {}
 
     # The operator rewrites history (an entry changed, everything after re-chained, nodes
     # rebuilt, checkpoints and the cosignatures it held deleted) and the hub re-signs it with
@@ -202,8 +202,6 @@ def test_forked_history_gets_no_quorum(federation: Federation) -> None:
 
     first_of_package = 0
     rewrite_entry(db, first_of_package, forge)
-    import sqlite3
-
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM witness_cosignatures")
     conn.close()
