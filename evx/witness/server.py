@@ -214,6 +214,12 @@ def make_handler(witness: Witness, prefix: str) -> type[BaseHTTPRequestHandler]:
 
 def serve(witness: Witness, host: str, port: int, prefix: str = "") -> ThreadingHTTPServer:
     """A started-on-demand server (call ``serve_forever``); binds ``host:port``."""
-    server = ThreadingHTTPServer((host, port), make_handler(witness, prefix.rstrip("/")))
+    server = _WitnessHTTPServer((host, port), make_handler(witness, prefix.rstrip("/")))
     server.daemon_threads = True
     return server
+
+
+class _WitnessHTTPServer(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 resets bursts of connections (several logs, or one
+    # log's replicas, submitting at once).
+    request_queue_size = 128

@@ -183,6 +183,7 @@ def test_concurrent_submissions_only_one_advances(witness: WitnessProcess, log: 
         t.start()
     for t in threads:
         t.join()
+    assert sorted(results) == sizes  # every request was answered
     winners = [s for s, r in results.items() if r.status_code == 200]
     assert len(winners) == 1, {s: r.status_code for s, r in results.items()}
     losers = {r.status_code for s, r in results.items() if s not in winners}
