@@ -138,14 +138,15 @@ class ResumableUpload:
                 if self.hashed != offset:
                     raise _changed(self.source, self.size, self.hashed)
             failures = 0
+            lost = False  # the last request broke off: ask the service where it stands
             while True:
                 try:
+                    if lost:
+                        offset, lost = self._offset(), False
                     if offset < self.size:
                         offset = self._append(offset)
                         failures = 0
                         continue
-                    if self.hashed != self.size:  # pragma: no cover - guarded by _blocks
-                        raise _changed(self.source, self.size, self.hashed)
                     return self.size, self._complete(offset)
                 except _Retry as retry:
                     failures += 1
@@ -157,7 +158,7 @@ class ResumableUpload:
                                  "service stored it.") from retry.cause
                     self.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
                                * random.uniform(0.5, 1.0))
-                    offset = self._offset()
+                    lost = True
         finally:
             self.progress.finish(self.task)
 
