@@ -141,3 +141,63 @@ def throttle_recorder(limits: RequestLimits, recorder: Any, window_seconds: floa
     while not stop.wait(window_seconds):
         record_throttled(limits, recorder, window_seconds)
     record_throttled(limits, recorder, window_seconds)
+
+
+# -- transfers -------------------------------------------------------------------------------
+
+class TransferStalled(Exception):
+    """The peer moved fewer bytes than the minimum rate over a window."""
+
+
+class TransferRefused(Exception):
+    """A transfer may not start now; ``retry_after`` in seconds. ``busy`` is True when the
+    replica's memory budget is spent (a 503), False when the caller is over its own limit
+    (a 429)."""
+
+    def __init__(self, message: str, *, retry_after: int, busy: bool) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.busy = busy
+
+
+class TransferSlots:
+    """Concurrent transfers per officer and per authority, and the replica's budget of bytes
+    buffered by transfers (each transfer reserves its worst case before its first byte)."""
+
+    def __init__(self, *, per_officer: int, per_authority: int, budget_bytes: int) -> None:
+        self.per_officer = per_officer
+        self.per_authority = per_authority
+        self.budget_bytes = budget_bytes
+        self._lock = threading.Lock()
+        self._officers: dict[tuple[str, str], int] = {}
+        self._authorities: dict[str, int] = {}
+        self.reserved = 0
+
+    def try_acquire(self, caller: Any, cost: int) -> None:
+        """Reserve a slot and ``cost`` bytes, or raise :class:`TransferRefused`."""
+        officer = (caller.authority, caller.subject)
+        with self._lock:
+            if self._officers.get(officer, 0) >= self.per_officer:
+                raise TransferRefused(f"this officer already has {self.per_officer} transfers "
+                                      "running", retry_after=5, busy=False)
+            if self._authorities.get(caller.authority, 0) >= self.per_authority:
+                raise TransferRefused(f"this authority already has {self.per_authority} "
+                                      "transfers running", retry_after=5, busy=False)
+            if self.reserved + cost > self.budget_bytes:
+                raise TransferRefused("the service is at its transfer memory budget",
+                                      retry_after=5, busy=True)
+            self._officers[officer] = self._officers.get(officer, 0) + 1
+            self._authorities[caller.authority] = self._authorities.get(caller.authority, 0) + 1
+            self.reserved += cost
+
+    def release(self, caller: Any, cost: int) -> None:
+        officer = (caller.authority, caller.subject)
+        with self._lock:
+            self.reserved -= cost
+            for table, key in ((self._officers, officer),
+                               (self._authorities, caller.authority)):
+                left = table.get(key, 1) - 1
+                if left:
+                    table[key] = left
+                else:
+                    table.pop(key, None)

@@ -39,11 +39,13 @@ from evx.protocol.problems import (  # noqa: F401 - the service uses them as pro
     PROBLEM_JSON,
     RANGE_NOT_SATISFIABLE,
     REQUEST_STATE,
+    SERVICE_BUSY,
     SHARE_EXPIRED,
     SHARE_REVOKED,
     STORE_UNAVAILABLE,
     TOO_LARGE,
     TOO_MANY_REQUESTS,
+    TRANSFER_STALLED,
     TYPE_BASE,
     UNAUTHENTICATED,
     UPLOAD_IN_PROGRESS,
@@ -163,11 +165,13 @@ def register_domain_errors() -> None:
     """The mapping of every domain's errors to problem types, in one place."""
     from service.identity import errors as identity
     from service.ledger import errors as ledger
+    from service.limits import TransferStalled
     from service.packages import errors as pkg
     from service.requests import errors as req
     from storage import errors as storage
 
     for error, kind in [
+        (TransferStalled, TRANSFER_STALLED),
         (pkg.PackageNotFound, NOT_FOUND),
         (pkg.ItemNotFound, NOT_FOUND),
         (pkg.AccessDenied, FORBIDDEN),

@@ -19,7 +19,7 @@ from service.identity.providers import ProviderFollower, ProviderUnavailable
 from service.identity.registrar import TrustRegistrar
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
-from service.limits import RequestLimits
+from service.limits import RequestLimits, TransferSlots
 from service.metrics import Metrics
 from service.packages.gate import Gate
 from service.packages.service import PackageService
@@ -57,6 +57,7 @@ class Runtime:
     providers: ProviderFollower
     uploads: ResumableUploads
     request_limits: RequestLimits
+    transfer_slots: TransferSlots
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
     notifier: Notifier = None  # type: ignore[assignment]
@@ -239,7 +240,11 @@ def build_runtime(settings: Settings) -> Runtime:
                           officer_rate=settings.officer_requests_per_second,
                           officer_burst=settings.officer_request_burst,
                           authority_rate=settings.authority_requests_per_second,
-                          authority_burst=settings.authority_request_burst))
+                          authority_burst=settings.authority_request_burst),
+                      transfer_slots=TransferSlots(
+                          per_officer=settings.transfers_per_officer,
+                          per_authority=settings.transfers_per_authority,
+                          budget_bytes=settings.transfer_memory_budget_mib * MIB))
     runtime.providers = ProviderFollower(
         registrar, runtime.authority_for_issuer,
         min_interval=settings.provider_refetch_seconds,

@@ -85,6 +85,24 @@ class Settings(BaseSettings):
         default=60, ge=1, le=3600, description="Refused requests are recorded as one "
         "requests.throttled entry per officer per window, with the count.")
 
+    transfers_per_officer: int = Field(
+        default=8, ge=1, le=1000, description="Uploads and downloads one officer may run at "
+        "once on a replica (beyond: 429).")
+    transfers_per_authority: int = Field(
+        default=32, ge=1, le=10_000, description="Uploads and downloads one authority may run "
+        "at once on a replica (beyond: 429).")
+    transfer_memory_budget_mib: int = Field(
+        default=512, ge=16, le=1_048_576, description="Bytes all transfers of a replica may "
+        "buffer; a transfer reserves its worst case first, beyond it waits, then 503.")
+    transfer_queue_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="How long a transfer waits for the memory "
+        "budget before 503 with Retry-After.")
+    transfer_stall_seconds: int = Field(
+        default=30, ge=1, le=3600, description="Window for the minimum transfer rate.")
+    transfer_min_bytes_per_second: int = Field(
+        default=1024, ge=1, description="A body (up or down) moving fewer bytes per second "
+        "than this over the stall window is cut.")
+
     sweep_grace_seconds: int = Field(
         default=86_400, ge=60,
         description="An upload pending longer than this died; the sweeper removes its objects. "

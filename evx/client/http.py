@@ -118,6 +118,11 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
                                        "The custody ledger cannot be written, so the service "
                                        "refused the operation. Retry later; if it persists, "
                                        "tell the operator."),
+    problems.TRANSFER_STALLED.slug: (UnavailableError, "The connection moved too slowly and "
+                                                       "the service cut it; run the command "
+                                                       "again."),
+    problems.SERVICE_BUSY.slug: (UnavailableError, "The service is at its transfer capacity; "
+                                                   "retry in a moment."),
     problems.STORE_UNAVAILABLE.slug: (UnavailableError, "The evidence store is unavailable; "
                                                         "retry later."),
     problems.INTERNAL.slug: (UnavailableError, "The service failed; retry later, and tell the "

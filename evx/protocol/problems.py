@@ -47,6 +47,8 @@ BODY_TOO_LARGE = ProblemType(413, "body-too-large",
                              "The request body exceeds the maximum for this route")
 TOO_MANY_REQUESTS = ProblemType(429, "too-many-requests",
                                 "Too many requests; retry after the time in Retry-After")
+TRANSFER_STALLED = ProblemType(408, "transfer-stalled",
+                               "The body moved slower than the service's minimum rate")
 RANGE_NOT_SATISFIABLE = ProblemType(416, "range-not-satisfiable", "Range not satisfiable")
 DIGEST_MISMATCH = ProblemType(422, "digest-mismatch",
                               "The uploaded bytes do not match the Content-Digest sent")
@@ -71,6 +73,8 @@ LEDGER_INCONSISTENT = ProblemType(
     "The stored ledger does not match its signed checkpoints or the log key; nothing is served")
 LEDGER_UNAVAILABLE = ProblemType(503, "ledger-unavailable",
                                  "The custody ledger cannot be written; the operation was refused")
+SERVICE_BUSY = ProblemType(503, "service-busy",
+                           "The service is at its transfer capacity; retry after Retry-After")
 STORE_UNAVAILABLE = ProblemType(503, "store-unavailable", "The evidence store is unavailable")
 INTERNAL = ProblemType(500, "internal", "Internal error")
 
@@ -79,11 +83,11 @@ INTERNAL = ProblemType(500, "internal", "Internal error")
 PROBLEM_TYPES: tuple[ProblemType, ...] = (
     BAD_REQUEST, UNAUTHENTICATED, FORBIDDEN, SHARE_EXPIRED, SHARE_REVOKED, NOT_FOUND,
     METHOD_NOT_ALLOWED, CONFLICT, PACKAGE_SEALED, PACKAGE_NOT_SEALED, ITEM_EXISTS,
-    REQUEST_STATE, NAME_CONFLICT, NOT_A_FILE, TOO_LARGE, BODY_TOO_LARGE, TOO_MANY_REQUESTS,
+    REQUEST_STATE, NAME_CONFLICT, NOT_A_FILE, TOO_LARGE, BODY_TOO_LARGE, TOO_MANY_REQUESTS, TRANSFER_STALLED,
     RANGE_NOT_SATISFIABLE, DIGEST_MISMATCH,
     VALIDATION, UPLOAD_NOT_FOUND, UPLOAD_IN_PROGRESS, UPLOAD_SUPERSEDED,
     MISMATCHING_UPLOAD_OFFSET, INCONSISTENT_UPLOAD_LENGTH, INTEGRITY, LEDGER_INCONSISTENT,
-    LEDGER_UNAVAILABLE, STORE_UNAVAILABLE, INTERNAL,
+    LEDGER_UNAVAILABLE, SERVICE_BUSY, STORE_UNAVAILABLE, INTERNAL,
 )
 
 

@@ -14,6 +14,14 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from evx.protocol.names import InvalidName, decode_text
 from service.auth import Officer
 from service.guard import streams_body
+from service.transfer_limits import (
+    DOWNLOAD_BUFFER_BYTES,
+    UPLOAD_BUFFER_BYTES,
+    PacedStream,
+    PacedStreamingResponse,
+    transfer_slot,
+)
+from service.transfer_limits import acquire as acquire_slot
 from storage.errors import IntegrityError as StorageIntegrityError
 from service.packages import repository as repo
 from service.packages.errors import InvalidItemName, ItemNotFound
@@ -194,9 +202,16 @@ async def upload_item(
                                    content_length)
     transfers = _transfers(request)
     expected = parse_content_digest(content_digest) if content_digest is not None else None
-    item = await with_body(request.stream(), lambda body: transfers.upload(
-        officer, package_id, name, body, declared_length=content_length,
-        expected_sha256=expected))
+    runtime = request.app.state.runtime
+    settings = runtime.settings
+    async with transfer_slot(runtime.transfer_slots, officer, UPLOAD_BUFFER_BYTES,
+                             settings.transfer_queue_seconds):
+        body = PacedStream(request.stream().__aiter__(),
+                           min_rate=settings.transfer_min_bytes_per_second,
+                           window=settings.transfer_stall_seconds)
+        item = await with_body(body, lambda body: transfers.upload(
+            officer, package_id, name, body, declared_length=content_length,
+            expected_sha256=expected))
     request.app.state.runtime.metrics.bytes_in.inc(item.size)
     response.headers["Location"] = item_url(package_id, item.name) + "/content"
     return item_out(item)
@@ -298,8 +313,15 @@ async def download_item(
             return None
         return parse_range(range_header, item.size)
 
-    download = await anyio.to_thread.run_sync(
-        lambda: transfers.begin_download(officer, package_id, name, select))
+    runtime = request.app.state.runtime
+    slots, settings = runtime.transfer_slots, runtime.settings
+    await acquire_slot(slots, officer, DOWNLOAD_BUFFER_BYTES, settings.transfer_queue_seconds)
+    try:
+        download = await anyio.to_thread.run_sync(
+            lambda: transfers.begin_download(officer, package_id, name, select))
+    except BaseException:
+        slots.release(officer, DOWNLOAD_BUFFER_BYTES)
+        raise
     item = download.item
     etag = f'"{item.sha256}"'
     length = download.end - download.start
@@ -322,7 +344,15 @@ async def download_item(
         sent = 0
         error: BaseException | None = None
         try:
-            async for block in blocks_from_thread(download.chunks):
+            first = True
+
+            def recheck() -> None:  # the first block was authorised a moment ago
+                nonlocal first
+                if not first:
+                    transfers.recheck(officer, download)
+                first = False
+
+            async for block in blocks_from_thread(download.chunks, recheck):
                 yield block
                 sent += len(block)
                 metrics.bytes_out.inc(len(block))
@@ -334,10 +364,13 @@ async def download_item(
                 metrics.integrity_failures.inc()
             raise
         finally:
+            slots.release(officer, DOWNLOAD_BUFFER_BYTES)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: transfers.finish_download(
                     officer, package_id, name, sent=sent, error=error, expected=length,
                     started_index=download.started_index))
 
-    return StreamingResponse(body(), status_code=206 if partial else 200,  # type: ignore[arg-type]
-                             media_type="application/octet-stream", headers=headers)
+    return PacedStreamingResponse(
+        body(), status_code=206 if partial else 200,  # type: ignore[arg-type]
+        media_type="application/octet-stream", headers=headers,
+        min_rate=settings.transfer_min_bytes_per_second, window=settings.transfer_stall_seconds)

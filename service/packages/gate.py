@@ -94,6 +94,23 @@ class Gate:
             raise ShareRevoked(decision.reason)
         raise AccessDenied(decision.reason)
 
+    def still_allowed(self, caller: Caller, package: repo.PackageRow, op: Operation) -> None:
+        """Raise ShareRevoked/ShareExpired/AccessDenied if ``caller`` may no longer do ``op``
+        (checked again during a long operation; nothing is recorded here)."""
+        if caller.authority == package.owner_authority:
+            return
+        with self.engine.connect() as conn:
+            share = repo.get_share(conn, package.id, caller.authority)
+        decision = decide(caller, op, package.owner_authority,
+                          share.state() if share else None, self.clock(), self.operator)
+        if decision.allowed:
+            return
+        if decision.refusal is Refusal.SHARE_EXPIRED:
+            raise ShareExpired(decision.reason)
+        if decision.refusal is Refusal.SHARE_REVOKED:
+            raise ShareRevoked(decision.reason)
+        raise AccessDenied(decision.reason)
+
     def refuse(self, caller: Caller, action: str, package: str, error: Exception, *,
                item: str | None = None, outcome: str = "denied") -> Exception:
         """Record ``error`` as a refused (``denied``) or bad (``failed``) attempt; return it."""

@@ -19,6 +19,10 @@ T = TypeVar("T")
 
 
 PREFETCH_BLOCKS = 4  # request body read ahead of encryption: 4 MiB per upload at most
+# Transfers run on their own worker threads: however many are in flight, the threads that
+# ordinary requests use (anyio's default limiter) stay free (review H4). Bounded because the
+# transfer slots (service/limits.py) bound how many transfers run at once.
+TRANSFER_THREADS = anyio.CapacityLimiter(256)
 
 
 async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], T]) -> T:
@@ -64,7 +68,8 @@ async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[by
     async with anyio.create_task_group() as group:
         group.start_soon(pump)
         try:
-            outcome.append(await anyio.to_thread.run_sync(consume, blocks()))
+            outcome.append(await anyio.to_thread.run_sync(consume, blocks(),
+                                                          limiter=TRANSFER_THREADS))
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the group
             error.append(exc)
         finally:
@@ -75,7 +80,9 @@ async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[by
     return outcome[0]
 
 
-def _next_block(chunks: Iterator[bytes]) -> bytes:
+def _next_block(chunks: Iterator[bytes], before: Callable[[], None] | None = None) -> bytes:
+    if before is not None:
+        before()
     buffer = bytearray()
     for piece in chunks:
         buffer += piece
@@ -84,10 +91,17 @@ def _next_block(chunks: Iterator[bytes]) -> bytes:
     return bytes(buffer)
 
 
-async def blocks_from_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Iterate a blocking (decrypting) iterator from the event loop, ~1 MiB at a time."""
+async def blocks_from_thread(chunks: Iterator[bytes],
+                             before_each: Callable[[], None] | None = None,
+                             ) -> AsyncIterator[bytes]:
+    """Iterate a blocking (decrypting) iterator from the event loop, ~1 MiB at a time.
+
+    ``before_each`` runs on the worker thread before each block (e.g. "is the share still
+    active?"); what it raises ends the iteration. No thread is held while the network waits.
+    """
     while True:
-        block = await anyio.to_thread.run_sync(_next_block, chunks)
+        block = await anyio.to_thread.run_sync(_next_block, chunks, before_each,
+                                               limiter=TRANSFER_THREADS)
         if not block:
             return
         yield block

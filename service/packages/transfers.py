@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 from evx.protocol.names import InvalidName, check_name, check_target, parent_names
 from service.events import repository as events
 from service.packages import repository as repo
-from service.packages.errors import DigestMismatch, InvalidItemName, ItemExists, ItemNotFound, \
-    ItemTooLarge, NameConflict, NotAFile, PackageSealed
+from service.packages.errors import AccessDenied, DigestMismatch, InvalidItemName, \
+    ItemExists, ItemNotFound, ItemTooLarge, NameConflict, NotAFile, PackageSealed, ShareExpired, \
+    ShareRevoked
 from service.packages.gate import Gate
 from service.packages.policy import Caller, Operation
 from storage.errors import UnknownKey
@@ -188,6 +189,15 @@ class ItemTransfers:
             raise
         return Download(package, item, start, end, itertools.chain((first,), chunks), index)
 
+    def recheck(self, caller: Caller, download: Download) -> None:
+        """Between chunks: a share revoked or expired since the start stops the download.
+
+        Raises:
+            ShareRevoked, ShareExpired, AccessDenied: no longer allowed (the caller aborts,
+                and :meth:`finish_download` records why).
+        """
+        self._gate.still_allowed(caller, download.package, Operation.DOWNLOAD)
+
     def _open(self, item: repo.ItemRow, package_id: str, name: str, offset: int,
               length: int) -> Iterator[bytes]:
         assert item.storage is not None
@@ -212,8 +222,12 @@ class ItemTransfers:
             self._gate.recorder.record(caller, "download.completed", package=package_id,
                                        item=name, details={"bytes_sent": sent})
         else:
-            reason = "client disconnected" if error is None or isinstance(
-                error, (GeneratorExit, ConnectionError)) else type(error).__name__
+            if isinstance(error, (ShareRevoked, ShareExpired, AccessDenied)):
+                reason = f"stopped during the download: {error}"
+            elif error is None or isinstance(error, (GeneratorExit, ConnectionError)):
+                reason = "client disconnected"
+            else:
+                reason = type(error).__name__
             self._gate.recorder.record(caller, "download.aborted", package=package_id,
                                        item=name, outcome="failed", reason=reason,
                                        details={"bytes_sent": sent})
