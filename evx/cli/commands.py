@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "evx.cli.keys",
     "evx.cli.witness",
     "evx.cli.webhooks",
+    "evx.cli.requests",
 )
 
 

@@ -79,7 +79,7 @@ _PROBLEMS: dict[str, tuple[type[ClientError], str]] = {
     problems.CONFLICT.slug: (UsageError, "The request conflicts with the package's current "
                                          "state."),
     problems.REQUEST_STATE.slug: (UsageError, "The request is not in a state that allows "
-                                              "this; see evx requests show."),
+                                              "this; see evx request show."),
     problems.UPLOAD_NOT_FOUND.slug: (UsageError, "The upload was completed, cancelled or "
                                                  "expired; run the same command again."),
     problems.UPLOAD_IN_PROGRESS.slug: (UsageError, "Another upload of this item is in "

@@ -35,6 +35,7 @@ from service.requests.service import event_data
 
 log = structlog.get_logger("evx.webhooks")
 
+SCAN_SECONDS = 30.0  # deadlines and expiries are looked at this often (minutes matter, not ms)
 BATCH = 50  # deliveries claimed per round; the rest wait for the next
 # A delivery being sent is hidden this long past its timeout; if its sender died, it is sent
 # again after that (same id): the price of never losing one.
@@ -88,9 +89,12 @@ class Notifier:
         self._http.close()
 
     def _run(self) -> None:
+        last_scan = float("-inf")
         while not self._stop.is_set():
             try:
-                self.scan()
+                if time.monotonic() - last_scan >= max(self._poll, SCAN_SECONDS):
+                    last_scan = time.monotonic()
+                    self.scan()
                 while self.deliver_due() and not self._stop.is_set():
                     pass
             except Exception as exc:  # noqa: BLE001 - the outbox keeps everything; try again

@@ -4,6 +4,8 @@ else learns it exists (the same 404 as for a made-up id, and no trace in their l
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.api.conftest import OPERATOR, OWNER, RECIPIENT, STRANGER, World
@@ -132,3 +134,44 @@ def test_wrong_state_and_missing_grounds(world: World) -> None:
         "executing_authority": OWNER, "instrument": "eio", "reference": "R",
         "case_reference": "C", "offence_category": "fraud", "measures": ["m"]})
     assert r.status_code == 403
+
+
+def test_lists_filter_and_sort_by_next_deadline(world: World) -> None:
+    w = world
+    gate = w.runtime.gate
+    real = gate.clock
+    ids = {}
+    for reference, instrument, urgency in [("A", "eio", "normal"),
+                                           ("B", "eu-2023-1543-production", "emergency"),
+                                           ("C", "mla-treaty", "normal")]:
+        r = w.client.post("/v1/requests", headers=w.headers(RECIPIENT), json={
+            "executing_authority": OWNER, "instrument": instrument, "reference": reference,
+            "case_reference": "C", "offence_category": "fraud", "measures": ["m"],
+            "urgency": urgency})
+        ids[reference] = r.json()["id"]
+    done = _file(w)  # Budapest art. 29: refused at once, so no deadline is open
+    w.client.post(f"/v1/requests/{done}/refuse", headers=w.headers(OWNER), json={"note": "no"})
+
+    def listed(query: str) -> list[str]:
+        r = w.client.get(f"/v1/requests?{query}", headers=w.headers(OWNER))
+        assert r.status_code == 200, r.text
+        return [x["reference"] for x in r.json()["requests"]]
+
+    # 8 h (B), 7 days (A), 14 days (C); the refused one has none and comes last.
+    assert listed("sort=due") == ["B", "A", "C", "PRES-1"]
+    assert listed("due_within=1d") == ["B"]
+    assert listed("due_within=P8D") == ["B", "A"]
+    assert listed("overdue=true") == []
+    assert listed("open=true") == ["B", "A", "C"]
+    assert listed("state=refused") == ["PRES-1"]
+    try:
+        later = real() + timedelta(days=8, hours=12)
+        gate.clock = lambda: later
+        assert listed("overdue=true") == ["B", "A"]
+        r = w.client.get(f"/v1/requests/{ids['A']}", headers=w.headers(RECIPIENT)).json()
+        assert r["next_deadline"]["overdue"] is True
+        assert [d["overdue"] for d in r["deadlines"] if d["milestone"] == "acknowledge"] == [True]
+    finally:
+        gate.clock = real
+    r = w.client.get("/v1/requests?due_within=soon", headers=w.headers(OWNER))
+    assert r.status_code == 422 and "duration" in r.json()["detail"]
