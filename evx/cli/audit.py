@@ -194,13 +194,7 @@ def ledger_sync(
     Fetches the signed checkpoint, verifies it under the pinned log key (pinned on first use; a changed key is refused), prove it extends the checkpoint saved
     here (consistency proof), then save it. Any inconsistency exits non-zero."""
     from evx.client.trust import advance_checkpoint, pinned_log_key
-    from evx.client.witnessed import (
-        configured_policy,
-        describe,
-        require_log_key,
-        to_json,
-        witnessed_checkpoint,
-    )
+    from evx.client.witnessed import configured_policy, describe, sync_witnessed, to_json
 
     output = Output(as_json=as_json, quiet=quiet)
 
@@ -212,13 +206,11 @@ def ledger_sync(
         policy = configured_policy(policy_file, state)
         if policy is None:
             note = api.request("GET", "/v1/ledger/checkpoint").text
+            advance = advance_checkpoint(api, state, pinned.key, note)
         else:
-            require_log_key(policy, pinned.key)
-            witnessed = witnessed_checkpoint(api, policy, wait=witness_wait)
-            note = witnessed.note
+            advance, witnessed = sync_witnessed(api, state, policy, witness_wait)
             witnessed_text = "; " + describe(witnessed, policy)
             witnesses = {"witnesses": to_json(witnessed, policy)}
-        advance = advance_checkpoint(api, state, pinned.key, note)
     data = {"ok": True, "server": api.origin, "newly_pinned": pinned.newly_pinned,
             "log_key": str(pinned.key), **advance.to_json(), **witnesses}
     if advance.previous_size is None:

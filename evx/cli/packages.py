@@ -196,6 +196,11 @@ def download(
     limit_rate: int | None = typer.Option(None, "--limit-rate", min=1,
                                           help="Bytes per second at most (per transfer)."),
     parallel: int = PARALLEL,
+    policy_file: Path | None = typer.Option(
+        None, "--policy", show_default=False,
+        help="C2SP tlog-policy (default EVX_POLICY, else the trust state's policy file): after "
+             "the download, accept the ledger's checkpoint only with the witness quorum it "
+             "requires, and save it."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
     """Download items, verified, N at a time, resuming interrupted downloads.
@@ -238,9 +243,25 @@ def download(
 
         with board:
             run_parallel(wanted, one, parallel, done)
-    output.result({"package": package_id, "items": [r.to_json() for r in results]},
+        witnessed = _witnessed_after_download(api, policy_file)
+    output.result({"package": package_id, "items": [r.to_json() for r in results],
+                   **witnessed[0]},
                   escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
-                         "SHA-256 verified"))
+                         "SHA-256 verified" + witnessed[1]))
+
+
+def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[str, Any], str]:
+    """With a policy: the ledger (now holding this download) is witnessed as it requires."""
+    from evx.cli.options import trust_state
+    from evx.client.witnessed import configured_policy, describe, sync_witnessed, to_json
+
+    state = trust_state(api)
+    policy = configured_policy(policy_file, state)
+    if policy is None:
+        return {}, ""
+    _, witnessed = sync_witnessed(api, state, policy)
+    return ({"witnesses": to_json(witnessed, policy)},
+            f"; ledger checkpoint {describe(witnessed, policy)}")
 
 
 # -- package state ---------------------------------------------------------------------------

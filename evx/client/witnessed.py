@@ -22,6 +22,7 @@ from custody.policy import MAX_POLICY_BYTES, Policy, QuorumNotMet, WitnessedChec
 from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged, UsageError
 from evx.client.http import Api
 from evx.client.state import TrustState
+from evx.client.trust import Advance, advance_checkpoint, pinned_log_key
 
 POLICY_ENV = "EVX_POLICY"
 POLICY_FILE_NAME = "policy"
@@ -140,3 +141,18 @@ def _check_extends(api: Api, old: Checkpoint, new: Checkpoint) -> None:
         raise LedgerInconsistent(
             f"INCONSISTENT: the witnessed checkpoint of {new.size} entries does not extend the "
             f"one of {old.size} the records were proven in: {exc}") from exc
+
+
+def sync_witnessed(api: Api, state: TrustState, policy: Policy,
+                   wait: float = WITNESS_WAIT_SECONDS) -> tuple[Advance, WitnessedCheckpoint]:
+    """Accept the server's witnessed checkpoint under ``policy`` and move this machine's saved
+    checkpoint to it (consistency proof from the saved one).
+
+    Raises:
+        LogKeyChanged, IntegrityFailure, LedgerInconsistent: as :func:`require_log_key`,
+            :func:`witnessed_checkpoint` and :func:`evx.client.trust.advance_checkpoint`.
+    """
+    pinned = pinned_log_key(api, state)
+    require_log_key(policy, pinned.key)
+    witnessed = witnessed_checkpoint(api, policy, wait=wait)
+    return advance_checkpoint(api, state, pinned.key, witnessed.note), witnessed

@@ -128,12 +128,15 @@ def witness_status(fed: Federation) -> dict[str, Any]:
 
 def test_cosignatures_quorum_outage_restart(federation: Federation) -> None:
     fed = federation
-    fed.activity("one")
+    first = fed.activity("one")
     size = fed.tree_size()
     got = fed.accepted(size, 3)
     assert set(got.cosigned) == {"W1", "W2", "W3"}
     note = fed.served()
     assert note.count("\n\u2014 ") == 4  # the log's signature and three cosignatures
+    downloaded = fed.investigator.json("download", first, "-o", str(fed.root / "received"),
+                                       "--policy", str(fed.root / "policy"))
+    assert downloaded["witnesses"]["quorum"] == "2 of W1, W2, W3"
     synced = fed.monitor.json("ledger", "sync", "--policy", str(fed.root / "policy"))
     assert synced["witnesses"]["quorum"] == "2 of W1, W2, W3"
     assert len(synced["witnesses"]["cosigned_by"]) >= 2
