@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from service.auth import Officer
 from service.guard import streams_body
+from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
 from service.packages import repository as repo
 from service.packages.errors import InvalidRequest
 from service.packages.http_fields import parse_content_digest
@@ -108,12 +109,21 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
                   complete: bool, repr_sha256: bytes | None,
                   length: int | None = None) -> AppendOutcome:
     uploads = _uploads(request)
+    runtime = request.app.state.runtime
+    settings = runtime.settings
 
     def consume(body: Iterator[bytes]) -> AppendOutcome:
         return uploads.append(officer, upload_id, offset=offset, complete=complete, body=body,
                               length=length, repr_sha256=repr_sha256)
 
-    return await with_body(_counted(request), consume)
+    # the same limits as a one-request upload: a slot per officer/authority, the memory budget,
+    # the minimum rate (a stalled append keeps its whole chunks, like any broken one)
+    async with transfer_slot(runtime.transfer_slots, officer, UPLOAD_BUFFER_BYTES,
+                             settings.transfer_queue_seconds):
+        body = PacedStream(_counted(request).__aiter__(),
+                           min_rate=settings.transfer_min_bytes_per_second,
+                           window=settings.transfer_stall_seconds)
+        return await with_body(body, consume)
 
 
 @router.head("/{upload_id}", status_code=204, responses={
