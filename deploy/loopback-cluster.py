@@ -242,6 +242,8 @@ class LoopbackCluster:
             "EVX_LOG_KEY_FILE": str(self.log_key_file),
             "EVX_OPERATOR_AUTHORITY": OPERATOR_AUTHORITY,
             "EVX_LOG_FORMAT": "json",
+            # Migrated once by the owner (_create_database); replicas never migrate.
+            "EVX_AUTO_MIGRATE": "false",
         })
         if self.chunk_size:
             env["EVX_CHUNK_SIZE"] = str(self.chunk_size)
@@ -419,8 +421,21 @@ class LoopbackCluster:
         self.database_url = sa.engine.make_url(self.pg_admin_url).set(
             database=self.database).render_as_string(hide_password=False)
         self.save()
-        # Migrate once, before any replica starts (replicas would otherwise race to migrate).
+        # Migrate once, as the owner, before any replica starts (replicas would otherwise race
+        # to migrate). Then the replicas connect as a login role in `evx_service` (migration
+        # 0007): they can append to the ledger but not alter, truncate or rewrite it.
         self.evx("db", "upgrade")
+        login = f"evx_app_{self.database.rsplit('_', 1)[-1]}"
+        admin = sa.create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'CREATE ROLE "{login}" LOGIN IN ROLE evx_service'))
+        finally:
+            admin.dispose()
+        self.database_url = sa.engine.make_url(self.pg_admin_url).set(
+            database=self.database, username=login, password=None).render_as_string(
+            hide_password=False)
+        self.save()
 
     def _drop_database(self) -> None:
         if not self.database:
@@ -433,6 +448,8 @@ class LoopbackCluster:
                 conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                      "WHERE datname = :n"), {"n": self.database})
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.database}"'))
+                login = f"evx_app_{self.database.rsplit('_', 1)[-1]}"
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{login}"'))
         finally:
             admin.dispose()
         self.database = None

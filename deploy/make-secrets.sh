@@ -21,8 +21,12 @@ fi
 # (GET /v1/ledger/key) to partners; it must never change.
 new evx_log_signing_key && openssl genpkey -algorithm ed25519 -out "$out/evx_log_signing_key"
 new postgres_password && openssl rand -hex 24 > "$out/postgres_password"
-new evx_database_url && printf 'postgresql+psycopg://evx:%s@postgres:5432/evx' \
-  "$(cat "$out/postgres_password")" > "$out/evx_database_url"
+new evx_service_password && openssl rand -hex 24 > "$out/evx_service_password"
+# The schema owner (migrations only) and the service's least-privilege role (migration 0007).
+new evx_migrate_database_url && printf 'postgresql+psycopg://evx:%s@postgres:5432/evx' \
+  "$(cat "$out/postgres_password")" > "$out/evx_migrate_database_url"
+new evx_database_url && printf 'postgresql+psycopg://evx_app:%s@postgres:5432/evx' \
+  "$(cat "$out/evx_service_password")" > "$out/evx_database_url"
 new evx_s3_access_key && printf 'evx-%s' "$(openssl rand -hex 8)" > "$out/evx_s3_access_key"
 new evx_s3_secret_key && openssl rand -hex 24 > "$out/evx_s3_secret_key"
 if new tls_crt; then
@@ -35,6 +39,7 @@ fi
 # Compose bind-mounts these files with their host owner and mode: the API runs as uid 10001.
 if [ "$(id -u)" = 0 ]; then
   chown -R 10001:10001 "$out/kek" "$out/evx_log_signing_key" "$out/evx_database_url" \
+    "$out/evx_migrate_database_url" \
     "$out/evx_s3_access_key" "$out/evx_s3_secret_key"
 else
   echo "not root: making the API's files readable by all (trial use only; production: chown 10001)"
