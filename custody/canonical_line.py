@@ -25,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from json.scanner import c_make_scanner  # type: ignore[attr-defined]
-from typing import NamedTuple
+import json.encoder
+import json.scanner
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from custody.merkle import CompactRange
 
@@ -60,12 +61,34 @@ _OUTCOMES = frozenset(member.value for member in Outcome)
 _ROLES = frozenset(member.value for member in Role)
 _ALLOWED = Outcome.ALLOWED.value
 
-# The C scanner and encoder, built once and called directly: json.loads/JSONEncoder.encode add
-# a whitespace regex pass and build a new C encoder on every call.  The encoder's settings are
-# custody.jcs's fast path (separators "," ":", sorted keys, literal non-ASCII); markers=None
-# skips the cycle check, which parsed JSON cannot need.
-_scan = c_make_scanner(json.JSONDecoder())
-_encode = c_make_encoder(None, None, encode_basestring, None, ":", ",", True, False, False)
+
+
+def _json_machinery() -> tuple[Callable[[str, int], tuple[Any, int]],
+                               Callable[[Any, int], Iterable[str]], bool]:
+    """The scanner and encoder this module calls directly, and whether they are CPython's C ones.
+
+    CPython's ``_json`` accelerator is an implementation detail (``json.scanner.c_make_scanner``,
+    ``json.encoder.c_make_encoder`` are ``None`` without it, and other interpreters may lack the
+    names altogether).  With it: the C scanner and encoder, built once and called directly --
+    json.loads/JSONEncoder.encode add a whitespace regex pass and build a new C encoder on every
+    call.  Without it: the standard library's pure-Python scanner and encoder with the same
+    settings, so the checker gives the same answers, only slower.  The encoder's settings are
+    custody.jcs's fast path (separators "," ":", sorted keys, literal non-ASCII, no NaN); no
+    cycle check, which parsed JSON cannot need.
+    """
+    c_scanner = getattr(json.scanner, "c_make_scanner", None)
+    c_encoder = getattr(json.encoder, "c_make_encoder", None)
+    c_encode_string = getattr(json.encoder, "c_encode_basestring", None)
+    if c_scanner is not None and c_encoder is not None and c_encode_string is not None:
+        encoder = c_encoder(None, None, c_encode_string, None, ":", ",", True, False, False)
+        return c_scanner(json.JSONDecoder()), encoder, True
+    python = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False,
+                              sort_keys=True, separators=(",", ":"))
+    return (json.scanner.py_make_scanner(json.JSONDecoder()),
+            lambda obj, _level: python.iterencode(obj), False)
+
+
+_scan, _encode, C_ACCELERATED = _json_machinery()
 _sha256 = hashlib.sha256
 _fromisoformat = datetime.fromisoformat
 
