@@ -12,9 +12,11 @@ import re
 import struct
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.envelope import KeyEnvelope, unwrap_dek
+from storage.errors import MalformedObject
 from storage.evidence import EvidenceVault, StoredItem
 from storage.filesystem import FileSystemStore
 from storage.keyring import Keyring, StaticKeySource
@@ -133,6 +135,55 @@ def test_document_shows_the_current_example() -> None:
     match = re.search(r"<!-- example:begin -->\n```\n(.*?)```\n<!-- example:end -->", text, re.S)
     assert match is not None, "docs/encryption-format.md lost its worked example"
     assert match.group(1) == example_text()
+
+
+# --- one rule for wraps of types a reader does not know (docs: "Key envelope object") ---------
+
+def _with_wrap_before(envelope: bytes, wrap_type: int, key_id: bytes, body: bytes) -> bytes:
+    """The envelope with one more wrap in front of its own (wrap_count + 1)."""
+    extra = bytes([wrap_type, len(key_id)]) + key_id + struct.pack(">H", len(body)) + body
+    return envelope[:78] + bytes([envelope[78] + 1]) + extra + envelope[79:]
+
+
+def _open_example(envelope: bytes) -> bytes:
+    dek, _header = unwrap_dek(KeyEnvelope.from_bytes(envelope),
+                              ItemBinding(VECTOR_PACKAGE, VECTOR_ITEM),
+                              {VECTOR_KEK_ID: VECTOR_KEK}.get)
+    return dek
+
+
+def test_unknown_wrap_type_with_a_valid_key_id_is_skipped() -> None:
+    text = DOC.read_text("utf-8")
+    assert "a reader skips a wrap of a type it does not know" in text
+    assert "is **MalformedObject**, whatever the wrap's type" in text
+    _content, envelope = partner_seal(VECTOR_PLAINTEXT)
+    for wrap_type in (0, 2, 255):
+        for body in (b"", b"\x00" * 60, b"recipient public-key wrap" * 3):
+            changed = _with_wrap_before(envelope, wrap_type, b"DE-BKA.recipient_1", body)
+            assert _open_example(changed) == VECTOR_DEK
+            # a rewrap keeps it, byte for byte
+            parsed = KeyEnvelope.from_bytes(changed)
+            assert parsed.to_bytes() == changed
+
+
+@pytest.mark.parametrize("key_id", [b"", b"-starts-with-punctuation", b"has/slash", b"x" * 65,
+                                    b"caf\xc3\xa9"])
+@pytest.mark.parametrize("wrap_type", [1, 2])
+def test_any_wrap_with_an_invalid_key_id_is_malformed(key_id: bytes, wrap_type: int) -> None:
+    _content, envelope = partner_seal(VECTOR_PLAINTEXT)
+    body = b"\x00" * 60
+    with pytest.raises(MalformedObject):
+        KeyEnvelope.from_bytes(_with_wrap_before(envelope, wrap_type, key_id, body))
+
+
+@pytest.mark.parametrize("length", [0, 59, 61])
+def test_kek_wrap_of_the_wrong_body_length_is_malformed(length: int) -> None:
+    _content, envelope = partner_seal(VECTOR_PLAINTEXT)
+    with pytest.raises(MalformedObject):
+        KeyEnvelope.from_bytes(_with_wrap_before(envelope, 1, b"kek-other", b"\x00" * length))
+    # the same body under a type this reader does not know is skipped
+    assert _open_example(_with_wrap_before(envelope, 2, b"kek-other", b"\x00" * length)) \
+        == VECTOR_DEK
 
 
 if __name__ == "__main__":
