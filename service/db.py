@@ -7,6 +7,8 @@ migrations can refer to. Schema changes happen only through Alembic (:func:`upgr
 
 from __future__ import annotations
 
+import os
+
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,19 @@ def normalize_url(url: str | sa.URL) -> sa.URL:
     return parsed
 
 
+def _private_sqlite_file(database: str | None) -> None:
+    """The database file (and a folder made for it) readable by this user only, whichever
+    command creates it first (review L3: `evx authority add` before `evx serve` left 0755/0644)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     """Create an engine with the durability settings the custody ledger relies on.
 
@@ -58,6 +73,7 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        _private_sqlite_file(parsed.database)
         kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         engine = sa.create_engine(parsed, **kwargs)
         _configure_sqlite(engine)
