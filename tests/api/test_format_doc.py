@@ -135,3 +135,52 @@ def test_stored_data_matches_the_document(default_world: World) -> None:
     r = w.client.get(f"/v1/packages/{package_id}/items/{quote(NAME, safe='/')}/content",
                      headers=w.headers(OWNER))
     assert r.status_code == 200 and r.content == data
+
+
+@pytest.fixture
+def segment_world(tmp_path: Path) -> Iterator[World]:
+    """Default settings (1 MiB chunks), uploads stored in segments of 1 MiB."""
+    yield from _world(Settings(data_dir=tmp_path / "data", operator_authority=OPERATOR,
+                               upload_segment_mib=1))
+
+
+def test_staged_segments_match_the_document(segment_world: World) -> None:
+    """A resumable upload broken off: its envelope and segments are where and what the
+    document's "Resumable uploads: staged segments" says; completed, the staging is gone."""
+    segment_template = stated(r"\n\s+(staging/<32 hex>/[^\n]+)\n")
+    assert segment_template == ("staging/<32 hex>/<first chunk index, 10 decimal digits>"
+                                "-<8 random hex>")
+    segment_re = re.compile(r"staging/([0-9a-f]{32})/([0-9]{10})-[0-9a-f]{8}")
+    w = segment_world
+    chunk_size = w.settings.chunk_size
+    data = bytes(range(251)) * 10_000  # 2.4 MiB: three chunks, the last one short
+    package_id = w.create_package()
+    name = "images/disk.E01"
+    headers = {**w.headers(OWNER), "Upload-Complete": "?0", "Upload-Length": str(len(data))}
+    r = w.client.put(f"/v1/packages/{package_id}/items/{name}", content=data[:1_500_000],
+                     headers=headers)
+    assert r.status_code == 201, r.text
+    root = w.settings.data_dir / "objects"
+    segments = sorted(p.relative_to(root).as_posix() for p in (root / "staging").rglob("*")
+                      if p.is_file())
+    assert len(segments) == 1 and segment_re.fullmatch(segments[0]), segments
+    stem, first = segment_re.fullmatch(segments[0]).groups()  # type: ignore[union-attr]
+    assert first == "0000000000"
+    envelopes = [p for p in (root / "items").rglob("*.keys")]
+    assert len(envelopes) == 1 and envelopes[0].name == f"{stem}.keys"
+    envelope = envelopes[0].read_bytes()
+    assert struct.unpack(">Q", envelope[38:46])[0] == len(data)  # the declared size
+    segment = (root / segments[0]).read_bytes()
+    assert segment[:33] == envelope[5:38]  # chunk 0's segment starts with the header
+    assert len(segment) == 33 + chunk_size + 16  # whole sealed chunks only
+
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    r = w.client.patch(r.headers["location"], content=data[chunk_size:],
+                       headers={**w.headers(OWNER), "Upload-Offset": str(chunk_size),
+                                "Upload-Complete": "?1",
+                                "Content-Type": "application/partial-upload",
+                                "Repr-Digest": f"sha-256=:{digest}:"})
+    assert r.status_code == 201, r.text
+    assert not any(p.is_file() for p in (root / "staging").rglob("*"))
+    content = envelopes[0].with_name(stem).read_bytes()
+    assert content.startswith(segment) and len(content) == 33 + len(data) + 16 * 3
