@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 from rich.markup import escape
@@ -47,7 +48,7 @@ def custody(
         "attached (needs evidence-exchange[report])."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
-    """A package's chain of custody as a timeline, verified offline.
+    """A package's (or a request's, req_...) chain of custody as a timeline, verified offline.
 
     Inclusion proofs, the package chain and the checkpoint signature are checked against the
     log key pinned on first use, and the checkpoint against the one saved here (consistency
@@ -78,8 +79,10 @@ def custody(
         pages = []
         start = 0
         while True:
-            body = api.json("GET", package_path(package_id) + "/custody",
-                            params={"start": start})
+            # A request's chain (req_...) is verified exactly as a package's.
+            subject = f"/v1/requests/{quote(package_id, safe='')}" \
+                if package_id.startswith("req_") else package_path(package_id)
+            body = api.json("GET", subject + "/custody", params={"start": start})
             pages.append(body)
             if body["complete"] or not body["entries"]:
                 break

@@ -101,8 +101,9 @@ def request_create(
 ) -> None:
     """File a request to another authority (investigators); with --form the signed form is
     stored as evidence and shared with the executing authority under the request's basis."""
+    from evx.cli.packages import _board
     from evx.client.files import collect_sources
-    from evx.client.transfer import upload_one
+    from evx.client.uploads import upload_file
 
     _choice(instrument, INSTRUMENTS, "--instrument")
     _choice(urgency, URGENCIES, "--urgency")
@@ -116,9 +117,11 @@ def request_create(
                 "case_reference": case_reference, "title": f"Request {reference}: signed form",
                 "description": f"Attachments of request {reference} to {to}"})
             attachments = package["id"]
-            with output.progress() as transfers:
+            board = _board(output, "uploading", len(sources), sum(x.size for x in sources))
+            with board:
                 for source in sources:
-                    upload_one(api, package["id"], source, None, transfers)
+                    _, length, _ = upload_file(api, package["id"], source, None, board)
+                    board.file_done(length, transferred=True)
             api.json("POST", package_path(package["id"]) + "/seal")
         r = api.json("POST", "/v1/requests", json={
             "executing_authority": to, "instrument": instrument, "reference": reference,

@@ -60,6 +60,15 @@ def test_request_flow_through_the_cli(embedded: World, tmp_path: Path) -> None:
     human = fr.run("request", "show", rid).stdout
     assert "Europe/Berlin" in human and "Directive 2014/41/EU art. 12(3)" in human
 
+    # Both authorities' auditors verify the request's chain (proofs, chain, rules) and see the
+    # same entries.
+    views = [auditor.json("custody", rid) for auditor in (embedded.owner_auditor,
+                                                          embedded.recipient_auditor)]
+    assert all(v["verified"] for v in views)
+    steps = [[(e["index"], e["action"]) for e in v["entries"]
+              if e["action"] not in ("request.read", "custody.read")] for v in views]
+    assert steps[0] == steps[1] and [a for _, a in steps[0]][-1] == "request.fulfilled"
+
     # Refusals: a step the state does not allow (2), the wrong side (4), a stranger (4).
     wrong_state = fr.run("request", "withdraw", rid, "--json", expect=2)
     assert json.loads(wrong_state.stdout)["ok"] is False
