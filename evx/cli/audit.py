@@ -14,7 +14,7 @@ from rich.table import Table
 from evx.cli.app import PANEL_AUDIT, command, group
 from evx.cli.options import JSON, TOKEN, URL, trust_state
 from evx.cli.render import Output, add_row
-from evx.client.http import Api, package_path
+from evx.client.http import Api
 
 group("ledger", "The custody ledger: monitor, export, and verify exports offline.",
       panel=PANEL_AUDIT)
@@ -48,15 +48,20 @@ def custody(
         "attached (needs evidence-exchange[report])."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
-    """A package's (or a request's, req_...) chain of custody as a timeline, verified offline.
+    """A package's (or a request's, req_...) chain of custody as a timeline, verified on this machine.
 
     Inclusion proofs, the package chain and the checkpoint signature are checked against the
-    log key pinned on first use, and the checkpoint against the one saved here (consistency
-    proof); then the newer checkpoint is saved."""
+    log key (EVX_LOG_KEY, `evx trust log --key`, or pinned on first use), and the checkpoint
+    against the one saved here (consistency proof); then the rules of the exchange (every
+    content read under a live share, no upload after the seal, the manifest is the uploads,
+    ...), that the entry verified here last time is still there, and that no officer acted for
+    an authority under a key it did not declare (`evx trust keys`). Any violation exits 1,
+    naming the entry index."""
     from custody.checkpoint import Checkpoint
     from custody.policy import Policy
 
     from evx.client.errors import UsageError
+    from evx.client.record import hold_record
     from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,
@@ -93,7 +98,8 @@ def custody(
             pinned = pinned_log_key(api, state)
             if pinned.newly_pinned:
                 output.note(escape(f"pinned the log key of {api.origin} on first use: "
-                                   f"{pinned.key}"))
+                                   f"{pinned.key} (trust on first use: for development; "
+                                   "give it with evx trust log --key or EVX_LOG_KEY)"))
             entries = verify_custody(pages[0], pinned.key, package_id)
             for page in pages[1:]:
                 entries += verify_continuation(page, pinned.key, package_id,
@@ -119,8 +125,11 @@ def custody(
                     result.update(_write_proofs(api, package_id, entries, policy, witnessed,
                                                 bundle_file, report_file))
             assert advance is not None
+            previous = hold_record(state, package_id, entries)
             result.update(verified=True, checkpoint=advance.to_json(),
-                          log_key=str(pinned.key))
+                          log_key=str(pinned.key), rules="kept")
+            if previous is not None:
+                result["extends_entry"] = previous.index
     raw_entries = [e["entry"] for page in pages for e in page["entries"]]
     result["entries"] = raw_entries
     if as_json:
@@ -131,9 +140,12 @@ def custody(
         cp = result["checkpoint"]
         since = "" if cp["previous_size"] is None else \
             f", consistent with the {cp['previous_size']} entries verified here before"
+        extends = "" if "extends_entry" not in result else \
+            f"; still holds entry {result['extends_entry']} verified here before"
         output.out.print(f"[bold green]VERIFIED[/bold green] {len(raw_entries)} entries: "
                          f"inclusion proofs and package chain against the checkpoint of "
-                         f"{cp['tree_size']} entries signed by the pinned log key{since}.")
+                         f"{cp['tree_size']} entries signed by the pinned log key{since}; "
+                         f"every rule of the exchange kept{extends}.")
         if "witnesses" in result:
             output.out.print(escape("Witnessed: checkpoint of "
                                     f"{result['witnesses']['tree_size']} entries cosigned by "
@@ -192,10 +204,15 @@ def ledger_sync(
                                                              "(for cron)."),
     policy_file: Path | None = POLICY, witness_wait: float = WITNESS_WAIT,
 ) -> None:
-    """Monitor the ledger: refuse a rewritten history or a changed log key.
+    """Monitor the ledger: refuse a rewritten history, an edited entry or a changed log key.
 
-    Fetches the signed checkpoint, verifies it under the pinned log key (pinned on first use; a changed key is refused), prove it extends the checkpoint saved
-    here (consistency proof), then save it. Any inconsistency exits non-zero."""
+    Fetches the signed checkpoint, verifies it under the pinned log key (a changed key is
+    refused), proves it extends the checkpoint saved here (consistency proof) and saves it.
+    Then, for the operator's auditors, every entry appended since is checked to be the signed
+    one and to act under declared keys (`evx trust keys`); for others, every package seen here
+    must still hold the entry verified before. Any failure exits 1."""
+    from evx.client.errors import DeniedError
+    from evx.client.record import verify_appended, verify_package_pins
     from evx.client.trust import advance_checkpoint, pinned_log_key
     from evx.client.witnessed import configured_policy, describe, sync_witnessed, to_json
 
@@ -206,6 +223,7 @@ def ledger_sync(
     with Api(url, token) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state)
+        saved = state.saved_checkpoint(pinned.key)
         policy = configured_policy(policy_file, state)
         if policy is None:
             note = api.request("GET", "/v1/ledger/checkpoint").text
@@ -214,8 +232,15 @@ def ledger_sync(
             advance, witnessed = sync_witnessed(api, state, policy, witness_wait)
             witnessed_text = "; " + describe(witnessed, policy)
             witnesses = {"witnesses": to_json(witnessed, policy)}
+        checks: dict[str, Any] = {}
+        try:
+            checks["entries_verified"] = verify_appended(
+                api, saved.checkpoint if saved else None, advance.checkpoint,
+                state.authority_keys())
+        except DeniedError:  # not the operator's auditors: the packages seen here instead
+            checks["packages_verified"] = verify_package_pins(api, state)
     data = {"ok": True, "server": api.origin, "newly_pinned": pinned.newly_pinned,
-            "log_key": str(pinned.key), **advance.to_json(), **witnesses}
+            "log_key": str(pinned.key), **advance.to_json(), **witnesses, **checks}
     if advance.previous_size is None:
         text = (f"trusting {api.origin} from now on: log key pinned, checkpoint of "
                 f"{advance.checkpoint.size} entries saved")
@@ -223,6 +248,10 @@ def ledger_sync(
         text = (f"ledger consistent: {advance.previous_size} → {advance.checkpoint.size} "
                 f"entries, signed by the pinned key")
     text += witnessed_text
+    if "entries_verified" in checks:
+        text += f"; {checks['entries_verified']} new entries verified"
+    elif "packages_verified" in checks:
+        text += f"; {checks['packages_verified']} packages seen here still hold"
     output.result(data, escape(text))
 
 

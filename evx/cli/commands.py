@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "evx.cli.packages",
     "evx.cli.audit",
     "evx.cli.bundle",
+    "evx.cli.trust",
     "evx.cli.ledger",
     "evx.cli.server",
     "evx.cli.identity",

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
+from custody.note import VerifierKey
+
 from evx.client.http import DEFAULT_URL, Api
+from evx.client.errors import UsageError
 from evx.client.state import TrustState, default_state_dir
 
 URL = typer.Option(DEFAULT_URL, "--url", envvar="EVX_URL", show_envvar=True,
@@ -17,4 +22,28 @@ JSON = typer.Option(False, "--json", help="One JSON document on stdout, for scri
 
 
 def trust_state(api: Api) -> TrustState:
-    return TrustState(default_state_dir(), api.origin)
+    """This machine's trust in ``api``'s server; ``EVX_LOG_KEY`` (a verifier key, or a file
+    holding one) replaces the pinned log key for the run.
+
+    Raises:
+        UsageError: ``EVX_LOG_KEY`` is set but is not a verifier key.
+    """
+    configured = os.environ.get("EVX_LOG_KEY")
+    return TrustState(default_state_dir(), api.origin,
+                      log_key=parse_log_key(configured) if configured else None)
+
+
+def parse_log_key(value: str) -> VerifierKey:
+    """A verifier key given inline (``name+hex+base64``) or as the path of a file holding one.
+
+    Raises:
+        UsageError: It is neither.
+    """
+    from custody.cli import load_verifier_key
+    from custody.errors import VerificationError
+
+    try:
+        return load_verifier_key(value.strip())
+    except (OSError, VerificationError) as exc:
+        raise UsageError(f"the log key {value[:120]!r} is not a verifier key (name+hex+base64) "
+                         f"or a file holding one: {exc}") from exc

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.board import Board
-from evx.cli.options import JSON, TOKEN, URL
+from evx.cli.options import JSON, TOKEN, URL, trust_state
 from evx.cli.render import Output, add_row, size as _size, when as _when
 from evx.client.errors import DeniedError, UsageError
 from evx.client.directory import check_partner
@@ -203,12 +203,17 @@ def download(
              "requires, and save it."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
 ) -> None:
-    """Download items, verified, N at a time, resuming interrupted downloads.
+    """Download items, verified against the signed record, N at a time, resuming interrupted
+    downloads.
 
-    Each file appears under -o only after its SHA-256 matched the package's record and the
-    service's Repr-Digest. Interrupted downloads resume from DIR/.evx-partial when the command
-    is run again; a mismatch deletes the partial file."""
+    First the package's custody record is verified here (as `evx custody`); each item must be
+    the one its item.uploaded entry records and, for a sealed package, the items must be the
+    sealed manifest. Each file appears under -o only after its SHA-256 matched that entry and
+    the service's Repr-Digest. Interrupted downloads resume from DIR/.evx-partial when the
+    command is run again; a mismatch deletes the partial file and exits 1."""
+    from evx.client.errors import IntegrityFailure
     from evx.client.parallel import run_parallel
+    from evx.client.record import check_item, verified_record
     from evx.client.transfer import download_one
 
     output = Output(as_json=as_json)
@@ -221,6 +226,16 @@ def download(
         if missing:
             raise DeniedError(f"package {package_id} has no item {missing[0]!r}",
                               hint=f"See evx package show {package_id}.", slug="not-found")
+        record = verified_record(api, trust_state(api), package_id)
+        uploads = record.uploads()
+        if record.sealed_at() is not None and set(by_name) != set(uploads):
+            extra = sorted(set(by_name) ^ set(uploads))
+            raise IntegrityFailure(
+                f"the service lists items of {package_id} other than the manifest sealed at "
+                f"entry {record.sealed_at()}: {extra[:5]!r}; nothing was saved",
+                slug="not-on-record", details={"index": record.sealed_at(), "items": extra[:50]})
+        for name in wanted:
+            check_item(record, by_name[name])
         out_dir.mkdir(parents=True, exist_ok=True)
         notes = _per_file_notes(output, len(wanted))
         board = _board(output, "downloading", len(wanted),
@@ -247,7 +262,7 @@ def download(
     output.result({"package": package_id, "items": [r.to_json() for r in results],
                    **witnessed[0]},
                   escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
-                         "SHA-256 verified" + witnessed[1]))
+                         "SHA-256 verified against the signed record" + witnessed[1]))
 
 
 def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[str, Any], str]:

@@ -45,7 +45,7 @@ def pinned_log_key(api: Api, state: TrustState, *, announced: str | None = None)
         served = VerifierKey.parse(text)
     except VerificationError as exc:
         raise IntegrityFailure(f"the server's log key is not a verifier key: {exc}") from exc
-    pinned = state.pinned_key()
+    pinned = state.configured_key or state.pinned_key()
     if pinned is None:
         state.pin_key(served)
         return PinnedKey(served, True)
@@ -53,8 +53,8 @@ def pinned_log_key(api: Api, state: TrustState, *, announced: str | None = None)
         raise LogKeyChanged(
             f"THE LOG KEY OF {api.origin} CHANGED. Pinned: {pinned}  Now presented: {served}",
             hint="Nothing from this server can be verified any more. Do not re-pin unless the "
-                 f"operator announced a key change through another channel; the pin is "
-                 f"{state.key_path}.", details={"pinned": str(pinned), "presented": str(served)})
+                 "operator announced a key change through another channel (then: evx trust "
+                 f"log --key KEY); the pin is {state.key_path}, or EVX_LOG_KEY when set.", details={"pinned": str(pinned), "presented": str(served)})
     return PinnedKey(pinned, False)
 
 
