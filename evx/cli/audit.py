@@ -14,7 +14,7 @@ from rich.table import Table
 from evx.cli.app import PANEL_AUDIT, command, group
 from evx.cli.options import JSON, TOKEN, URL, trust_state
 from evx.cli.render import Output, add_row
-from evx.client.http import Api
+from evx.client.http import Api, package_path
 
 group("ledger", "The custody ledger: monitor, export, and verify exports offline.",
       panel=PANEL_AUDIT)
