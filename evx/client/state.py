@@ -1,6 +1,7 @@
 """The client's own trusted state, per server: the pinned log key and the last verified checkpoint.
 
-Layout (``EVX_STATE_DIR``, default ``$XDG_STATE_HOME/evx`` or ``~/.local/state/evx``)::
+Layout (``EVX_STATE_DIR``, default the platform's user state directory, see
+:func:`evx.client.platform.state_dir`)::
 
     servers/<scheme>_<host>_<port>/log-key      the log's verifier key, pinned on first use
                                                 (or set on purpose: ``evx trust log --key``)
@@ -22,23 +23,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from collections.abc import Mapping
+
 from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from custody.note import MAX_NOTE_BYTES, VerifierKey
 
 from evx.client.errors import IntegrityFailure, UsageError
+from evx.client.platform import fsync_directory, state_dir
 
 MAX_KEY_BYTES = 4096  # a verifier key is ~90 bytes
 
 
-def default_state_dir(environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
-    """``EVX_STATE_DIR``, else ``$XDG_STATE_HOME/evx``, else ``~/.local/state/evx``."""
-    env = os.environ if environ is None else environ
-    if env.get("EVX_STATE_DIR"):
-        return Path(env["EVX_STATE_DIR"])
-    if env.get("XDG_STATE_HOME"):
-        return Path(env["XDG_STATE_HOME"]) / "evx"
-    return Path.home() / ".local" / "state" / "evx"
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``EVX_STATE_DIR``, else the platform's user state directory."""
+    return state_dir(environ)
 
 
 def _origin_dir_name(origin: str) -> str:
@@ -56,11 +55,7 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import httpx
 from evx.client.errors import IntegrityFailure, UnavailableError, UsageError
 from evx.client.files import destination
 from evx.client.http import Api, item_path
+from evx.client.platform import fsync_directory
 from evx.client.progress import Progress
 from evx.protocol import headers as fields
 
@@ -93,14 +94,6 @@ class _Broken(Exception):
         super().__init__(str(cause))
         self.received = received
         self.cause = cause
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _discard(partial: Path) -> None:
@@ -205,8 +198,8 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                          f"{partial}", slug="exists") from exc
     except OSError:
         os.replace(partial, final)  # a filesystem without hard links
-    _fsync_dir(final.parent)
-    _fsync_dir(partial.parent)
+    fsync_directory(final.parent)
+    fsync_directory(partial.parent)
     return DownloadResult(name, final, size, sha256, "downloaded", resumed_from)
 
 

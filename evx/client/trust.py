@@ -3,9 +3,7 @@ along consistency proofs. Verification itself is :mod:`custody`'s pure code."""
 
 from __future__ import annotations
 
-import fcntl
 import hmac
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +16,11 @@ from custody.merkle import verify_inclusion
 from custody.note import VerifierKey
 from custody.verify import ProvenEntry, verify_consistency_from, verify_package
 
-from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged
+from filelock import Timeout
+
+from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged, UsageError
 from evx.client.http import Api
+from evx.client.platform import lock
 from evx.client.state import TrustState
 
 MAX_KEY_RESPONSE_BYTES = 4096
@@ -77,13 +78,13 @@ class Advance:
 @contextmanager
 def _locked(state: TrustState) -> Iterator[None]:
     # Two evx processes of one user must not move the checkpoint backwards.
-    state.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(state.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+        with lock(state.directory / ".lock"):
+            yield
+    except Timeout as exc:
+        raise UsageError(f"another evx process holds {state.directory / '.lock'}",
+                         hint="Wait for it to finish, then run the command again.",
+                         slug="state-locked") from exc
 
 
 def advance_checkpoint(api: Api, state: TrustState, key: VerifierKey, note: str) -> Advance:
