@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evx.cli.app import PANEL_AUDIT, command, group
-from evx.cli.options import JSON, TOKEN, URL, trust_state
+from evx.cli.options import JSON, RETRIES, TOKEN, URL, connect, trust_state
 from evx.cli.render import Output, add_row
 from evx.client.http import Api, package_path
 
@@ -47,6 +47,7 @@ def custody(
         None, "--report", help="Also write the verified timeline as a PDF with the bundle "
         "attached (needs evidence-exchange[report])."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """A package's (or a request's, req_...) chain of custody as a timeline, verified on this machine.
 
@@ -80,7 +81,7 @@ def custody(
     if not verify and (bundle_file or report_file):
         raise UsageError("--bundle and --report need the verification (drop --no-verify)")
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         pages = []
         start = 0
         while True:
@@ -200,6 +201,7 @@ def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
 @command("sync", group="ledger")
 def ledger_sync(
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No output unless it fails "
                                                              "(for cron)."),
     policy_file: Path | None = POLICY, witness_wait: float = WITNESS_WAIT,
@@ -220,7 +222,7 @@ def ledger_sync(
 
     witnessed_text = ""
     witnesses: dict[str, Any] = {}
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state)
         saved = state.saved_checkpoint(pinned.key)
@@ -264,6 +266,7 @@ def ledger_export(
                                      "checkpoint."),
     policy_file: Path | None = POLICY,
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """Export the whole ledger to a file and verify it (operator's auditors).
 
@@ -280,7 +283,7 @@ def ledger_export(
 
     temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
     written = 0
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state) if verify else None
         policy = configured_policy(policy_file, state)
@@ -336,7 +339,7 @@ def ledger_export(
 
 
 @command("key", group="ledger")
-def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
+def ledger_key(url: str = URL, as_json: bool = JSON, retries: int = RETRIES) -> None:
     """Print the log's verifier key pinned here (pinning it on first use).
 
     E.g. for
@@ -345,7 +348,7 @@ def ledger_key(url: str = URL, as_json: bool = JSON) -> None:
 
     output = Output(as_json=as_json)
 
-    with Api(url, None) as api:
+    with connect(url, None, output, retries) as api:
         state = trust_state(api)
         pinned = pinned_log_key(api, state)
     output.result({"server": api.origin, "log_key": str(pinned.key),

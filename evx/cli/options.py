@@ -8,8 +8,9 @@ import typer
 
 from custody.note import VerifierKey
 
-from evx.client.http import DEFAULT_URL, Api
+from evx.cli.render import Output
 from evx.client.errors import UsageError
+from evx.client.http import DEFAULT_RETRIES, DEFAULT_URL, Api, Retry
 from evx.client.state import TrustState, default_state_dir
 
 URL = typer.Option(DEFAULT_URL, "--url", envvar="EVX_URL", show_envvar=True,
@@ -19,6 +20,16 @@ TOKEN = typer.Option(None, "--token", envvar="EVX_TOKEN", show_envvar=True,
                      help="Your bearer token (prefer the environment variable: command lines "
                           "are visible to other users).")
 JSON = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+RETRIES = typer.Option(DEFAULT_RETRIES, "--retries", min=0, envvar="EVX_RETRIES",
+                       show_envvar=True,
+                       help="Tries again after a connection error or a 429/502/503/504 (waiting "
+                            "as the server's Retry-After says, else backing off with jitter); "
+                            "0 never retries.")
+
+
+def connect(url: str, token: str | None, output: Output, retries: int = DEFAULT_RETRIES) -> Api:
+    """The command's connection to the server; each retry is announced on stderr."""
+    return Api(url, token, Retry(retries=retries, on_retry=output.warn))
 
 
 def trust_state(api: Api) -> TrustState:

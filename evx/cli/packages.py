@@ -16,7 +16,7 @@ from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.board import Board
-from evx.cli.options import JSON, TOKEN, URL, trust_state
+from evx.cli.options import JSON, RETRIES, TOKEN, URL, connect, trust_state
 from evx.cli.render import Output, add_row, size as _size, when as _when
 from evx.client.errors import DeniedError, UsageError
 from evx.client.directory import check_partner
@@ -51,11 +51,12 @@ def package_create(
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="Print only the package id (PKG=$(evx package create -q ...))."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """Create an evidence package owned by your authority (investigators)."""
     output = Output(as_json=as_json)
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         p = api.json("POST", "/v1/packages", json={"case_reference": case_reference,
                                                    "title": title,
                                                    "description": description})
@@ -69,11 +70,12 @@ def package_create(
 
 @command("list", group="package")
 def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                 retries: int = RETRIES,
                  limit: int = typer.Option(100, min=1, max=500)) -> None:
     """Packages your authority owns or that are shared with it."""
     output = Output(as_json=as_json)
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         packages = api.json("GET", "/v1/packages", params={"limit": limit})["packages"]
     table = Table("id", "title", "case", "owner", "sealed", "items", "size", "shared with")
     for p in packages:
@@ -88,11 +90,12 @@ def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON
 
 @command("show", group="package")
 def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
-                 url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
+                 url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                 retries: int = RETRIES) -> None:
     """A package's metadata, items (name, size, SHA-256) and shares."""
     output = Output(as_json=as_json)
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         p = api.json("GET", package_path(package_id))
     if as_json:
         output.result(p)
@@ -140,6 +143,7 @@ def upload(
                                        help="Files and directories (uploaded recursively)."),
     parallel: int = PARALLEL,
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """Upload files and directories as items, digest-checked, N at a time.
 
@@ -156,7 +160,7 @@ def upload(
     sources = collect_sources(paths)
     results: list[dict[str, Any]] = []
     notes = _per_file_notes(output, len(sources))
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         package = api.json("GET", package_path(package_id))
         existing = {i["name"]: i for i in package["items"]}
         if package["sealed"] and any(s.name not in existing for s in sources):
@@ -202,6 +206,7 @@ def download(
              "the download, accept the ledger's checkpoint only with the witness quorum it "
              "requires, and save it."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """Download items, verified against the signed record, N at a time, resuming interrupted
     downloads.
@@ -218,7 +223,7 @@ def download(
 
     output = Output(as_json=as_json)
     results: list[Any] = []
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         package = api.json("GET", package_path(package_id))
         by_name = {i["name"]: i for i in package["items"]}
         wanted = list(items) if items else list(by_name)
@@ -283,11 +288,12 @@ def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[
 
 @command("seal", panel=PANEL_EVIDENCE)
 def seal(package_id: str = typer.Argument(..., metavar="PACKAGE"),
-         url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
+         url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                 retries: int = RETRIES) -> None:
     """Seal a package: it never changes again; its manifest hash goes into the ledger."""
     output = Output(as_json=as_json)
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         body = api.json("POST", package_path(package_id) + "/seal")
     output.result(body, escape(f"sealed {package_id}: manifest sha256 "
                                f"{body['manifest_sha256']} (ledger entry "
@@ -314,6 +320,7 @@ def share(
         "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%d"],
         help="ISO 8601 with a time zone, e.g. 2026-12-31T23:59:59+01:00 (or a date, UTC)."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    retries: int = RETRIES,
 ) -> None:
     """Share a sealed package with another authority under a legal basis."""
     from datetime import UTC
@@ -326,7 +333,7 @@ def share(
         # Sent in UTC: the service's SQLite backend drops a non-UTC offset unconverted.
         aware = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
         body["expires_at"] = aware.astimezone(UTC).isoformat()
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         check_partner(api, authority)  # an unknown id: "did you mean", before anything
         s = api.json("POST", package_path(package_id) + "/shares", json=body)
     until = f" until {_when(s['expires_at'])}" if s.get("expires_at") else ""
@@ -337,13 +344,14 @@ def share(
 @command("revoke", panel=PANEL_EVIDENCE)
 def revoke(package_id: str = typer.Argument(..., metavar="PACKAGE"),
            authority: str = typer.Option(..., "--authority"),
-           url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
+           url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                 retries: int = RETRIES) -> None:
     """Revoke the share with an authority: its officers can no longer retrieve the package."""
     from urllib.parse import quote
 
     output = Output(as_json=as_json)
 
-    with Api(url, token) as api:
+    with connect(url, token, output, retries) as api:
         s = api.json("DELETE", package_path(package_id) + "/shares/"
                      + quote(authority, safe=""))
     output.result(s, escape(f"revoked the share of {package_id} with "

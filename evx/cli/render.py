@@ -84,6 +84,12 @@ class Output:
         if not (self.as_json or self.quiet):
             self.err.print(text)
 
+    def warn(self, text: str) -> None:
+        """Something the user should know even in a script (stderr; silent only with --quiet):
+        retries, a partial download kept."""
+        if not self.quiet:
+            self.err.print(escape(text))
+
     def result(self, data: Any, human: Any = None) -> None:
         """The command's result: one JSON document with --json, else the renderable/text."""
         if self.as_json:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from evx.client.errors import (
     AuthenticationError,
@@ -27,6 +32,64 @@ CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 300.0  # a large item's first bytes may wait on the store
 MAX_PROBLEM_BYTES = 64 * 1024  # bound what is read of an error body
 USER_AGENT = "evx-client/0.1"
+
+DEFAULT_RETRIES = 5  # retries after the first attempt: about a minute of a restarting service
+BACKOFF_BASE_S = 0.5  # the first wait is up to this long (full jitter), then doubles
+BACKOFF_CAP_S = 30.0
+MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is not waited for
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The wait a ``Retry-After`` field asks for (RFC 9110 10.2.3: seconds or an HTTP date),
+    bounded by :data:`MAX_RETRY_AFTER_S`; ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def backoff_seconds(attempt: int, *, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S,
+                    rng: Callable[[float, float], float] = random.uniform) -> float:
+    """Exponential backoff with full jitter before retry number ``attempt`` (1, 2, ...)."""
+    return rng(0.0, min(cap, base * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What the client does when a step fails in a way that may pass: ``retries`` more tries
+    after the first, waiting ``Retry-After`` when the server says, else backing off."""
+
+    retries: int = DEFAULT_RETRIES
+    base: float = BACKOFF_BASE_S
+    on_retry: Callable[[str], None] | None = None  # told before each wait (the CLI shows it)
+
+    def wait(self, attempt: int, retry_after: float | None = None) -> float:
+        return retry_after if retry_after is not None else backoff_seconds(attempt,
+                                                                           base=self.base)
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response, body: bytes | None = None) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.body = body
+        self.retry_after = retry_after_seconds(response.headers.get(fields.RETRY_AFTER))
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableStatus | httpx.TransportError) and \
+        not isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol)
 
 
 def server_origin(url: str) -> str:
@@ -184,13 +247,15 @@ def error_from_response(response: httpx.Response, body: bytes | None = None) -> 
 class Api:
     """A connection to one evidence-exchange server as one officer."""
 
-    def __init__(self, url: str, token: str | Callable[[], str] | None) -> None:
+    def __init__(self, url: str, token: str | Callable[[], str] | None,
+                 retry: Retry | None = None) -> None:
         """``token``: a bearer token (EVX_TOKEN), a source of fresh ones (a signed-in session,
         :mod:`evx.client.sessions`), or None: then the session cached for this server by
         `evx login`, if any."""
         self.origin = server_origin(url)
         self.url = url.rstrip("/")
         self._token = token
+        self.retry = retry or Retry()
         self._client = httpx.Client(
             base_url=self.url,
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
@@ -223,12 +288,41 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
+    def _retrying(self, method: str, path: str, idempotent: bool | None) -> Retrying:
+        """Tries of one step: transport errors and 429/502/503/504 of an idempotent request
+        are tried again, waiting ``Retry-After`` or backing off with jitter."""
+        allowed = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        retry = self.retry
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            after = exc.retry_after if isinstance(exc, _RetryableStatus) else None
+            seconds = retry.wait(state.attempt_number, after)
+            if retry.on_retry is not None:
+                what = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableStatus) \
+                    else f"{type(exc).__name__}: {exc}"
+                retry.on_retry(f"{method} {path}: {what}; retrying in {seconds:.1f} s "
+                               f"({state.attempt_number} of {retry.retries} retries)")
+            return seconds
+
+        return Retrying(stop=stop_after_attempt(1 + (retry.retries if allowed else 0)),
+                        wait=wait, retry=retry_if_exception(_retryable), reraise=True)
+
     def request(self, method: str, path: str, *, auth: bool = True,
-                headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        """Send a request; a non-2xx answer raises the matching :class:`ClientError`."""
+                headers: dict[str, str] | None = None, idempotent: bool | None = None,
+                **kwargs: Any) -> httpx.Response:
+        """Send a request (tried again as :meth:`_retrying` says); a non-2xx answer raises the
+        matching :class:`ClientError`."""
         try:
-            response = self._client.request(method, path, headers=self._headers(headers, auth),
-                                            **kwargs)
+            for attempt in self._retrying(method, path, idempotent):
+                with attempt:  # headers per try: a signed-in session may renew its token
+                    response = self._client.request(method, path,
+                                                    headers=self._headers(headers, auth),
+                                                    **kwargs)
+                    if response.status_code in RETRY_STATUSES:
+                        raise _RetryableStatus(response)
+        except _RetryableStatus as exc:
+            raise error_from_response(exc.response) from None
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
         if response.status_code >= 400:
@@ -244,29 +338,52 @@ class Api:
 
     @contextmanager
     def stream(self, method: str, path: str, *, auth: bool = True,
-               headers: dict[str, str] | None = None, **kwargs: Any
-               ) -> Iterator[httpx.Response]:
-        """A streaming response; a non-2xx answer raises before the body is read."""
+               headers: dict[str, str] | None = None, idempotent: bool | None = None,
+               **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streaming response; a non-2xx answer raises before the body is read. Opening it
+        is tried again like :meth:`request`; a body that breaks off is the caller's to resume."""
         try:
-            with self._client.stream(method, path, headers=self._headers(headers, auth),
-                                     **kwargs) as response:
-                if response.status_code >= 400:
-                    body = b""
-                    for piece in response.iter_bytes():
-                        body += piece
-                        if len(body) >= MAX_PROBLEM_BYTES:
-                            break
-                    raise error_from_response(response, body[:MAX_PROBLEM_BYTES])
-                yield response
+            for attempt in self._retrying(method, path, idempotent):
+                with attempt:
+                    response = self._client.send(
+                        self._client.build_request(method, path,
+                                                   headers=self._headers(headers, auth),
+                                                   **kwargs), stream=True)
+                    if response.status_code >= 400:
+                        body = self._bounded_body(response)
+                        if response.status_code in RETRY_STATUSES:
+                            raise _RetryableStatus(response, body)
+                        raise error_from_response(response, body)
+        except _RetryableStatus as exc:
+            raise error_from_response(exc.response, exc.body) from None
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            response.close()
+
+    @staticmethod
+    def _bounded_body(response: httpx.Response) -> bytes:
+        body = b""
+        try:
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) >= MAX_PROBLEM_BYTES:
+                    break
+        finally:
+            response.close()
+        return body[:MAX_PROBLEM_BYTES]
 
     def _transport_error(self, exc: httpx.TransportError) -> ClientError:
+        tried = f" (tried {1 + self.retry.retries} times)" if self.retry.retries else ""
         if isinstance(exc, httpx.ConnectError):
-            return UnavailableError(f"cannot connect to {self.url}: {exc}",
+            return UnavailableError(f"cannot connect to {self.url}{tried}: {exc}",
                                     hint="Is the server running? Check --url / EVX_URL.",
                                     slug="connection-failed")
-        return UnavailableError(f"the connection to {self.url} failed: "
+        return UnavailableError(f"the connection to {self.url} failed{tried}: "
                                 f"{type(exc).__name__}: {exc}",
-                                hint="Retry; transfers resume where they stopped.",
-                                slug="connection-failed")
+                                hint="Run the same command again; downloads resume where they "
+                                     "stopped.", slug="connection-failed")

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from evx.client.errors import IntegrityFailure, UnavailableError, UsageError
+from evx.client.errors import AuthenticationError, IntegrityFailure, UnavailableError, UsageError
 from evx.client.files import destination
 from evx.client.http import Api, item_path
 from evx.client.platform import fsync_directory
@@ -27,7 +27,6 @@ from evx.client.progress import Progress
 from evx.protocol import headers as fields
 
 BLOCK_BYTES = 1024 * 1024
-MAX_RESUME_ATTEMPTS = 5  # automatic resumes of one item after a broken connection
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -149,6 +148,13 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 received, served_digest = _fetch(api, package_id, name, sha256, size, offset,
                                                  handle, digest, transfers, task, limit_rate)
                 break
+            except (UnavailableError, AuthenticationError) as exc:
+                handle.flush()
+                if offset:  # what was received is verified later, when the run completes
+                    exc.hint = (f"{exc.hint + ' ' if exc.hint else ''}The {offset} bytes "
+                                f"received are kept in {partial}: run the same command again "
+                                "to resume.")
+                raise
             except _Broken as broken:
                 handle.flush()
                 offset += broken.received
@@ -164,12 +170,18 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                         hint=f"Report it to the operator and the owning authority; nothing was "
                              f"saved at {final} (the bytes verified so far stay in {partial} "
                              "for a later retry).") from broken.cause
-                if attempts > MAX_RESUME_ATTEMPTS:
+                if attempts > api.retry.retries:
                     raise UnavailableError(
                         f"the transfer of {name!r} broke off at byte {offset} of {size} "
                         f"({broken.cause})", slug="transfer-interrupted",
-                        hint=f"Run the same command again to resume ({partial} is kept).") \
-                        from broken.cause
+                        hint=f"The {offset} bytes received are kept in {partial}: run the "
+                             "same command again to resume.") from broken.cause
+                wait = api.retry.wait(attempts)
+                if api.retry.on_retry is not None:
+                    api.retry.on_retry(f"the transfer of {name} broke off at byte {offset}; "
+                                       f"resuming in {wait:.1f} s ({attempts} of "
+                                       f"{api.retry.retries} retries)")
+                time.sleep(wait)
             except _Restart:
                 handle.truncate(0)
                 handle.seek(0)
@@ -253,7 +265,7 @@ def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset:
                     raise _Restart()
             started = time.monotonic()
             try:
-                for block in response.iter_bytes(BLOCK_BYTES):
+                for block in response.iter_bytes():  # as it arrives: a cut body keeps what came
                     if offset + received + len(block) > size:
                         raise IntegrityFailure(f"the service sent more than the {size} bytes "
                                                f"of {name!r}", slug="digest-mismatch")
@@ -268,9 +280,8 @@ def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset:
             except httpx.TransportError as exc:
                 raise _Broken(received, exc) from exc
     except UnavailableError as exc:
-        # a broken connection surfaced by the stream wrapper
-        if received or (exc.slug == "connection-failed"
-                        and not isinstance(exc.__cause__, httpx.ConnectError)):
+        # opening the stream failed after its retries; a body broken off is handled above
+        if received:
             raise _Broken(received, exc) from exc
         raise
     if offset + received < size:

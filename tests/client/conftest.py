@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.flaky import FlakyProxy
 from tests.client.harness import OPERATOR, OWNER, RECIPIENT, EvxServer, User
 
 
@@ -85,6 +86,16 @@ def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
 def world(request: pytest.FixtureRequest) -> World:
     """Each test using it runs on the embedded defaults and on PostgreSQL + SeaweedFS."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def proxy(embedded: World) -> Iterator[FlakyProxy]:
+    """A flaky proxy (tests/client/flaky.py) in front of the embedded server."""
+    flaky = FlakyProxy(embedded.server.url).start()
+    try:
+        yield flaky
+    finally:
+        flaky.stop()
 
 
 def write_random(path: Path, size: int, block: int = 1024 * 1024) -> Path:
