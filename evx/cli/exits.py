@@ -126,7 +126,7 @@ EXIT_TABLE: tuple[ExitRule, ...] = (
     ExitRule("service.packages.errors:ItemNotFound", EXIT_DENIED),
     ExitRule("service.packages.errors:AccessDenied", EXIT_DENIED),
     ExitRule("service.packages.errors:DigestMismatch", EXIT_INTEGRITY),
-    ExitRule("service.packages.names:InvalidItemName", EXIT_USAGE),
+    ExitRule("evx.protocol.names:InvalidName", EXIT_USAGE, "bad-name"),
 )
 
 _LOCAL_HINTS = {

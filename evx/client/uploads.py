@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,9 +29,6 @@ BLOCK_BYTES = 1024 * 1024
 # trip); at or above it the upload is resumable (one read, hashed while sent).
 RESUMABLE_FROM_BYTES = 16 * 1024 * 1024
 PARTIAL_UPLOAD = "application/partial-upload"
-MAX_RESUME_ATTEMPTS = 8  # reconnections of one upload in a row that make no progress
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 10.0
 
 
 def file_sha256(path: Path, progress: Progress, label: str, length: int | None = None) -> \
@@ -150,14 +146,19 @@ class ResumableUpload:
                     return self.size, self._complete(offset)
                 except _Retry as retry:
                     failures += 1
-                    if failures > MAX_RESUME_ATTEMPTS:
+                    if failures > self.api.retry.retries:
                         raise UnavailableError(
                             f"the upload of {self.source.name!r} kept breaking off "
                             f"({retry.cause})", slug="transfer-interrupted",
                             hint="Run the same command again: the upload continues where the "
                                  "service stored it.") from retry.cause
-                    self.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
-                               * random.uniform(0.5, 1.0))
+                    wait = self.api.retry.wait(failures)  # --retries, the client's backoff
+                    if self.api.retry.on_retry is not None:
+                        self.api.retry.on_retry(f"the upload of {self.source.name} broke off "
+                                                f"({retry.cause}); resuming in {wait:.1f} s "
+                                                f"({failures} of {self.api.retry.retries} "
+                                                "retries)")
+                    self.sleep(wait)
                     lost = True
         finally:
             self.progress.finish(self.task)
