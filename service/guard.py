@@ -108,8 +108,11 @@ class RequestGuard:
             try:
                 principal = await anyio.to_thread.run_sync(self._authenticate, headers, path)
             except problems.Problem as exc:
+                # Connection: close -- the server would otherwise go on reading (and parsing)
+                # the unread body to reach the next request on this connection.
                 await _problem(send, scope, exc.kind, exc.detail,
-                               {"WWW-Authenticate": 'Bearer realm="evidence-exchange"'},
+                               {"WWW-Authenticate": 'Bearer realm="evidence-exchange"',
+                                "Connection": "close"},
                                **exc.extensions)
                 return
             scope[PRINCIPAL_SCOPE_KEY] = principal
