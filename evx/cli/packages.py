@@ -17,7 +17,7 @@ from rich.table import Table
 from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.board import Board
 from evx.cli.options import JSON, RETRIES, TOKEN, URL, connect, trust_state
-from evx.cli.render import Output, add_row, size as _size, when as _when
+from evx.cli.render import Output, add_row, size as _size, table as _table, when as _when
 from evx.client.errors import DeniedError, UsageError
 from evx.client.directory import check_partner
 from evx.client.http import Api, package_path
@@ -77,7 +77,9 @@ def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON
 
     with connect(url, token, output, retries) as api:
         packages = api.json("GET", "/v1/packages", params={"limit": limit})["packages"]
-    table = Table("id", "title", "case", "owner", "sealed", "items", "size", "shared with")
+    # the id in full on one line (it is copied by hand); the other columns fold
+    table = _table("id", "title", "case", "owner", "sealed", "items", "size", "shared with",
+                   ids=("id",))
     for p in packages:
         shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
         add_row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
