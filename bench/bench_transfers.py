@@ -124,6 +124,8 @@ def part_small_files(work: Path, count: int, parallel: int, cleanups: list) -> N
     ours, out = timed([sys.executable, "-m", "evx", "upload", package, str(folder),
                        "--parallel", str(parallel)], cenv)
     assert f"{count} uploaded" in out, out
+    print(f"   (evx upload done: {ours.wall_s:.1f} s wall, {ours.cpu_s:.1f} s client CPU)",
+          flush=True)
     rclone_env = {**os.environ, "RCLONE_CONFIG_WEED_TYPE": "s3",
                   "RCLONE_CONFIG_WEED_PROVIDER": "SeaweedFS",
                   "RCLONE_CONFIG_WEED_ACCESS_KEY_ID": weed.access_key,
@@ -157,6 +159,8 @@ def part_big_file(work: Path, size: int, cleanups: list) -> None:
                               "BENCH", "--title", "big file", "-q"], env=cenv, check=True,
                              capture_output=True, text=True).stdout.strip()
     ours, _ = timed([sys.executable, "-m", "evx", "upload", package, str(path)], cenv)
+    print(f"   (evx upload done: {ours.wall_s:.1f} s wall, {ours.cpu_s:.1f} s client CPU)",
+          flush=True)
     hashed, out = timed(["sha256sum", str(path)])
     digest = base64.b64encode(bytes.fromhex(out.split()[0])).decode()
     sent, _ = timed(["curl", "-sS", "--fail-with-body", "-o", "/dev/null", "-T", str(path),
@@ -185,7 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="evx-bench-transfers-"))
     cleanups: list = []
-    print(f"{os.cpu_count()} cores shared by client, server and store")
+    print(f"{os.cpu_count()} cores shared by client, server and store", flush=True)
     try:
         if args.only in (None, "small"):
             part_small_files(work, args.files, args.parallel, cleanups)
