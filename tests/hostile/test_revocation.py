@@ -10,6 +10,8 @@ import pytest
 
 from tests.hostile.conftest import Hub
 
+pytestmark = pytest.mark.slow  # a real server, a 24 MiB item
+
 MIB = 1024 * 1024
 ITEM = 24 * MIB  # well beyond what loopback socket buffers hold
 
