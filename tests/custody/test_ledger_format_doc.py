@@ -92,6 +92,7 @@ def test_every_rule_is_specified() -> None:
     from custody.rules import RULES  # noqa: PLC0415
 
     section = DOC.read_text(encoding="utf-8").split("## 9. Rules of the exchange", 1)[1]
+    section = section.split("\n## ", 1)[0]  # section 9 only: section 10's tables name fields
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.M))
     assert documented == set(RULES)
 
