@@ -107,6 +107,15 @@ class FlakyProxy:
                         sent += len(block)
 
             def _drain(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    body = b""
+                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0",
+                                      16):
+                        body += self.rfile.read(size)
+                        self.rfile.readline()  # the CRLF after the chunk
+                    while self.rfile.readline().strip():  # trailer fields, then the end
+                        pass
+                    return body
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
