@@ -47,8 +47,18 @@ def timed(args: list[str], env: dict[str, str] | None = None) -> tuple[Run, str]
     """Run a command; its wall time, its CPU (user + system, from wait4) and its stdout."""
     started = time.perf_counter()
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Read the pipes to the end before reaping, so a chatty process never blocks on them.
-    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    # Drain both pipes together (a thread each) before reaping: reading one to its end first
+    # deadlocks a process that fills the other (10,000 per-file lines on stderr did).
+    import threading
+
+    chunks: dict[str, bytes] = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: chunks.__setitem__(k, f.read()))
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    out, err = chunks["out"], chunks["err"]
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
