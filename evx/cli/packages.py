@@ -103,10 +103,14 @@ def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
         output.result(p)
         return
     output.out.print(_package_summary(p))
+    from evx.protocol.names import display
+
     items = Table("item", "size", "sha256", "uploaded", "by", title="items")
     for i in p["items"]:
-        add_row(items, i["name"], _size(i["size"]), i["sha256"], _when(i["uploaded_at"]),
-                      i["uploaded_by"])
+        kind = "" if i.get("kind", "file") == "file" else f"  [{i['kind']}" + (
+            f" -> {display(i['target'])}]" if i.get("target") else "]")
+        add_row(items, display(i["name"]) + kind, _size(i["size"]), i["sha256"],
+                _when(i["uploaded_at"]), i["uploaded_by"])
     output.out.print(items)
     shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
     if shares:
@@ -144,22 +148,30 @@ def upload(
     paths: list[Path] = typer.Argument(..., metavar="FILE...",
                                        help="Files and directories (uploaded recursively)."),
     parallel: int = PARALLEL,
+    follow_links: bool = typer.Option(False, "--follow-links",
+                                      help="Upload what links to files point to instead of the "
+                                           "links themselves."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
     retries: int = RETRIES,
 ) -> None:
-    """Upload files and directories as items, digest-checked, N at a time.
+    """Upload files and directories as items, names exactly as they are, digest-checked, N at a
+    time.
 
     Each file is read once: hashed while it is sent. Files of 16 MiB and more go through the
     service's resumable uploads: an interrupted upload continues where the service stored it
     when the command is run again. The service checks the SHA-256 (a mismatch stores nothing).
-    A directory becomes items named <dir>/<relative path>; links leaving it are refused. An item
-    already there with the same digest is skipped; with a different digest it is an error."""
-    from evx.client.files import collect_sources
+    A directory becomes items named <dir>/<relative path>, byte for byte (no name is changed);
+    its symbolic links become link items (the target recorded, never followed) and its empty
+    directories directory items. Each file is opened without following links and checked to be
+    the file listed. An item already there with the same digest is skipped; with a different
+    digest it is an error."""
+    from evx.client.sources import collect_sources
+    from evx.protocol.names import display
     from evx.client.parallel import run_parallel
     from evx.client.uploads import upload_file
 
     output = Output(as_json=as_json)
-    sources = collect_sources(paths)
+    sources = collect_sources(paths, follow_links=follow_links)
     results: list[dict[str, Any]] = []
     notes = _per_file_notes(output, len(sources))
     with connect(url, token, output, retries) as api:
@@ -175,14 +187,16 @@ def upload(
 
         def done(source: Any, outcome: tuple[str, int, str]) -> None:
             status, length, sha256 = outcome
-            results.append({"name": source.name, "size": length, "sha256": sha256,
-                            "status": status})
+            results.append({"name": source.name, "kind": source.kind, "size": length,
+                            "sha256": sha256, "status": status})
             board.file_done(length, transferred=status == "uploaded")
             if notes:
                 output.note(escape(
-                    f"skipped {source.name}: already in the package with the same SHA-256"
-                    if status == "skipped" else
-                    f"uploaded {source.name}  {_size(length)}  sha256 {sha256}"))
+                    f"skipped {display(source.name)}: already in the package with the same "
+                    "SHA-256" if status == "skipped" else
+                    f"uploaded {display(source.name)}"
+                    f"{'' if source.kind == 'file' else f' ({source.kind})'}  {_size(length)}  "
+                    f"sha256 {sha256}"))
 
         with board:
             run_parallel(sources, one, parallel, done)
@@ -216,12 +230,17 @@ def download(
     First the package's custody record is verified here (as `evx custody`); each item must be
     the one its item.uploaded entry records and, for a sealed package, the items must be the
     sealed manifest. Each file appears under -o only after its SHA-256 matched that entry and
-    the service's Repr-Digest. Interrupted downloads resume from DIR/.evx-partial when the
-    command is run again; a mismatch deletes the partial file and exits 1."""
+    the service's Repr-Digest; links and empty directories are recreated as they were. Nothing
+    is written outside -o, no link evx did not create is followed, no different existing file
+    is replaced; a name this file system cannot hold gets a safe mapped name. -o/.evx/PACKAGE/
+    keeps the download record (manifest.json, custody.json, SHA256SUMS for sha256sum -c) and
+    the verification goes on the record (download.verified); re-check later, offline, with
+    evx verify DIR. Interrupted downloads resume when the command is run again; a mismatch
+    deletes the partial file and exits 1."""
     from evx.client.errors import IntegrityFailure
-    from evx.client.parallel import run_parallel
+    from evx.client.receive import receive
     from evx.client.record import check_item, verified_record
-    from evx.client.transfer import download_one
+    from evx.protocol.names import display
 
     output = Output(as_json=as_json)
     results: list[Any] = []
@@ -243,16 +262,11 @@ def download(
                 slug="not-on-record", details={"index": record.sealed_at(), "items": extra[:50]})
         for name in wanted:
             check_item(record, by_name[name])
-        out_dir.mkdir(parents=True, exist_ok=True)
         notes = _per_file_notes(output, len(wanted))
         board = _board(output, "downloading", len(wanted),
                        sum(int(by_name[n]["size"]) for n in wanted))
 
-        def one(name: str) -> Any:
-            return download_one(api, package_id, by_name[name], out_dir, board,
-                                limit_rate=limit_rate)
-
-        def done(name: str, result: Any) -> None:
+        def done(result: Any) -> None:
             results.append(result)
             board.file_done(result.size, transferred=result.status == "downloaded")
             if notes:
@@ -260,16 +274,29 @@ def download(
                     if result.resumed_from else ""
                 verb = "verified" if result.status == "downloaded" else \
                     "already present, verified"
-                output.note(escape(f"{verb} {result.path}  {_size(result.size)}  sha256 "
-                                   f"{result.sha256}{resumed}"))
+                what = "" if result.kind == "file" else f" ({result.kind})"
+                mapped = "" if result.local == result.name else f" as {display(result.local)}"
+                output.note(escape(f"{verb} {display(result.name)}{what}{mapped}  "
+                                   f"{_size(result.size)}  sha256 {result.sha256}{resumed}"))
 
         with board:
-            run_parallel(wanted, one, parallel, done)
+            # Into -o only through the client's own folder handling; then the download record
+            # and the recipient's verification on the record (download.verified).
+            got = receive(api, package, wanted, out_dir, board, limit_rate=limit_rate,
+                          state=trust_state(api), parallel=parallel, on_item=done)
         witnessed = _witnessed_after_download(api, policy_file)
-    output.result({"package": package_id, "items": [r.to_json() for r in results],
-                   **witnessed[0]},
-                  escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all "
-                         "SHA-256 verified against the signed record" + witnessed[1]))
+    seal = "equals the sealed manifest" if got.matches_seal else \
+        "is NOT the sealed manifest (a partial download, or the package is not sealed)"
+    output.result(
+        {"package": package_id, "items": [r.to_json() for r in results], "mapped": got.mapped,
+         "did": got.did, "record": got.record_dir, "manifest_sha256": got.manifest_sha256,
+         "matches_seal": got.matches_seal, "receipt_ledger_index": got.receipt_index,
+         **witnessed[0]},
+        escape(f"{len(results)} item(s) of {package_id} in {out_dir}, all SHA-256 verified "
+               f"against the signed record ({got.mapped} name(s) mapped for this file system)"
+               f"\nmanifest sha256 {got.manifest_sha256} {seal}; download record in "
+               f"{got.record_dir}; on the record as ledger entry {got.receipt_index}"
+               + witnessed[1]))
 
 
 def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[str, Any], str]:
@@ -284,6 +311,35 @@ def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[
     _, witnessed = sync_witnessed(api, state, policy)
     return ({"witnesses": to_json(witnessed, policy)},
             f"; ledger checkpoint {describe(witnessed, policy)}")
+
+
+@command("verify", panel=PANEL_EVIDENCE)
+def verify_dir(
+    directory: Path = typer.Argument(..., metavar="DIR",
+                                     help="A folder evx download wrote (its -o)."),
+    as_json: bool = JSON,
+) -> None:
+    """Re-check a received folder offline against its download record.
+
+    Every file's SHA-256 and size, every link's target, every directory; the manifest hash;
+    the custody record against the log key it was verified with; that the ledger's uploads are
+    what is here; and nothing extra. Exit 1 on any difference."""
+    from evx.client.download_record import verify_folder
+    from evx.client.errors import IntegrityFailure
+
+    output = Output(as_json=as_json)
+    report = verify_folder(directory)
+    if report.problems:
+        for problem in report.problems:
+            output.note(escape(f"{problem['problem']}: {problem['detail']}"))
+        raise IntegrityFailure(
+            f"{directory} does NOT match its download record: {len(report.problems)} "
+            f"difference(s) in {report.checked} item(s)", slug="folder-changed",
+            details={"problems": report.problems[:100], "packages": report.packages})
+    output.result(report.to_json(), escape(
+        f"VERIFIED {report.checked} item(s) of {', '.join(report.packages)} in {directory}: "
+        f"bytes, names, links and directories as received; custody record "
+        f"({report.custody_entries} entries) verified offline"))
 
 
 # -- package state ---------------------------------------------------------------------------

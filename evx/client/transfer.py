@@ -1,5 +1,6 @@
 """Moving evidence: download (stream into a partial file, resume with ``Range`` + ``If-Range``,
-verify, then move into place); uploads are in :mod:`evx.client.uploads`.
+verify, then place it without following or replacing anything); uploads are in
+:mod:`evx.client.uploads`.
 
 Memory stays flat whatever the size: files are read and written in ``BLOCK_BYTES`` blocks and
 hashed incrementally, never held whole.
@@ -12,43 +13,24 @@ import hashlib
 import hmac
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from evx.client.errors import AuthenticationError, IntegrityFailure, UnavailableError, UsageError
-from evx.client.files import destination
+from evx.client.errors import AuthenticationError, IntegrityFailure, UnavailableError
+from evx.client.localnames import PARTIAL_DIR
+from evx.client.outdir import NotOurs, OutputFolder
+from evx.protocol.names import decode_text, display, encode_bytes
 from evx.client.http import Api, item_path
-from evx.client.platform import fsync_directory
 from evx.client.progress import Progress
 from evx.protocol import headers as fields
 
 BLOCK_BYTES = 1024 * 1024
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-
-
-def sha256_of(path: Path, transfers: Progress | None = None,
-              label: str = "") -> tuple[str, int]:
-    """Hex SHA-256 and length of the file, streaming."""
-    digest = hashlib.sha256()
-    length = 0
-    task = transfers.start(label, path.stat().st_size) if transfers and label else None
-    with path.open("rb") as handle:
-        while True:
-            block = handle.read(BLOCK_BYTES)
-            if not block:
-                break
-            digest.update(block)
-            length += len(block)
-            if task is not None and transfers is not None:
-                transfers.advance(task, len(block))
-    if task is not None and transfers is not None:
-        transfers.finish(task)
-    return digest.hexdigest(), length
 
 
 def sha256_field(hex_digest: str) -> str:
@@ -74,15 +56,16 @@ def parse_sha256_field(value: str | None) -> str | None:
 
 @dataclass
 class DownloadResult:
-    name: str
-    path: Path
+    name: str  # text form
+    local: str  # where it is below -o, text form (differs from name where it was mapped)
     size: int
     sha256: str
     status: str  # "downloaded" | "present"
     resumed_from: int = 0
+    kind: str = "file"
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "size": self.size,
+        return {"name": self.name, "local": self.local, "kind": self.kind, "size": self.size,
                 "sha256": self.sha256, "status": self.status, "resumed_from": self.resumed_from}
 
 
@@ -95,53 +78,79 @@ class _Broken(Exception):
         self.cause = cause
 
 
-def _discard(partial: Path) -> None:
-    try:
-        partial.unlink()
-    except FileNotFoundError:
-        pass
+def _hash_fd(fd: int, transfers: Progress, label: str, size: int) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    length = 0
+    task = transfers.start(label, size)
+    os.lseek(fd, 0, os.SEEK_SET)
+    while block := os.read(fd, BLOCK_BYTES):
+        digest.update(block)
+        length += len(block)
+        transfers.advance(task, len(block))
+    transfers.finish(task)
+    return digest.hexdigest(), length
 
 
-def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
-                 transfers: Progress, *, limit_rate: int | None = None) -> DownloadResult:
-    """Download one item into ``out_dir``, resuming a partial download left by an earlier run.
+def download_one(api: Api, package_id: str, item: dict[str, Any], out: OutputFolder,
+                 local: tuple[bytes, ...], transfers: Progress, *,
+                 limit_rate: int | None = None) -> DownloadResult:
+    """Download one item to ``local`` (path components below ``-o``), resuming a partial
+    download left by an earlier run; a link or directory item is created from its metadata.
 
-    The file appears at its final name only after the SHA-256 of all its bytes matched both the
-    package metadata and the ``Repr-Digest`` the service sent (then fsync and an atomic link).
-    A mismatch deletes the partial file.
+    A file appears at its final name only after the SHA-256 of all its bytes matched both the
+    package metadata and the ``Repr-Digest`` the service sent (then fsync and a hard link that
+    never replaces anything). A mismatch deletes the partial file.
 
     Raises:
         IntegrityFailure: The bytes or the service's digests do not match the metadata.
-        UsageError: A different file already exists at the destination.
+        UsageError: A different file already exists at the destination, or something in the
+            output folder is a link or a file evx did not create.
         UnavailableError: The connection kept breaking (the partial file is kept: run again).
     """
     name, size, sha256 = item["name"], int(item["size"]), str(item["sha256"]).lower()
-    final, partial = destination(out_dir, name)
-    if final.exists() or final.is_symlink():
-        if final.is_file() and not final.is_symlink():
-            have, length = sha256_of(final, transfers, f"checking {name}")
+    kind = item.get("kind") or "file"
+    local_text = encode_bytes(b"/".join(local))
+    if kind == "link":
+        target = decode_text(str(item["target"]))
+        if not hmac.compare_digest(hashlib.sha256(target).hexdigest(), sha256):
+            raise IntegrityFailure(f"the target of link {display(name)} does not match its "
+                                   "recorded digest", slug="digest-mismatch")
+        status = out.make_link(local, target)
+        return DownloadResult(name, local_text, size, sha256,
+                              "downloaded" if status == "created" else "present", kind=kind)
+    if kind == "directory":
+        status = out.make_directory(local)
+        return DownloadResult(name, local_text, 0, sha256,
+                              "downloaded" if status == "created" else "present", kind=kind)
+    existing = out.lstat(local)
+    if existing is not None:
+        fd = out.open_existing(local) if stat.S_ISREG(existing.st_mode) else None
+        if fd is not None:
+            try:
+                have, length = _hash_fd(fd, transfers, f"checking {display(name)}", size)
+            finally:
+                os.close(fd)
             if hmac.compare_digest(have, sha256) and length == size:
-                return DownloadResult(name, final, size, sha256, "present")
-        raise UsageError(f"{final} already exists and is not this item",
-                         hint="Move it away or choose another -o directory.", slug="exists")
-    partial.parent.mkdir(parents=True, exist_ok=True)
+                return DownloadResult(name, local_text, size, sha256, "present")
+        raise NotOurs(f"{out.shown(local)} already exists and is not this item",
+                      hint="Move it away or choose another -o directory.", slug="exists")
+    fd, partial_stat = out.open_partial(name)
     # Always fetch at least the last byte: the response carries the service's Repr-Digest.
-    offset = 0
-    if partial.exists():
-        offset = min(partial.stat().st_size, max(size - 1, 0))
+    offset = min(partial_stat.st_size, max(size - 1, 0))
     digest = hashlib.sha256()
     resumed_from = offset
-    with partial.open("ab" if offset else "wb") as handle:
+    with os.fdopen(fd, "r+b") as handle:
         handle.truncate(offset)
         if offset:
             # Resuming: the bytes already here count only once hashed again (flat memory).
-            digest, length = _prefix_digest(partial, offset, transfers,
-                                            f"checking partial {name}")
+            digest, length = _prefix_digest(handle, offset, transfers,
+                                            f"checking partial {display(name)}")
             if length != offset:
                 offset = resumed_from = 0
                 handle.truncate(0)
                 digest = hashlib.sha256()
-        task = transfers.start(f"downloading {name}", size, offset)
+        handle.seek(offset)
+        task = transfers.start(f"downloading {display(name)}", size, offset)
         attempts = stalled = 0
         while True:
             try:
@@ -152,8 +161,8 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 handle.flush()
                 if offset:  # what was received is verified later, when the run completes
                     exc.hint = (f"{exc.hint + ' ' if exc.hint else ''}The {offset} bytes "
-                                f"received are kept in {partial}: run the same command again "
-                                "to resume.")
+                                f"received are kept in {PARTIAL_DIR}: run the same command "
+                                "again to resume.")
                 raise
             except _Broken as broken:
                 handle.flush()
@@ -164,22 +173,23 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                     # Broken off twice in a row at this very byte, on fresh connections: the
                     # service stops streaming where stored bytes fail their integrity check.
                     raise IntegrityFailure(
-                        f"the service stopped sending {name!r} repeatedly at byte {offset} of "
-                        f"{size}: the stored item is probably damaged (the service serves no "
-                        "byte that fails its integrity check)", slug="stored-item-damaged",
-                        hint=f"Report it to the operator and the owning authority; nothing was "
-                             f"saved at {final} (the bytes verified so far stay in {partial} "
-                             "for a later retry).") from broken.cause
+                        f"the service stopped sending {display(name)} repeatedly at byte "
+                        f"{offset} of {size}: the stored item is probably damaged (the service "
+                        "serves no byte that fails its integrity check)",
+                        slug="stored-item-damaged",
+                        hint="Report it to the operator and the owning authority; nothing was "
+                             f"saved at {out.shown(local)} (the bytes verified so far stay in "
+                             f"{PARTIAL_DIR} for a later retry).") from broken.cause
                 if attempts > api.retry.retries:
                     raise UnavailableError(
-                        f"the transfer of {name!r} broke off at byte {offset} of {size} "
+                        f"the transfer of {display(name)} broke off at byte {offset} of {size} "
                         f"({broken.cause})", slug="transfer-interrupted",
-                        hint=f"The {offset} bytes received are kept in {partial}: run the "
+                        hint=f"The {offset} bytes received are kept in {PARTIAL_DIR}: run the "
                              "same command again to resume.") from broken.cause
                 wait = api.retry.wait(attempts)
                 if api.retry.on_retry is not None:
-                    api.retry.on_retry(f"the transfer of {name} broke off at byte {offset}; "
-                                       f"resuming in {wait:.1f} s ({attempts} of "
+                    api.retry.on_retry(f"the transfer of {display(name)} broke off at byte "
+                                       f"{offset}; resuming in {wait:.1f} s ({attempts} of "
                                        f"{api.retry.retries} retries)")
                 time.sleep(wait)
             except _Restart:
@@ -187,50 +197,43 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out_dir: Path,
                 handle.seek(0)
                 offset = resumed_from = 0
                 digest = hashlib.sha256()
-                transfers.reset(task, f"downloading {name}", 0)
+                transfers.reset(task, f"downloading {display(name)}", 0)
         transfers.finish(task)
         handle.flush()
         os.fsync(handle.fileno())
+        written = os.fstat(handle.fileno())
     got = digest.hexdigest()
     if offset + received != size or not hmac.compare_digest(got, sha256) or \
             not hmac.compare_digest(served_digest, sha256):
-        _discard(partial)
+        out.drop_partial(name)
         raise IntegrityFailure(
-            f"{name!r} does NOT match its recorded digest: received {offset + received} bytes "
-            f"with sha256 {got}; the package records {sha256} ({size} bytes) and the service "
-            f"announced {served_digest}. The partial file was deleted; nothing was saved.",
-            slug="digest-mismatch", hint="Try again; if it persists, report it to the owning "
-                                         "authority and the operator.")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(partial, final)  # never replaces a file that appeared meanwhile
-        partial.unlink()
-    except FileExistsError as exc:
-        raise UsageError(f"{final} appeared during the download; the verified copy stays at "
-                         f"{partial}", slug="exists") from exc
-    except OSError:
-        os.replace(partial, final)  # a filesystem without hard links
-    fsync_directory(final.parent)
-    fsync_directory(partial.parent)
-    return DownloadResult(name, final, size, sha256, "downloaded", resumed_from)
+            f"{display(name)} does NOT match its recorded digest: received {offset + received} "
+            f"bytes with sha256 {got}; the package records {sha256} ({size} bytes) and the "
+            f"service announced {served_digest}. The partial file was deleted; nothing was "
+            "saved.", slug="digest-mismatch",
+            hint="Try again; if it persists, report it to the owning authority and the "
+                 "operator.")
+    out.place(name, written, local)
+    return DownloadResult(name, local_text, size, sha256, "downloaded", resumed_from)
 
 
 class _Restart(Exception):
     """The service sent the whole item although a range was asked: start over."""
 
 
-def _prefix_digest(path: Path, length: int, transfers: Progress, label: str) -> tuple[Any, int]:
+def _prefix_digest(handle: Any, length: int, transfers: Progress,
+                   label: str) -> tuple[Any, int]:
     digest = hashlib.sha256()
     done = 0
     task = transfers.start(label, length)
-    with path.open("rb") as handle:
-        while done < length:
-            block = handle.read(min(BLOCK_BYTES, length - done))
-            if not block:
-                break
-            digest.update(block)
-            done += len(block)
-            transfers.advance(task, len(block))
+    handle.seek(0)
+    while done < length:
+        block = handle.read(min(BLOCK_BYTES, length - done))
+        if not block:
+            break
+        digest.update(block)
+        done += len(block)
+        transfers.advance(task, len(block))
     transfers.finish(task)
     return digest, done
 

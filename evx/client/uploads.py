@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from evx.client.errors import ClientError, IntegrityFailure, UnavailableError, UsageError
-from evx.client.files import Source
-from evx.client.http import Api, item_path
+from evx.client.http import Api, item_path, package_path
+from evx.client.sources import Source, open_source
+from evx.protocol.names import decode_text, display
 from evx.client.progress import Progress
 from evx.client.transfer import sha256_field
 
@@ -31,16 +32,17 @@ RESUMABLE_FROM_BYTES = 16 * 1024 * 1024
 PARTIAL_UPLOAD = "application/partial-upload"
 
 
-def file_sha256(path: Path, progress: Progress, label: str, length: int | None = None) -> \
+def file_sha256(source: Source, progress: Progress, label: str, length: int | None = None) -> \
         tuple[Any, int]:
-    """SHA-256 state and byte count of the first ``length`` bytes (all if None) of ``path``."""
+    """SHA-256 state and byte count of the first ``length`` bytes (all if None) of the file
+    (opened without following links, checked to be the file listed)."""
     digest = hashlib.sha256()
     done = 0
-    task = progress.start(label, length if length is not None else path.stat().st_size)
-    with path.open("rb") as handle:
+    task = progress.start(label, length if length is not None else source.size)
+    with open_source(source) as fd:
         while length is None or done < length:
             want = BLOCK_BYTES if length is None else min(BLOCK_BYTES, length - done)
-            block = handle.read(want)
+            block = os.read(fd, want)
             if not block:
                 break
             digest.update(block)
@@ -53,37 +55,73 @@ def file_sha256(path: Path, progress: Progress, label: str, length: int | None =
 def upload_file(api: Api, package_id: str, source: Source, existing: dict[str, Any] | None,
                 progress: Progress) -> tuple[str, int, str]:
     """Upload ``source`` as an item; return ``(status, size, sha256)`` with status
-    ``uploaded`` or ``skipped`` (already there with the same SHA-256).
+    ``uploaded`` or ``skipped`` (already there with the same kind and SHA-256). A link or an
+    empty directory is added from its metadata; a file is opened only without following links
+    and checked to be the file listed (device, inode, size, modification time).
 
     Raises:
-        UsageError: an item of that name exists with other content, or the file changed size.
+        UsageError: an item of that name exists with other content, or the file changed.
         IntegrityFailure: the service computed another digest than this side.
         UnavailableError: the connection kept failing (a large upload resumes on the next run).
     """
-    size = source.path.stat().st_size
+    if source.kind != "file":
+        return _add_entry(api, package_id, source, existing)
+    size = source.size
     if existing is not None:
-        digest, length = file_sha256(source.path, progress, f"checking {source.name}")
-        sha256 = digest.hexdigest()
-        if hmac.compare_digest(existing["sha256"], sha256) and existing["size"] == length:
-            return "skipped", length, sha256
-        raise UsageError(
-            f"the package already holds a different item {source.name!r} "
-            f"(sha256 {existing['sha256']}, {existing['size']} bytes; local file sha256 "
-            f"{sha256}, {length} bytes)", hint="Items are immutable: upload the file under "
-            "another name, or into a new package.", slug="item-exists")
+        digest, length = file_sha256(source, progress, f"checking {display(source.name)}")
+        _same_or_refuse(source, existing, digest.hexdigest(), length)
+        return "skipped", length, digest.hexdigest()
     if size < RESUMABLE_FROM_BYTES:
         return "uploaded", *_upload_small(api, package_id, source, size, progress)
     return "uploaded", *ResumableUpload(api, package_id, source, size, progress).run()
 
 
+def _same_or_refuse(source: Source, existing: dict[str, Any], sha256: str, size: int) -> None:
+    kind = existing.get("kind") or "file"
+    if kind == source.kind and hmac.compare_digest(existing["sha256"], sha256) and \
+            existing["size"] == size:
+        return
+    raise UsageError(
+        f"the package already holds a different item {display(source.name)} ({kind}, sha256 "
+        f"{existing['sha256']}, {existing['size']} bytes; local {source.kind} sha256 {sha256}, "
+        f"{size} bytes)", hint="Items are immutable: upload it under another name, or into a "
+        "new package.", slug="item-exists")
+
+
+def _add_entry(api: Api, package_id: str, source: Source,
+               existing: dict[str, Any] | None) -> tuple[str, int, str]:
+    """A symbolic link (its target recorded) or an empty directory, as an item."""
+    raw = decode_text(source.target) if source.target is not None else b""
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if existing is not None:
+        _same_or_refuse(source, existing, sha256, len(raw))
+        return "skipped", len(raw), sha256
+    body = api.json("POST", package_path(package_id) + "/items",
+                    json={"name": source.name, "kind": source.kind,
+                          **({"target": source.target} if source.kind == "link" else {})})
+    if body.get("sha256") != sha256 or body.get("kind") != source.kind:
+        raise IntegrityFailure(f"the service recorded {display(source.name)} as "
+                               f"{body.get('kind')} {body.get('sha256')}, not {source.kind} "
+                               f"{sha256}", slug="digest-mismatch")
+    return "uploaded", len(raw), sha256
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks, got = [], 0
+    while got < limit and (block := os.read(fd, min(BLOCK_BYTES, limit - got))):
+        chunks.append(block)
+        got += len(block)
+    return b"".join(chunks)
+
+
 def _upload_small(api: Api, package_id: str, source: Source, size: int,
                   progress: Progress) -> tuple[int, str]:
-    with source.path.open("rb") as handle:
-        data = handle.read(RESUMABLE_FROM_BYTES)
+    with open_source(source) as fd:
+        data = _read_up_to(fd, RESUMABLE_FROM_BYTES)
     if len(data) != size:
         raise _changed(source, size, len(data))
     sha256 = hashlib.sha256(data).hexdigest()
-    task = progress.start(f"uploading {source.name}", size)
+    task = progress.start(f"uploading {display(source.name)}", size)
     body = api.json("PUT", item_path(package_id, source.name), content=data, headers={
         "Content-Digest": sha256_field(sha256), "Content-Type": "application/octet-stream"})
     progress.advance(task, size)
@@ -94,13 +132,13 @@ def _upload_small(api: Api, package_id: str, source: Source, size: int,
 
 def _check_stored(source: Source, body: dict[str, Any], size: int, sha256: str) -> None:
     if body.get("sha256") != sha256 or body.get("size") != size:
-        raise IntegrityFailure(f"the service stored {source.name!r} with sha256 "
+        raise IntegrityFailure(f"the service stored {display(source.name)} with sha256 "
                                f"{body.get('sha256')} ({body.get('size')} bytes), not {sha256}",
                                slug="digest-mismatch")
 
 
 def _changed(source: Source, expected: int, actual: int) -> UsageError:
-    return UsageError(f"{source.path} changed while it was uploaded ({expected} bytes when it "
+    return UsageError(f"{source.shown} changed while it was uploaded ({expected} bytes when it "
                       f"was listed, {actual} now)", slug="file-changed",
                       hint="Evidence must not change while it is uploaded: upload a copy made "
                            "after acquisition, or find out what is writing to it.")
@@ -125,12 +163,13 @@ class ResumableUpload:
 
     def run(self) -> tuple[int, str]:
         offset = self._open()
-        self.task = self.progress.start(f"uploading {self.source.name}", self.size, offset)
+        self.task = self.progress.start(f"uploading {display(self.source.name)}", self.size, offset)
         self.shown = offset
         try:
             if offset:
                 self.digest, self.hashed = file_sha256(
-                    self.source.path, self.progress, f"checking {self.source.name}", offset)
+                    self.source, self.progress, f"checking {display(self.source.name)}",
+                    offset)
                 if self.hashed != offset:
                     raise _changed(self.source, self.size, self.hashed)
             failures = 0
@@ -194,8 +233,9 @@ class ResumableUpload:
             raise _Retry(exc) from exc
         offset = int(response.headers["upload-offset"])
         if offset > self.hashed:  # a newer request of ours got further: hash up to there
-            self.digest, self.hashed = file_sha256(self.source.path, self.progress,
-                                                   f"checking {self.source.name}", offset)
+            self.digest, self.hashed = file_sha256(self.source, self.progress,
+                                                   f"checking {display(self.source.name)}",
+                                                   offset)
         self.progress.advance(self.task, offset - self.shown)  # back to what is stored
         self.shown = offset
         return offset
@@ -229,7 +269,7 @@ class ResumableUpload:
         """The file from ``offset`` to its declared end; bytes past ``hashed`` are hashed as
         they are read, so each byte is hashed once however often it is sent."""
         position = offset
-        with self.source.path.open("rb") as handle:
+        with open_source(self.source) as fd, os.fdopen(os.dup(fd), "rb") as handle:
             handle.seek(offset)
             while position < self.size:
                 block = handle.read(min(BLOCK_BYTES, self.size - position))

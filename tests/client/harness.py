@@ -71,18 +71,19 @@ class User:
         return subprocess.Popen([*EVX, *args], env=self.env(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
-    def run(self, *args: str, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, expect: int | None = 0,
+            timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """Run ``evx ARGS`` as this user; assert the exit status (unless ``expect`` is None)."""
         proc = subprocess.run([*EVX, *args], env=self.env(), capture_output=True, text=True,
-                              timeout=CLI_TIMEOUT_S)
+                              timeout=timeout)
         if expect is not None:
             assert proc.returncode == expect, (
                 f"evx {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
         return proc
 
-    def json(self, *args: str, expect: int = 0) -> Any:
-        proc = self.run(*args, "--json", expect=expect)
+    def json(self, *args: str, expect: int = 0, timeout: float = CLI_TIMEOUT_S) -> Any:
+        proc = self.run(*args, "--json", expect=expect, timeout=timeout)
         return json.loads(proc.stdout)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from evx.client.outdir import OutputFolder
+
 from tests.client.conftest import World, write_random
 from tests.client.harness import RECIPIENT, User
 
@@ -52,7 +54,7 @@ def test_interrupted_download_resumes_to_a_correct_file(world: World, tmp_path: 
     package = _shared_package(world, [image])
     fr = world.recipient
     out = tmp_path / "received"
-    partial = out / ".evx-partial" / "disk.img.part"
+    partial = out / ".evx-partial" / OutputFolder.partial_key("disk.img").decode()
 
     _kill_when_past_half(fr, package, out, partial, BIG)
     cut = partial.stat().st_size
@@ -125,7 +127,7 @@ def test_a_bad_partial_is_caught_deleted_and_the_next_run_is_clean(embedded: Wor
     evidence = write_random(tmp_path / "memory.dmp", 2 * 1024 * 1024 + 1)
     package = _shared_package(world, [evidence])
     out = tmp_path / "received"
-    partial = out / ".evx-partial" / "memory.dmp.part"
+    partial = out / ".evx-partial" / OutputFolder.partial_key("memory.dmp").decode()
     partial.parent.mkdir(parents=True)
     data = evidence.read_bytes()
     # A partial file whose bytes are not the item's (a disk error, a tampered copy).

@@ -23,10 +23,10 @@ def _evidence(root: Path) -> dict[str, bytes]:
     (ev / "extraction" / "notes.txt").write_text("seized 2026-11-02 at 06:10\n")
     (ev / "empty.bin").write_bytes(b"")
     (ev / "rapport-été.txt").write_text("procès-verbal\n")
-    os.symlink("extraction/notes.txt", ev / "notes-link.txt")  # inside: uploaded as a file
+    os.symlink("extraction/notes.txt", ev / "notes-link.txt")  # uploaded as a link item
     files = {}
     for path in sorted(ev.rglob("*")):
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():
             files["handset-17/" + path.relative_to(ev).as_posix()] = path.read_bytes()
     return files
 
@@ -39,13 +39,16 @@ def test_two_authorities(world: World, tmp_path: Path) -> None:
                       "--title", "Seized handset")
     package = created["id"]
     uploaded = de.json("upload", package, str(tmp_path / "seized" / "handset-17"))
-    assert {i["name"]: i["sha256"] for i in uploaded["items"]} == {
+    assert {i["name"]: i["sha256"] for i in uploaded["items"] if i["kind"] == "file"} == {
         name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    (link,) = [i for i in uploaded["items"] if i["kind"] == "link"]
+    assert (link["name"], link["sha256"]) == (
+        "handset-17/notes-link.txt", hashlib.sha256(b"extraction/notes.txt").hexdigest())
     assert {i["status"] for i in uploaded["items"]} == {"uploaded"}
 
     # Re-running is harmless: every item is already there with the same digest.
     again = de.run("upload", package, str(tmp_path / "seized" / "handset-17"))
-    assert f"0 uploaded, {len(files)} skipped" in again.stdout
+    assert f"0 uploaded, {len(files) + 1} skipped" in again.stdout
     assert "skipped handset-17/empty.bin: already in the package" in again.stderr
 
     # A different file under an existing name is refused (exit 2), nothing changes.
@@ -53,7 +56,7 @@ def test_two_authorities(world: World, tmp_path: Path) -> None:
     changed.parent.mkdir(parents=True)
     changed.write_bytes(b"not empty")
     refused = de.run("upload", package, str(changed.parent), expect=2)
-    assert "already holds a different item 'handset-17/empty.bin'" in refused.stderr
+    assert "already holds a different item handset-17/empty.bin (file" in refused.stderr
 
     # The recipient cannot see it before it is shared (404-like: exit 4).
     assert fr.run("package", "show", package, expect=4).returncode == 4
@@ -74,6 +77,8 @@ def test_two_authorities(world: World, tmp_path: Path) -> None:
     assert {i["status"] for i in got["items"]} == {"downloaded"}
     for name, data in files.items():
         assert (out / name).read_bytes() == data
+    assert os.readlink(out / "handset-17" / "notes-link.txt") == "extraction/notes.txt"
+    assert got["matches_seal"] is True
     assert not any((out / ".evx-partial").rglob("*.part"))
     # A second run finds the verified files and leaves them alone.
     again = fr.json("download", package, "handset-17/empty.bin", "-o", str(out))
@@ -85,7 +90,7 @@ def test_two_authorities(world: World, tmp_path: Path) -> None:
         assert first["verified"] is True
         actions = [e["action"] for e in first["entries"]]
         assert actions[0] == "package.created"
-        assert actions.count("item.uploaded") == len(files)
+        assert actions.count("item.uploaded") == len(files) + 1
         assert "package.sealed" in actions and "share.created" in actions
         assert actions.count("download.completed") >= len(files)
         assert actions[-1] == "custody.read"

@@ -21,7 +21,7 @@ from evx.cli.exits import (
     exit_code_for,
 )
 from evx.client.errors import UsageError
-from evx.client.files import check_item_name, collect_sources, destination
+from evx.client.sources import collect_sources, open_source
 from evx.client.http import error_from_response, server_origin
 from evx.client.transfer import parse_sha256_field, sha256_field
 
@@ -80,40 +80,46 @@ def test_server_origin_keys_the_trust_state() -> None:
         server_origin("ftp://x")
 
 
-def test_directory_items_have_posix_relative_names(tmp_path: Path) -> None:
+def test_directory_items_keep_exact_names_links_and_empty_dirs(tmp_path: Path) -> None:
     root = tmp_path / "case"
     (root / "a" / "b").mkdir(parents=True)
     (root / "a" / "b" / "x.bin").write_bytes(b"x")
-    (root / "top.txt").write_bytes(b"t")
+    (root / "empty").mkdir()
+    (root / os.fsdecode(b"bad\xffname:*.txt")).write_bytes(b"t")
+    (tmp_path / "secret.txt").write_text("not evidence")
     os.symlink("a/b/x.bin", root / "inside-link")
-    names = sorted(s.name for s in collect_sources([root]))
-    assert names == ["case/a/b/x.bin", "case/inside-link", "case/top.txt"]
+    os.symlink(tmp_path / "secret.txt", root / "escape")
+    os.symlink("/nonexistent", root / "dangling")
+    found = {s.name: s for s in collect_sources([root])}
+    assert sorted(found) == ["case/a/b/x.bin", "case/bad%FFname:*.txt", "case/dangling",
+                             "case/empty", "case/escape", "case/inside-link"]
+    assert (found["case/inside-link"].kind, found["case/inside-link"].target) == (
+        "link", "a/b/x.bin")
+    assert found["case/escape"].target == str(tmp_path / "secret.txt")
+    assert found["case/empty"].kind == "directory"
+    # --follow-links reads what a link to a file points to; a dangling one stays a link.
+    followed = {s.name: s for s in collect_sources([root], follow_links=True)}
+    assert followed["case/escape"].kind == "file"
+    assert followed["case/dangling"].kind == "link"
 
 
-def test_links_escaping_the_directory_are_refused(tmp_path: Path) -> None:
+def test_a_file_swapped_for_a_link_after_listing_is_refused(tmp_path: Path) -> None:
+    """Review L5: a file replaced by a symbolic link between listing and upload is not read."""
     root = tmp_path / "case"
     root.mkdir()
-    (tmp_path / "secret.txt").write_text("not evidence")
-    os.symlink(tmp_path / "secret.txt", root / "escape")
-    with pytest.raises(UsageError, match="outside"):
-        collect_sources([root])
-    os.unlink(root / "escape")
-    os.symlink(tmp_path, root / "dir-escape")
-    with pytest.raises(UsageError, match="outside"):
-        collect_sources([root])
-
-
-@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "C:x",
-                                  ".evx-partial/x", "a/ b", "x\n"])
-def test_unsafe_names_never_become_paths(name: str, tmp_path: Path) -> None:
-    with pytest.raises(UsageError):
-        destination(tmp_path, name)
-
-
-def test_names_are_nfc() -> None:
-    with pytest.raises(UsageError, match="NFC"):
-        check_item_name("e\u0301.txt")
-    assert check_item_name("\u00e9.txt") == "\u00e9.txt"
+    (root / "b.txt").write_text("listed")
+    (tmp_path / "secret.txt").write_text("SECRET")
+    (source,) = collect_sources([root])
+    os.unlink(root / "b.txt")
+    os.symlink(tmp_path / "secret.txt", root / "b.txt")
+    with pytest.raises(UsageError, match="without following links"):
+        with open_source(source):
+            pass
+    os.unlink(root / "b.txt")
+    (root / "b.txt").write_text("listed")  # same content, another file: refused too
+    with pytest.raises(UsageError, match="not the file listed"):
+        with open_source(source):
+            pass
 
 
 def test_the_client_never_imports_server_or_store_internals() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evx.client.errors import IntegrityFailure, UsageError
-from evx.client.files import Source
+from evx.client.sources import Source, collect_sources
 from evx.client.http import Api
 from evx.client.progress import NO_PROGRESS
 from evx.client.uploads import RESUMABLE_FROM_BYTES, ResumableUpload, upload_file
@@ -37,7 +37,9 @@ def _api(world: World) -> Api:
 def _file(tmp_path: Path, size: int) -> Source:
     path = tmp_path / "image.E01"
     path.write_bytes(os.urandom(size))
-    return Source(path=path, name="image.E01", size=size)
+    (source,) = collect_sources([path])
+    assert (source.name, source.size) == ("image.E01", size)
+    return source
 
 
 def _item(world: World, package: str) -> dict:
@@ -98,6 +100,7 @@ def test_a_file_changed_since_the_interrupted_run_is_refused(world: World,
                               "Upload-Length": str(len(data))})
     # the stored prefix no longer matches the file: the digests differ at completion
     source.path.write_bytes(b"y" * len(data))
+    (source,) = collect_sources([source.path])  # the next run lists the changed file
     with pytest.raises(IntegrityFailure):
         ResumableUpload(_api(world), package, source, len(data), NO_PROGRESS,
                         sleep=lambda s: None).run()

@@ -1,0 +1,265 @@
+"""The download record: what a recipient keeps beside the evidence, and re-checks offline.
+
+``evx download PKG -o DIR`` writes ``DIR/.evx/PKG/``:
+
+* ``manifest.json`` -- every item received: name as stored (text form), local path where it
+  was mapped, kind, size, SHA-256, link target; the manifest hash computed here over them and
+  the one recorded at seal;
+* ``custody.json`` -- the package's custody pages as served (entries, inclusion proofs, signed
+  checkpoint) and the log key they were verified against, at that moment;
+* ``SHA256SUMS`` -- the files in ``sha256sum -c`` format, paths relative to ``DIR``.
+
+``evx verify DIR`` checks the folder against its records months later, without the server:
+every file's bytes, every link's target, every directory; the manifest hash; the custody
+record against the log key; and that what the ledger says was uploaded is what is here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from custody.note import VerifierKey
+from evx.client.errors import IntegrityFailure, UsageError
+from evx.client.localnames import PARTIAL_DIR, RECORD_DIR
+from evx.client.outdir import OutputFolder
+from evx.protocol.manifest import manifest_sha256
+from evx.protocol.names import decode_text, display, encode_bytes
+
+RECORD_FORMAT = "evx-download-record/1"
+BLOCK_BYTES = 1024 * 1024
+
+
+def sha256sums_line(sha256: str, local: bytes) -> bytes:
+    """One line of GNU ``sha256sum`` output for ``local`` (bytes, as on disk)."""
+    if any(c in local for c in b"\\\n\r"):
+        escaped = local.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        return b"\\" + sha256.encode() + b"  " + escaped + b"\n"
+    return sha256.encode() + b"  " + local + b"\n"
+
+
+def record_files(package: dict[str, Any], origin: str, received: list[dict[str, Any]],
+                 custody_pages: list[dict[str, Any]], log_key: str, *,
+                 complete: bool) -> tuple[dict[str, bytes], str]:
+    """The files of the download record and the manifest hash over ``received``.
+
+    ``received`` holds, per item verified here: name, local (text form), kind, size, sha256,
+    target.
+    """
+    items = sorted(received, key=lambda i: i["name"])
+    computed = manifest_sha256(package["id"], items)
+    manifest = {
+        "format": RECORD_FORMAT,
+        "package": package["id"],
+        "server": origin,
+        "case_reference": package.get("case_reference"),
+        "owner_authority": package.get("owner_authority"),
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "complete": complete,
+        "manifest_sha256": computed,
+        "sealed_manifest_sha256": package.get("manifest_sha256"),
+        "items": [{k: v for k, v in i.items() if v is not None and
+                   not (k == "local" and v == i["name"])} for i in items],
+    }
+    sums = b"".join(sha256sums_line(i["sha256"], decode_text(i["local"]))
+                    for i in sorted(items, key=lambda i: decode_text(i["local"]))
+                    if i["kind"] == "file")
+    custody = {"format": RECORD_FORMAT, "package": package["id"], "log_key": log_key,
+               "pages": custody_pages}
+    return {"manifest.json": _json(manifest), "custody.json": _json(custody),
+            "SHA256SUMS": sums}, computed
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+
+# -- evx verify DIR ---------------------------------------------------------------------------
+
+@dataclass
+class FolderReport:
+    """What ``evx verify DIR`` found."""
+
+    packages: list[str] = field(default_factory=list)
+    checked: int = 0
+    problems: list[dict[str, str]] = field(default_factory=list)
+    custody_entries: int = 0
+
+    def problem(self, what: str, name: str, detail: str) -> None:
+        self.problems.append({"problem": what, "item": name, "detail": detail})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": not self.problems, "packages": self.packages, "items_checked": self.checked,
+                "custody_entries_verified": self.custody_entries, "problems": self.problems}
+
+
+def _hash_fd(fd: int) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while block := os.read(fd, BLOCK_BYTES):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size
+
+
+def _check_item(out: OutputFolder, item: dict[str, Any], report: FolderReport) -> None:
+    name = item["name"]
+    local = tuple(decode_text(item.get("local", name)).split(b"/"))
+    kind = item.get("kind", "file")
+    try:
+        st = out.lstat(local)
+    except (OSError, UsageError) as exc:
+        report.problem("unreadable", name, str(exc))
+        return
+    if st is None:
+        report.problem("missing", name, f"{out.shown(local)} is missing")
+        return
+    if kind == "directory":
+        if not stat.S_ISDIR(st.st_mode):
+            report.problem("changed", name, f"{out.shown(local)} is no longer a directory")
+        return
+    if kind == "link":
+        if not stat.S_ISLNK(st.st_mode):
+            report.problem("changed", name, f"{out.shown(local)} is no longer a symbolic link")
+            return
+        fd = out.directory(local[:-1], create=False)
+        try:
+            target = os.readlink(local[-1], dir_fd=fd)
+        finally:
+            os.close(fd)
+        if encode_bytes(target) != item["target"]:
+            report.problem("changed", name, f"{out.shown(local)} points to "
+                           f"{display(encode_bytes(target))}, not {display(item['target'])}")
+        return
+    fd = out.open_existing(local)
+    if fd is None:
+        report.problem("changed", name, f"{out.shown(local)} is no longer a regular file")
+        return
+    try:
+        sha256, size = _hash_fd(fd)
+    finally:
+        os.close(fd)
+    if size != item["size"] or not hmac.compare_digest(sha256, item["sha256"]):
+        report.problem("changed", name, f"{out.shown(local)} has sha256 {sha256} ({size} "
+                       f"bytes); received with {item['sha256']} ({item['size']} bytes)")
+
+
+def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str, Any],
+                   report: FolderReport) -> None:
+    from evx.client.trust import verify_continuation, verify_custody
+
+    try:
+        key = VerifierKey.parse(custody["log_key"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable key is a failed check
+        report.problem("custody", package_id, f"the recorded log key is unusable: {exc}")
+        return
+    pages = custody.get("pages") or []
+    try:
+        entries = verify_custody(pages[0], key, package_id)
+        for page in pages[1:]:
+            entries += verify_continuation(page, key, package_id, entries[-1].leaf_hash().hex())
+    except (IntegrityFailure, IndexError) as exc:
+        report.problem("custody", package_id, f"the custody record does not verify: {exc}")
+        return
+    report.custody_entries += len(entries)
+    uploaded = {e.item: e.details for e in entries
+                if e.action == "item.uploaded" and e.outcome == "allowed" and e.item}
+    sealed = [e.details.get("manifest_sha256") for e in entries
+              if e.action == "package.sealed" and e.outcome == "allowed"]
+    recorded = manifest.get("sealed_manifest_sha256")
+    if recorded is not None and sealed != [recorded]:
+        report.problem("custody", package_id, "the manifest recorded at seal is not the one in "
+                       "the custody record")
+    for item in manifest["items"]:
+        details = uploaded.get(item["name"])
+        if details is None or details.get("sha256") != item["sha256"]:
+            report.problem("custody", item["name"], "the custody record has no upload of this "
+                           "item with this SHA-256")
+
+
+def verify_folder(root: Path) -> FolderReport:
+    """Check a received folder against its download records, offline.
+
+    Raises:
+        UsageError: ``root`` holds no download record.
+    """
+    report = FolderReport()
+    record_root = root / RECORD_DIR
+    try:
+        packages = sorted(p.name for p in record_root.iterdir()
+                          if (p / "manifest.json").is_file() and not p.is_symlink())
+    except OSError:
+        packages = []
+    if not packages:
+        raise UsageError(f"{root} holds no download record ({RECORD_DIR}/PACKAGE/manifest.json)",
+                         hint="evx download writes one; give the folder given to -o.",
+                         slug="no-record")
+    expected: set[bytes] = set()
+    with OutputFolder(root) as out:
+        for package_id in packages:
+            report.packages.append(package_id)
+            folder = record_root / package_id
+            try:
+                manifest = json.loads((folder / "manifest.json").read_bytes())
+                custody = json.loads((folder / "custody.json").read_bytes())
+            except (OSError, ValueError) as exc:
+                report.problem("record", package_id, f"the download record is unreadable: {exc}")
+                continue
+            if manifest_sha256(package_id, manifest["items"]) != manifest["manifest_sha256"]:
+                report.problem("record", package_id, "manifest.json does not hash to its "
+                               "recorded manifest_sha256")
+            if manifest.get("complete") and manifest.get("sealed_manifest_sha256") not in (
+                    None, manifest["manifest_sha256"]):
+                report.problem("record", package_id, "the items received are not the sealed "
+                               "manifest")
+            for item in manifest["items"]:
+                report.checked += 1
+                local = decode_text(item.get("local", item["name"]))
+                expected.add(local)
+                parts = local.split(b"/")
+                expected.update(b"/".join(parts[:i]) for i in range(1, len(parts)))
+                _check_item(out, item, report)
+            _check_custody(package_id, custody, manifest, report)
+        for extra in _extra_paths(out, expected):
+            report.problem("extra", encode_bytes(extra),
+                           f"{out.shown(tuple(extra.split(b'/')))} is not in any download "
+                           "record")
+    return report
+
+
+def _extra_paths(out: OutputFolder, expected: set[bytes]) -> list[bytes]:
+    """Paths below -o that no record lists (the client's own folders aside)."""
+    extra: list[bytes] = []
+
+    def walk(fd: int, prefix: tuple[bytes, ...]) -> None:
+        with os.scandir(fd) as scan:
+            names = sorted(os.fsencode(e.name) for e in scan)
+        for raw in names:
+            here = (*prefix, raw)
+            if not prefix and raw in (RECORD_DIR.encode(), PARTIAL_DIR.encode()):
+                continue
+            path = b"/".join(here)
+            if path not in expected:
+                extra.append(path)
+                continue
+            st = os.stat(raw, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                child = out.directory(here, create=False)
+                try:
+                    walk(child, here)
+                finally:
+                    os.close(child)
+
+    top = os.dup(out.fd)
+    try:
+        walk(top, ())
+    finally:
+        os.close(top)
+    return extra
