@@ -102,7 +102,7 @@ def request_create(
     """File a request to another authority (investigators); with --form the signed form is
     stored as evidence and shared with the executing authority under the request's basis."""
     from evx.cli.packages import _board
-    from evx.client.files import collect_sources
+    from evx.client.sources import collect_sources
     from evx.client.uploads import upload_file
 
     _choice(instrument, INSTRUMENTS, "--instrument")
