@@ -107,7 +107,13 @@ class EvxServer:
     def env(self) -> dict[str, str]:
         return {**_base_env(), "HOME": str(self.root), "EVX_DATA_DIR": str(self.data_dir),
                 "EVX_OPERATOR_AUTHORITY": OPERATOR, "EVX_LOG_LEVEL": "WARNING",
-                "EVX_CHUNK_SIZE": str(64 * 1024), **self.extra_env}
+                "EVX_CHUNK_SIZE": str(64 * 1024),
+                # These servers test the client: folders of thousands of files go through one
+                # officer, so the per-officer request rate is raised (the limits themselves are
+                # tested in tests/api/test_rate_limits.py and tests/hostile/).
+                "EVX_OFFICER_REQUESTS_PER_SECOND": "1000", "EVX_OFFICER_REQUEST_BURST": "10000",
+                "EVX_AUTHORITY_REQUESTS_PER_SECOND": "2000",
+                "EVX_AUTHORITY_REQUEST_BURST": "20000", **self.extra_env}
 
     def admin(self, *args: str) -> str:
         """``evx ARGS`` on the server's machine (registry, tokens)."""
