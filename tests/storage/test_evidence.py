@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from storage.errors import ObjectNotFound
 from storage.evidence import EvidenceVault, StoredItem
 from storage.keyring import Keyring
-from storage.stream import HEADER_LEN, TAG_LEN
+from storage.stream import HEADER_LEN, MAX_ID_BYTES, TAG_LEN
 from tests.storage.conftest import TEST_CHUNK_SIZE, Backend, pieces
 
 C = TEST_CHUNK_SIZE
@@ -148,7 +148,7 @@ def test_ids_are_validated(vault: EvidenceVault) -> None:
     with pytest.raises(ValueError):
         vault.put_item("", "item", [b"x"])
     with pytest.raises(ValueError):
-        vault.put_item("pkg", "x" * 2000, [b"x"])
+        vault.put_item("pkg", "x" * (MAX_ID_BYTES + 1), [b"x"])
     assert list(vault.store.list()) == []
 
 
