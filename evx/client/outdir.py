@@ -19,7 +19,7 @@ import stat
 from collections import Counter
 from pathlib import Path
 
-from evx.client.errors import UsageError
+from evx.client.errors import LocalFileError, UsageError
 from evx.client.localnames import PARTIAL_DIR, RECORD_DIR
 from evx.protocol.names import display, encode_bytes
 
@@ -47,11 +47,11 @@ class OutputFolder:
             # is followed.
             self.fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
         except FileExistsError:
-            raise UsageError(f"-o {root} exists and is not a directory",
-                             slug="output-not-a-directory") from None
+            raise LocalFileError(f"-o {root} exists and is not a directory",
+                                 slug="output-not-a-directory") from None
         except NotADirectoryError:
-            raise UsageError(f"-o {root}: a part of the path is a file, not a directory",
-                             slug="output-not-a-directory") from None
+            raise LocalFileError(f"-o {root}: a part of the path is a file, not a directory",
+                                 slug="output-not-a-directory") from None
         except OSError as exc:
             raise UsageError(f"cannot use -o {root}: {exc.strerror}", slug="output") from None
         self.did: Counter[str] = Counter()

@@ -204,7 +204,7 @@ def open_source(source: Source) -> Iterator[int]:
             raise UsageError(f"{source.shown} is not the file listed a moment ago (replaced, "
                              "or changed since)", hint="The folder changed while it was "
                              "uploaded; check it and run the command again.",
-                             slug="source-changed")
+                             slug="file-changed")
         os.set_blocking(fd, True)
         yield fd
     finally:
