@@ -86,7 +86,7 @@ def test_when_retries_run_out_the_partial_download_is_kept(embedded: World, prox
                                                 "--retries", "2", expect=5)
     document = json.loads(failed.stdout)
     assert document["error"] == "transfer-interrupted" and "kept in" in document["hint"]
-    partial = out / ".evx-partial" / "image.E01.part"
+    (partial,) = (out / ".evx-partial").glob("*.part")  # named by a hash of the item name
     assert partial.stat().st_size >= 3 * 700000 - 3 and not (out / "image.E01").exists()
     assert "Traceback" not in failed.stderr
     # the same command resumes it (the proxy forwards again)
