@@ -44,9 +44,11 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 @pytest.fixture
-def s3_bucket(seaweed: SeaweedS3) -> str:
-    """A fresh, empty bucket name per test (created by the store under test)."""
-    return f"evx-test-{uuid.uuid4().hex[:12]}"
+def s3_bucket(seaweed: SeaweedS3) -> Iterator[str]:
+    """A fresh, empty bucket name per test (created by the store under test), dropped after it."""
+    name = f"evx-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    seaweed.drop_bucket(name)
 
 
 def _pg_available(url: str) -> str | None:

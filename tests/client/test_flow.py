@@ -5,6 +5,7 @@ verifies the whole ledger. On the embedded defaults and on PostgreSQL + SeaweedF
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -103,8 +104,9 @@ def test_two_authorities(world: World, tmp_path: Path) -> None:
         assert "VERIFIED" in timeline and "share.created" in timeline
         assert REQUEST_REF in timeline and "FR-OCRTEH / luc.martin" in timeline
 
-    # The operator's auditor monitors, exports and verifies the whole ledger.
-    op = world.operator_auditor
+    # The operator's auditor monitors, exports and verifies the whole ledger -- from a machine that
+    # has not seen this server before (the session's server is shared with other tests).
+    op = dataclasses.replace(world.operator_auditor, state_dir=tmp_path / "operator" / "state")
     synced = op.json("ledger", "sync")
     assert synced["ok"] and synced["newly_pinned"]
     export = tmp_path / "ledger.jsonl"

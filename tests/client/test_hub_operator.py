@@ -102,6 +102,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     try:
         yield from _hub(server, settings)
     finally:
+        seaweed.drop_bucket(bucket)
         with admin.connect() as conn:
             conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE datname = :n"), {"n": name})

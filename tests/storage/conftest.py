@@ -5,7 +5,6 @@ to the disk or the bucket would."""
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "fs":
         return _fs_backend(tmp_path)
     seaweed = request.getfixturevalue("seaweed")
-    return _s3_backend(seaweed, f"evx-test-{uuid.uuid4().hex[:12]}")
+    return _s3_backend(seaweed, request.getfixturevalue("s3_bucket"))
 
 
 @pytest.fixture
