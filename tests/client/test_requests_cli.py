@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.client.conftest import World
-from tests.client.harness import EVX, OWNER, RECIPIENT
+from tests.client.conftest import World, build_world
+from tests.client.harness import EVX, OWNER, RECIPIENT, EvxServer
+
+
+@pytest.fixture
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A server of this test's own: the event feed is read from its start (event 0), which the
+    session's shared server has long passed."""
+    server = EvxServer(tmp_path_factory.mktemp("evx-requests"))
+    try:
+        yield build_world(server)
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow
