@@ -262,8 +262,16 @@ def build_runtime(settings: Settings) -> Runtime:
         engine, retry_schedule=parse_schedule(settings.webhook_retry_schedule),
         timeout=settings.webhook_timeout_seconds, poll_seconds=settings.webhook_poll_seconds,
         warning=timedelta(hours=settings.deadline_warning_hours))
-    # A commit may have put events in the outbox: deliver them now, not at the next poll.
-    sa.event.listen(engine, "commit", lambda _conn: runtime.notifier.wake())
+    # A commit that put deliveries in the outbox: deliver them now, not at the next poll.
+    # Other commits (the notifier's own included) do not wake it.
+    from service.events.repository import OUTBOX_WRITTEN
+
+    def _after_commit(conn: sa.engine.Connection) -> None:
+        if conn.info.pop(OUTBOX_WRITTEN, False):
+            runtime.notifier.wake()
+
+    sa.event.listen(engine, "commit", _after_commit)
+    sa.event.listen(engine, "rollback", lambda conn: conn.info.pop(OUTBOX_WRITTEN, None))
     return runtime
 
 

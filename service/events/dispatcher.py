@@ -77,6 +77,11 @@ class Notifier:
         """Something was committed to the outbox: deliver now rather than at the next poll."""
         self._wake.set()
 
+    @property
+    def woken(self) -> bool:
+        """A commit asked for a round before the next poll (read by tests)."""
+        return self._wake.is_set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True, name="webhooks")
         self._thread.start()

@@ -21,6 +21,11 @@ from service.events.tables import events, webhook_attempts, webhook_deliveries, 
 
 _aware = as_utc
 
+# Set on a connection whose transaction put a delivery in the outbox: its commit wakes the
+# notifier (service/runtime.py). Only those commits: the notifier's own commits woke it again,
+# a busy loop that kept a core and the database busy (issue 11, /healthz under load).
+OUTBOX_WRITTEN = "evx.outbox_written"
+
 
 @dataclass(frozen=True)
 class EventRow:
@@ -61,6 +66,7 @@ def emit(conn: Connection, authorities: Iterable[str], event_type: str, data: di
             conn.execute(webhook_deliveries.insert().values(
                 event_seq=seq, endpoint_id=endpoint_id, status="pending", attempts=0,
                 next_attempt_at=now))
+            conn.info[OUTBOX_WRITTEN] = True
         created.append(EventRow(seq, event_id, authority, event_type, now, data))
     return created
 
