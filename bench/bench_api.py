@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -129,6 +129,35 @@ def http_download(url: str, token: str, package: str, name: str) -> tuple[float,
     return elapsed, int(written.split()[1])
 
 
+def fresh_postgres(prefix: str, cleanups: list[Callable[[], None]]) -> str:
+    """A new, empty database on the ``EVX_TEST_PG_URL`` server; its drop goes on ``cleanups``."""
+    import sqlalchemy as sa
+
+    admin_url = os.environ.get("EVX_TEST_PG_URL",
+                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    db = f"{prefix}_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+    cleanups.append(drop)
+    return sa.make_url(admin_url).set(database=db).render_as_string(hide_password=False)
+
+
+def clean_up(cleanups: list[Callable[[], None]], work: Path) -> None:
+    """Run ``cleanups`` last first (reporting, not raising, what fails), then remove ``work``."""
+    for cleanup in reversed(cleanups):
+        try:
+            cleanup()
+        except Exception as exc:  # noqa: BLE001 - report and continue cleaning
+            print(f"cleanup failed: {exc!r}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def storage_alone(settings_env: dict[str, str], size: int, work: Path) -> tuple[float, float]:
     """EvidenceVault put/get of the same bytes on the same backend, in this process."""
     from service.runtime import build_store
@@ -167,28 +196,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="evx-bench-api-"))
     env = {**os.environ, "EVX_DATA_DIR": str(work / "data"),
            "EVX_OPERATOR_AUTHORITY": "EU-OPERATOR", "EVX_MAX_ITEM_BYTES": str(8 * size)}
-    cleanups = []
+    cleanups: list[Callable[[], None]] = []
     try:
         if args.postgres_s3:
-            import sqlalchemy as sa
-
             from tests.support.seaweed import start_seaweed
 
             weed = start_seaweed(work)
             cleanups.append(weed.stop)
-            admin_url = os.environ.get("EVX_TEST_PG_URL",
-                                       "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-            admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-            db = f"evx_bench_api_{os.getpid()}"
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-
-            def drop() -> None:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            cleanups.append(drop)
-            env.update(EVX_DATABASE_URL=sa.make_url(admin_url).set(database=db)
-                       .render_as_string(hide_password=False),
+            env.update(EVX_DATABASE_URL=fresh_postgres("evx_bench_api", cleanups),
                        EVX_OBJECT_STORE="s3", EVX_S3_ENDPOINT=weed.endpoint,
                        EVX_S3_ACCESS_KEY=weed.access_key, EVX_S3_SECRET_KEY=weed.secret_key,
                        EVX_S3_BUCKET="bench")
@@ -259,12 +274,7 @@ def main() -> None:
                   f"(each appends a ledger entry): p50 {q[49] * 1000:.1f} ms, "
                   f"p99 {q[98] * 1000:.1f} ms, {len(latencies) / elapsed:.0f} req/s")
     finally:
-        for cleanup in reversed(cleanups):
-            try:
-                cleanup()
-            except Exception as exc:  # noqa: BLE001 - report and continue cleaning
-                print(f"cleanup failed: {exc!r}", file=sys.stderr)
-        shutil.rmtree(work, ignore_errors=True)
+        clean_up(cleanups, work)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import anyio.to_thread
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from evx.protocol.tokens import REFUSAL_ADVICE
 from service.guard import PRINCIPAL_SCOPE_KEY
-from service.identity.errors import InvalidToken, MissingCredentials
-from service.identity.http import authenticate
+from service.identity.errors import (
+    AuthenticationFailed,
+    InvalidToken,
+    MissingCredentials,
+)
+from service.identity.http import authenticate, bearer_token
 from service.identity.tokens import Principal
 from service.problems import TOO_MANY_REQUESTS, UNAUTHENTICATED, Problem
 
@@ -20,18 +26,25 @@ ADMITTED_SCOPE_KEY = "evx.admitted"  # the request passed the rate limits once
 _bearer = HTTPBearer(auto_error=False, description="A JWT signed by the officer's authority.")
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated officer. Failures are counted and logged -- never put in the ledger,
-    where unauthenticated garbage could flood it."""
+    where unauthenticated garbage could flood it.
+
+    A token verified a moment ago is taken from the verified-token cache on the event loop;
+    anything else is verified on a worker thread (a key look-up may touch the database).
+    """
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY)  # the guard did it before the body
     runtime = request.app.state.runtime
     if principal is None:
-        principal = authenticate_request(runtime, request.headers.get("authorization"),
-                                         request.url.path,
-                                         request.client.host if request.client else None)
+        authorization = request.headers.get("authorization")
+        principal = _recently_verified(runtime, authorization)
+        if principal is None:
+            principal = await anyio.to_thread.run_sync(
+                authenticate_request, runtime, authorization, request.url.path,
+                request.client.host if request.client else None)
         request.scope[PRINCIPAL_SCOPE_KEY] = principal
     if not request.scope.get(ADMITTED_SCOPE_KEY):
         # Every authenticated request writes a ledger entry: its rate is the caller's rate of
@@ -50,9 +63,13 @@ def current_principal(
 def authenticate_request(runtime: Any, authorization: str | None, path: str,
                          client: str | None = None) -> Principal:
     """The caller's principal, or a 401 :class:`Problem` (counted, and logged if refused)."""
+    cached = _recently_verified(runtime, authorization)
+    if cached is not None:
+        return cached
+    generation = runtime.registrar.generation  # before verifying: a change meanwhile voids it
     try:
-        return authenticate(authorization, lookup_key=runtime.lookup_key,
-                            settings=runtime.settings)
+        principal = authenticate(authorization, lookup_key=runtime.lookup_key,
+                                 settings=runtime.settings)
     except MissingCredentials:
         runtime.metrics.unauthenticated.labels("missing").inc()
         raise Problem(UNAUTHENTICATED, "Send 'Authorization: Bearer <token>' issued by your "
@@ -62,6 +79,21 @@ def authenticate_request(runtime: Any, authorization: str | None, path: str,
         log.warning("token_refused", reason=exc.reason, path=path, client=client)
         raise Problem(UNAUTHENTICATED, REFUSAL_ADVICE.get(exc.reason, "The token was refused."),
                       reason=exc.reason) from None
+    runtime.verified_tokens.put(bearer_token(authorization), principal, generation=generation)
+    return principal
+
+
+def _recently_verified(runtime: Any, authorization: str | None) -> Principal | None:
+    """The principal of a token verified a moment ago (service/identity/verified.py), or None
+    (then the token is verified in full, and refusals are counted and logged there)."""
+    try:
+        token = bearer_token(authorization)
+    except AuthenticationFailed:
+        return None
+    settings = runtime.settings
+    return runtime.verified_tokens.get(  # type: ignore[no-any-return]
+        token, generation=runtime.registrar.generation, now=datetime.now(UTC),
+        leeway=timedelta(seconds=settings.token_leeway_seconds))
 
 
 Officer = Annotated[Principal, Depends(current_principal)]

@@ -19,6 +19,7 @@ from service.identity.providers import ProviderFollower, ProviderUnavailable
 from service.identity.registrar import TrustRegistrar
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
+from service.identity.verified import VerifiedTokens
 from service.limits import RequestLimits, TransferSlots
 from service.metrics import Metrics
 from service.packages.gate import Gate
@@ -61,7 +62,10 @@ class Runtime:
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
     notifier: Notifier = None  # type: ignore[assignment]
-    _key_cache: dict[tuple[str, str], tuple[float, TrustedKey]] = field(default_factory=dict)
+    _key_cache: dict[tuple[str, str], tuple[float, TrustedKey, int]] = field(
+        default_factory=dict)
+    verified_tokens: VerifiedTokens = field(
+        default_factory=lambda: VerifiedTokens(recheck_seconds=KEY_CACHE_SECONDS))
 
     def lookup_key(self, issuer: str, kid: str) -> TrustedKey:
         """The issuer's active key ``kid`` from the trust registry (cached for a few seconds).
@@ -74,8 +78,10 @@ class Runtime:
         if followed and self.providers.stale(issuer):
             self._follow(issuer, "keys older than provider_max_age_seconds")
         now = time.monotonic()
+        generation = self.registrar.generation  # before reading: a change meanwhile voids it
         cached = self._key_cache.get((issuer, kid))
-        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS and \
+                cached[2] == generation:
             return cached[1]
         try:
             key = self._registry_key(issuer, kid)
@@ -85,7 +91,7 @@ class Runtime:
             key = self._registry_key(issuer, kid)
         if len(self._key_cache) > 10_000:  # bound: unknown kids are never cached, known are few
             self._key_cache.clear()
-        self._key_cache[(issuer, kid)] = (now, key)
+        self._key_cache[(issuer, kid)] = (now, key, generation)
         return key
 
     def _registry_key(self, issuer: str, kid: str) -> TrustedKey:
@@ -217,7 +223,9 @@ def build_runtime(settings: Settings) -> Runtime:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url,
+                         pool_size=settings.database_pool_size,
+                         max_overflow=settings.database_pool_size)
     keyring = Keyring(DirectoryKeySource(settings.resolved_kek_dir, create=True))
     store = build_store(settings)
     vault = EvidenceVault(store, keyring, chunk_size=settings.chunk_size)

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite file in the data directory."
     )
+    database_pool_size: int = Field(
+        default=20, ge=1, le=500, description="Database connections a replica keeps open "
+        "(and as many more while busy). Below the requests it runs at once, a connection is "
+        "opened and closed per request (measured: a tenth of a metadata read's CPU on SQLite).")
 
     # Object store: "filesystem" (default, under data_dir/objects) or "s3".
     object_store: str = Field(default="filesystem", pattern="^(filesystem|s3)$")

@@ -58,6 +58,9 @@ class TrustRegistrar:
         self._operator = operator_authority
         # SQLite has one writer and no advisory locks: this process's changes take this lock.
         self._lock = threading.Lock()
+        #: Bumped after every change this registrar makes (committed or not): caches of the
+        #: registry (keys, verified tokens) compare it with the one they were filled under.
+        self.generation = 0
 
     @property
     def engine(self) -> Engine:
@@ -189,17 +192,22 @@ class TrustRegistrar:
 
     @contextmanager
     def _changing(self) -> Iterator[tuple[Connection, TrustRegistry]]:
-        with self._lock, self._engine.connect() as conn:
-            conn.begin()
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                             {"key": REGISTRY_LOCK_KEY})
+        with self._lock:
             try:
-                yield conn, TrustRegistry(conn)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+                with self._engine.connect() as conn:
+                    conn.begin()
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": REGISTRY_LOCK_KEY})
+                    try:
+                        yield conn, TrustRegistry(conn)
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+            finally:
+                # After the commit: whatever was cached from the registry before it is stale.
+                self.generation += 1
 
     def _record(self, conn: Connection, events: list[Event]) -> None:
         if conn.dialect.name == "sqlite":

@@ -122,3 +122,22 @@ def test_valid_token_accepted_as_control(world: World) -> None:
     r = world.client.get("/v1/packages",
                          headers={"Authorization": f"Bearer {_sign(private, kid, _claims(world))}"})
     assert r.status_code == 200
+
+
+def test_a_retired_key_is_refused_at_once_though_its_token_was_cached(world: World) -> None:
+    """Verified tokens are cached (service/identity/verified.py); retiring the key that
+    verified one through the registrar voids the cached verdict before the next request."""
+    w = world
+    kid, private, _ = _key(w, OWNER)
+    token = _sign(private, kid, _claims(w))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert w.client.get("/v1/packages", headers=headers).status_code == 200
+    assert w.client.get("/v1/packages", headers=headers).status_code == 200  # from the cache
+    registrar = w.runtime.registrar
+    registrar.retire_key(registrar.operator("test"), OWNER, kid, why="compromised")
+    size = w.ledger_size()
+    r = w.client.get("/v1/packages", headers=headers)
+    assert r.status_code == 401
+    assert r.json()["reason"] == "unknown_key"
+    assert w.ledger_size() == size  # refused before anything is recorded
+
