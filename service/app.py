@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
-from starlette.requests import ClientDisconnect
+from fastapi import FastAPI
 
-from evx.protocol import headers
 from service import problems
 from service.runtime import Runtime, build_runtime
 from service.settings import Settings
-
-REQUEST_ID_HEADER = headers.REQUEST_ID
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that closed the connection
-MAX_REQUEST_ID_CHARS = 64  # a client-chosen id is echoed into logs; keep it small
 
 log = structlog.get_logger("evx.http")
 
@@ -128,41 +120,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             runtime, headers.get("authorization"), path),
         max_json_bytes=settings.max_json_bytes)
 
-    @app.middleware("http")
-    async def request_context(request: Request,
-                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if 0 < len(incoming) <= MAX_REQUEST_ID_CHARS and \
-            incoming.isascii() and incoming.isprintable() else uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = 500
-        try:
-            try:
-                response = await call_next(request)
-            except ClientDisconnect:
-                # The caller went away mid-body (Ctrl-C, a file changed under the client): its
-                # fault, not ours -- no traceback, and a 4xx in the metrics (nginx's 499), so
-                # alerts on 5xx do not page anyone. The attempt is on the record already.
-                log.info("client_aborted", method=request.method, path=request.url.path)
-                response = Response(status_code=CLIENT_CLOSED_REQUEST)
-            except Exception as exc:  # rendered here so the 500 carries the request id
-                log.error("unhandled_error", path=request.url.path, error=type(exc).__name__,
-                          exc_info=exc)
-                response = problems.problem_response(
-                    problems.INTERNAL, "An internal error occurred; quote the request id "
-                    "when you report it.", request.url.path, request_id=request_id)
-            status = response.status_code
-            response.headers[REQUEST_ID_HEADER] = request_id
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            runtime.metrics.requests.labels(request.method, path, str(status)).inc()
-            runtime.metrics.request_seconds.labels(request.method, path).observe(elapsed)
-            log.info("request", method=request.method, route=path, status=status,
-                     ms=round(elapsed * 1000, 2))
-            structlog.contextvars.unbind_contextvars("request_id")
+    # Outermost of ours: request ids, metrics and unhandled errors (service/request_context.py).
+    from service.request_context import RequestContext
+
+    app.add_middleware(RequestContext, metrics=runtime.metrics)
 
     return app

@@ -171,8 +171,19 @@ class EvxServer:
         self.stop()
         raise RuntimeError(f"evx serve did not become ready:\n{tail}")
 
-    def log_text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.root.glob("server-*.log"))
+    def log_text(self, since: dict[str, int] | None = None) -> str:
+        """The server's log; with ``since`` (from :meth:`log_marks`), only what came after it."""
+        since = since or {}
+        parts = []
+        for path in sorted(self.root.glob("server-*.log")):
+            with path.open("rb") as handle:
+                handle.seek(since.get(path.name, 0))
+                parts.append(handle.read().decode(errors="replace"))
+        return "".join(parts)
+
+    def log_marks(self) -> dict[str, int]:
+        """Where each log file ends now, for :meth:`log_text` of what a test alone caused."""
+        return {path.name: path.stat().st_size for path in self.root.glob("server-*.log")}
 
     def stop(self) -> None:
         process, self.process = self.process, None

@@ -101,6 +101,7 @@ def test_tampered_object_is_refused_and_nothing_is_left_in_place(embedded: World
         handle.write(bytes([byte[0] ^ 0x01]))
 
     out = tmp_path / "received"
+    marks = world.server.log_marks()
     refused = world.recipient.run("download", package, "-o", str(out), expect=None)
     assert refused.returncode != 0, refused.stdout + refused.stderr
     assert refused.returncode == 1, refused.stderr
@@ -115,6 +116,10 @@ def test_tampered_object_is_refused_and_nothing_is_left_in_place(embedded: World
     again = world.recipient.run("download", package, "-o", str(out), expect=None)
     assert again.returncode in (1, 5), again.stderr
     assert not (out / "chat-export.zip").exists()
+    # The server cut the stream and said why, as an alarm, not as a crash with a traceback.
+    log = world.server.log_text(since=marks)
+    assert "transfer_cut" in log and "AuthenticationFailed" in log
+    assert "Traceback" not in log
     # And the service put the failed transfer on the record.
     record = world.recipient_auditor.json("custody", package)
     assert any(e["action"] == "download.aborted" and e["outcome"] == "failed"
