@@ -129,10 +129,10 @@ def _run(hub: Hub, tmp_path: Path) -> None:
     flood_counts: dict[int, int] = {}
     gib: dict[str, object] = {}
     workers = [
-        threading.Thread(target=_slow_uploads, args=(hub, scratch, 100, uploads_stop)),
-        threading.Thread(target=_unread_downloads, args=(hub, shared, 200, stop)),
-        threading.Thread(target=_unauthenticated_gib, args=(hub, gib)),
-        threading.Thread(target=_flood, args=(hub, stop, flood_counts)),
+        threading.Thread(target=_slow_uploads, args=(hub, scratch, 100, uploads_stop), daemon=True),
+        threading.Thread(target=_unread_downloads, args=(hub, shared, 200, stop), daemon=True),
+        threading.Thread(target=_unauthenticated_gib, args=(hub, gib), daemon=True),
+        threading.Thread(target=_flood, args=(hub, stop, flood_counts), daemon=True),
     ]
     for w in workers:
         w.start()
@@ -140,23 +140,27 @@ def _run(hub: Hub, tmp_path: Path) -> None:
     metadata: list[float] = []
     peak = 0
     deadline = time.monotonic() + ABUSE_SECONDS
-    with httpx.Client(timeout=10) as probe:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            assert probe.get(f"{hub.url}/healthz").status_code == 200
-            health.append(time.perf_counter() - started)
-            if len(health) % 4 == 0:
+    try:
+        with httpx.Client(timeout=10) as probe:
+            while time.monotonic() < deadline:
                 started = time.perf_counter()
-                r = probe.get(f"{hub.url}/v1/packages/{shared}",
-                              headers=hub.headers("recipient_auditor"))
-                assert r.status_code == 200, r.text
-                metadata.append(time.perf_counter() - started)
-            peak = max(peak, _rss(pid))
-            time.sleep(0.05)
-    stop.set()
-    uploads_stop.set()
-    for w in workers:
-        w.join(timeout=120)
+                assert probe.get(f"{hub.url}/healthz").status_code == 200
+                health.append(time.perf_counter() - started)
+                if len(health) % 4 == 0:
+                    started = time.perf_counter()
+                    r = probe.get(f"{hub.url}/v1/packages/{shared}",
+                                  headers=hub.headers("recipient_auditor"))
+                    assert r.status_code == 200, r.text
+                    metadata.append(time.perf_counter() - started)
+                peak = max(peak, _rss(pid))
+                time.sleep(0.05)
+    finally:
+        # Whatever failed above, the attackers stop: a thread left looping would keep the test
+        # process alive after the run (a CI run once hung here until its time limit).
+        stop.set()
+        uploads_stop.set()
+        for w in workers:
+            w.join(timeout=120)
     time.sleep(3)  # the throttle window closes: refused requests go on the record
 
     p99 = statistics.quantiles(health, n=100)[98]
