@@ -62,13 +62,23 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.initialised = False
+
+    def _initialise(self) -> None:
+        """``evx init`` once: server-side commands refuse a data folder that does not exist."""
+        if not self.initialised:
+            subprocess.run([sys.executable, "-m", "evx", "init"], env=self.env, check=True,
+                           capture_output=True, timeout=120)
+            self.initialised = True
 
     def evx(self, *args: str) -> str:
+        self._initialise()
         out = subprocess.run([sys.executable, "-m", "evx", *args], env=self.env,
                              check=True, capture_output=True, text=True, timeout=120)
         return out.stdout.strip()
 
     def start(self) -> None:
+        self._initialise()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "evx", "serve", "--port", str(self.port)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -460,6 +460,7 @@ class LoopbackCluster:
         from service.ledger.keys import load_or_create_log_key
         from storage.keyring import DirectoryKeySource
 
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # what evx init makes
         DirectoryKeySource(self.kek_dir, create=True).load()
         load_or_create_log_key(self.log_key_file)
 

@@ -3,7 +3,9 @@
 A command registered here runs under the exit-code table (:mod:`evx.cli.exits`): whatever it
 raises is reported as one line on stderr -- plus one JSON document on stdout when it was given
 ``--json`` -- and exits with the table's status. Server-side commands (``server=True``) first
-check that the ``server`` extra is installed and say how to install it when it is not.
+check that the ``server`` extra is installed and say how to install it when it is not, then run
+under :func:`evx.cli.preflight.server_side`: unknown ``EVX_*`` variables warned about, a missing
+data folder refused (only ``evx init`` creates one), a private umask.
 
 Command modules are listed in :mod:`evx.cli.commands`; importing one registers its commands
 here, and :func:`mount` hangs them all on a Typer app (the root ``evx`` or a test's).
@@ -63,15 +65,18 @@ def group(path: str, help: str, *, panel: str | None = None) -> typer.Typer:
 
 
 def command(name: str, *, group: str | None = None, server: bool = False,
-            panel: str | None = None, **options: Any) -> Callable[[F], F]:
+            data_folder: bool = True, panel: str | None = None,
+            **options: Any) -> Callable[[F], F]:
     """Register the decorated function as ``evx [GROUP] NAME``, run under the exit-code table.
 
     ``server=True``: a server-side command, refused with the install advice when the
-    ``server`` extra is missing. Other keyword arguments go to Typer's ``command``.
+    ``server`` extra is missing, and (unless ``data_folder=False``: ``evx init`` itself) when
+    its data folder does not exist. Other keyword arguments go to Typer's ``command``.
     """
 
     def decorate(function: F) -> F:
-        guarded = guard(function, server=server, name=f"{group} {name}" if group else name)
+        guarded = guard(function, server=server, data_folder=data_folder,
+                        name=f"{group} {name}" if group else name)
         options.setdefault("epilog", EXIT_CODES_HELP)
         if group is None:
             options.setdefault("rich_help_panel", panel)
@@ -93,6 +98,15 @@ def mount(app: typer.Typer) -> None:
     for path, declared in _GROUPS.items():
         if " " not in path:
             app.add_typer(declared.app, name=path, rich_help_panel=declared.panel)
+
+
+def registered_callbacks() -> list[Callable[..., Any]]:
+    """The function of every registered command (their options name the variables they read)."""
+    callbacks = [function for function, _ in _ROOT_COMMANDS.values()]
+    for declared in _GROUPS.values():
+        callbacks.extend(info.callback for info in declared.app.registered_commands
+                         if info.callback is not None)
+    return callbacks
 
 
 def require_server_extra(command_name: str) -> None:
@@ -123,16 +137,21 @@ def report(exc: BaseException, *, as_json: bool, hint: str | None = None) -> int
     return failure.code
 
 
-def guard(function: F, *, server: bool = False, name: str = "") -> F:
+def guard(function: F, *, server: bool = False, data_folder: bool = True,
+          name: str = "") -> F:
     """``function`` run under the exit-code table (see :func:`command`)."""
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
-            if server:
-                require_server_extra(name or function.__name__)
-            # through __wrapped__, so the exit-code table test can put any error in the body
-            return guarded.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+            if not server:
+                # through __wrapped__, so the exit-code table test can put any error in the body
+                return guarded.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
+            require_server_extra(name or function.__name__)
+            from evx.cli.preflight import server_side
+
+            with server_side(name or function.__name__, data_folder=data_folder):
+                return guarded.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
         except typer.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:  # the table decides; nothing escapes

@@ -37,7 +37,8 @@ EXIT_MEANINGS: dict[int, str] = {
                     "ledger is inconsistent with what this machine saw",
     EXIT_USAGE: "usage: bad arguments, settings or input files, or a request refused as "
                 "invalid or in conflict (package sealed, not sealed, item exists, authority "
-                "exists), or the server extra is not installed",
+                "exists), or the server extra is not installed, or a server-side command's "
+                "data folder does not exist (evx init creates it)",
     EXIT_AUTH: "authentication: no token, or it expired or was refused",
     EXIT_DENIED: "not found or not allowed, including a share that expired or was revoked and "
                  "an unknown authority or key",
@@ -50,8 +51,8 @@ EXIT_MEANINGS: dict[int, str] = {
 }
 
 EXIT_CODES_HELP = (
-    "Exit status: 0 ok; 1 verification/integrity failure; 2 usage, bad settings or invalid "
-    "request; 3 authentication (missing, expired or refused token); 4 not found or not "
+    "Exit status: 0 ok; 1 verification/integrity failure; 2 usage, bad settings, invalid "
+    "request or no data folder; 3 authentication (missing, expired or refused token); 4 not found or not "
     "allowed; 5 server, database, store or ledger unavailable; 6 local file system (disk "
     "full, permission, -o is a file); 7 internal error; 130 interrupted."
 )

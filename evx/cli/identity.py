@@ -30,7 +30,6 @@ def _registry_session() -> Iterator[tuple[Any, Path]]:
     from service.settings import load_settings
 
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
@@ -56,7 +55,6 @@ def _registrar() -> Iterator[tuple[Any, Any, Path]]:
     from service.settings import load_settings
 
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.auto_migrate:
         upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)

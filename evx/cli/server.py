@@ -1,39 +1,169 @@
-"""`evx serve` and `evx db upgrade`: run the service and migrate its database."""
+"""`evx init`, `evx serve` and `evx db ...`: initialise a data folder, run the service, migrate
+its database."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import typer
 
 from evx.cli.app import PANEL_SERVER, command, group
+from evx.cli.options import JSON
+from evx.cli.render import Output
 from evx.client.errors import UsageError
 
 group("db", "Database schema management.", panel=PANEL_SERVER)
 
+#: Said whenever keys were generated: they exist nowhere else yet.
+BACK_UP = ("back them up now (docs/operations.md#backups): without the key-encryption keys "
+           "the stored evidence cannot be decrypted, and partners pin the log key")
 
-@command("serve", server=True, panel=PANEL_SERVER)
+
+def _lines(rows: list[tuple[str, str]]) -> str:
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+
+
+@command("init", server=True, data_folder=False, panel=PANEL_SERVER)
+def init(as_json: bool = JSON) -> None:
+    """Create the data folder (EVX_DATA_DIR, 0700) with its keys, objects folder and migrated
+    database; idempotent: what exists is kept, and each line says what was done."""
+    from service.datafolder import initialise
+    from service.settings import load_settings
+
+    report = initialise(load_settings())
+    output = Output(as_json=as_json)
+    rows = [(step.part, f"{step.outcome}: {step.where}") for step in report.steps]
+    rows.append(("log verifier key", report.log_verifier_key))
+    generated = [step.part for step in report.generated]
+    output.result(
+        {"data_dir": str(report.data_dir), "changed": report.changed,
+         "steps": [{"part": s.part, "where": s.where, "outcome": s.outcome,
+                    "changed": s.changed, "generated": s.back_up} for s in report.steps],
+         "active_kek": report.active_kek, "kek_ids": list(report.kek_ids),
+         "log_verifier_key": report.log_verifier_key, "generated": generated},
+        f"data folder {report.data_dir}: "
+        f"{'initialised' if report.changed else 'already initialised, nothing changed'}\n"
+        + _lines(rows))
+    if generated:
+        output.warn(f"generated {' and '.join(generated)} in {report.data_dir}: {BACK_UP}")
+
+
+class _Announcer:
+    """The start banner and the shutdown line of `evx serve`: plain lines on a console, one
+    log event each with EVX_LOG_FORMAT=json (log collectors parse every line)."""
+
+    def __init__(self, settings: Any, runtime: Any, address: str, generated: list[str]) -> None:
+        import structlog
+
+        from service.datafolder import data_dir_of, database_location, object_store_location
+
+        self.json = settings.log_format == "json"
+        self.log = structlog.get_logger("evx.serve")
+        self.address = address
+        self.generated = generated
+        self.facts = {
+            "data_dir": str(data_dir_of(settings)),
+            "database": database_location(settings),
+            "objects": object_store_location(settings),
+            "active_kek": runtime.keyring.active_key_id,
+            "kek_ids": list(runtime.keyring.key_ids),
+            "log_key": str(runtime.ledger.verifier_key),
+        }
+        self.where = str(data_dir_of(settings))
+        self.done = False
+
+    def started(self) -> None:
+        if self.json:
+            self.log.info("serve_started", address=self.address, **self.facts)
+            if self.generated:
+                self.log.warning("keys_generated", keys=self.generated, advice=BACK_UP)
+            return
+        f = self.facts
+        others = len(f["kek_ids"]) - 1
+        typer.echo(f"evx serve: listening on {self.address}\n" + _lines([
+            ("data folder", f["data_dir"]), ("database", f["database"]),
+            ("objects", f["objects"]),
+            ("key-encryption key", f"{f['active_kek']} (active"
+                                   + (f", {others} older)" if others else ")")),
+            ("log key", f["log_key"])]), err=True)
+        if self.generated:
+            typer.echo(f"  generated {' and '.join(self.generated)} in {self.where}: "
+                       f"{BACK_UP}", err=True)
+
+    def stopped(self) -> None:
+        self.done = True
+        if self.json:
+            self.log.info("serve_stopped", address=self.address)
+        else:
+            typer.echo(f"evx serve: stopped; no longer listening on {self.address}", err=True)
+
+
+@command("serve", server=True, data_folder=False, panel=PANEL_SERVER)
 def serve(
     host: str = typer.Option(None, help="Listen address (default EVX_HOST or 127.0.0.1)."),
     port: int = typer.Option(None, help="Listen port (default EVX_PORT or 8000)."),
+    init_first: bool = typer.Option(False, "--init", help="Initialise the data folder first, "
+                                    "as `evx init` does (idempotent); without it a missing "
+                                    "data folder is refused."),
 ) -> None:
     """Start the API on the configured backends (embedded defaults: SQLite + local folder)."""
-    import uvicorn
-
-    from service.app import create_app
-    from service.logs import configure_logging
-    from service.settings import load_settings
-
     import socket
 
     import structlog
+    import uvicorn
+
+    from evx.cli.preflight import require_data_folder
+    from service.app import create_app
+    from service.datafolder import initialise, keys_present
+    from service.logs import configure_logging
+    from service.settings import load_settings
 
     settings = load_settings()
+    generated: list[str] = []
+    if init_first:
+        generated = [step.part for step in initialise(settings).generated]
+    else:
+        require_data_folder("serve", settings)
+    had_kek, had_log_key = keys_present(settings)
     configure_logging(settings.log_level, json=settings.log_format == "json")
     structlog.contextvars.bind_contextvars(replica=settings.replica_id or socket.gethostname())
     application = create_app(settings)
+    # a folder without keys gets them at the first start (as a cluster's emptyDir must not)
+    generated += [part for part, had in (("key-encryption keys", had_kek),
+                                         ("log signing key", had_log_key)) if not had]
+    listen_host, listen_port = host or settings.host, port or settings.port
+    announcer = _Announcer(settings, application.state.runtime,
+                           f"http://{listen_host}:{listen_port}", generated)
     proxy = settings.forwarded_allow_ips
-    uvicorn.run(application, host=host or settings.host, port=port or settings.port,
-                log_level="warning", access_log=False, proxy_headers=proxy is not None,
-                forwarded_allow_ips=proxy, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    server = uvicorn.Server(uvicorn.Config(
+        application, host=listen_host, port=listen_port, log_level="warning", access_log=False,
+        proxy_headers=proxy is not None, forwarded_allow_ips=proxy,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds))
+    startup, shutdown = server.startup, server.shutdown
+
+    async def announced_startup(sockets: Any = None) -> None:
+        await startup(sockets=sockets)
+        if server.started:
+            announcer.started()
+
+    async def announced_shutdown(sockets: Any = None) -> None:
+        await shutdown(sockets=sockets)
+        announcer.stopped()  # before uvicorn re-raises the signal that stopped it
+
+    server.startup = announced_startup  # type: ignore[method-assign]
+    server.shutdown = announced_shutdown  # type: ignore[method-assign]
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind or the app does not start
+        if not server.started:
+            raise UsageError(f"evx serve could not start on {listen_host}:{listen_port} "
+                             f"(the line above says why)", slug="cannot-listen",
+                             hint="Choose another --port or --host.") from None
+        raise
+    except KeyboardInterrupt:
+        if not announcer.done:
+            raise  # Ctrl-C before the service was up
 
 
 @command("revision", group="db", server=True)
@@ -60,7 +190,6 @@ def db_upgrade() -> None:
     from service.settings import load_settings
 
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     typer.echo(f"database at revision head: {settings.resolved_database_url.split('@')[-1]}")
 

@@ -43,6 +43,13 @@ class ServerExtraMissing(UsageError):
     slug = "server-extra-missing"
 
 
+class DataFolderMissing(UsageError):
+    """A server-side command where its data folder (``EVX_DATA_DIR``) does not exist: only
+    ``evx init`` (or ``evx serve --init``) creates one."""
+
+    slug = "no-data-folder"
+
+
 class LocalFileError(ClientError):
     """This machine's file system refused: disk full, permission denied, a file where a
     directory is needed. Nothing is wrong with the evidence or the server."""

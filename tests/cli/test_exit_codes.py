@@ -97,6 +97,17 @@ CASES: list[tuple[Callable[[], BaseException], int]] = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _server_side(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server-side commands find a data folder (else they refuse before the body runs) and no
+    stray EVX_* variable (else a warning line precedes the error)."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("EVX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("EVX_DATA_DIR", str(tmp_path))
+
+
 def _leaves(command: Any, path: str = "evx") -> Iterator[tuple[str, Any]]:
     children = getattr(command, "commands", None)
     if children is None:

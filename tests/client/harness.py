@@ -1,7 +1,7 @@
 """A real `evx serve` process and real `evx` client processes, as users run them.
 
 The server is started with ``python -m evx serve`` on a free port with its own data
-directory; authorities are registered with ``evx authority add --generate-key`` and tokens minted
+directory, initialised first with ``evx init`` as an operator does; authorities are registered with ``evx authority add --generate-key`` and tokens minted
 with ``evx token`` beforehand. Each user runs the client with only ``EVX_URL``, ``EVX_TOKEN`` and
 their own ``EVX_STATE_DIR`` -- nothing of the server's configuration.
 """
@@ -115,8 +115,21 @@ class EvxServer:
                 "EVX_AUTHORITY_REQUESTS_PER_SECOND": "2000",
                 "EVX_AUTHORITY_REQUEST_BURST": "20000", **self.extra_env}
 
+    def init(self) -> str:
+        """``evx init``: the data folder, its keys and database (server-side commands refuse
+        to run without one); the command's output."""
+        proc = subprocess.run([*EVX, "init"], env=self.env(), capture_output=True, text=True,
+                              timeout=CLI_TIMEOUT_S)
+        assert proc.returncode == 0, f"evx init: {proc.stdout}{proc.stderr}"
+        return proc.stdout
+
+    def _initialised(self) -> None:
+        if not self.data_dir.exists():
+            self.init()
+
     def admin(self, *args: str) -> str:
         """``evx ARGS`` on the server's machine (registry, tokens)."""
+        self._initialised()
         proc = subprocess.run([*EVX, *args], env=self.env(), capture_output=True, text=True,
                               timeout=CLI_TIMEOUT_S)
         assert proc.returncode == 0, f"evx {' '.join(args)}: {proc.stdout}{proc.stderr}"
@@ -124,6 +137,7 @@ class EvxServer:
 
     def admin_parallel(self, commands: list[list[str]]) -> list[str]:
         """Several ``evx`` admin commands at once (after the database exists)."""
+        self._initialised()
         procs = [subprocess.Popen([*EVX, *args], env=self.env(), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for args in commands]
         outputs = []
@@ -152,6 +166,7 @@ class EvxServer:
                     self)
 
     def start(self, ready_path: str = "/readyz") -> None:
+        self._initialised()
         log = open(self.root / f"server-{self.port}.log", "ab")  # noqa: SIM115 - child's
         self.process = subprocess.Popen([*EVX, "serve", "--port", str(self.port)],
                                         env=self.env(), stdout=log, stderr=subprocess.STDOUT,

@@ -32,6 +32,8 @@ def evx(tmp_path: Path, request: pytest.FixtureRequest,
     if getattr(request, "param", "sqlite") == "postgres":
         url = str(request.getfixturevalue("pg_url"))
         env["EVX_DATABASE_URL"] = url
+    initialised = CliRunner().invoke(app, ["init"], env=env)  # as an operator does first
+    assert initialised.exit_code == 0, (initialised.output, initialised.exception)
     yield app, env, url
 
 
