@@ -28,7 +28,8 @@ DIRECT_VARIABLES = {
     "EVX_DEBUG": "tracebacks of internal errors",
 }
 #: Variables of the development tooling (./dev, the tests, bench/), not of evx itself.
-TOOLING_VARIABLES = ("EVX_VENV", "EVX_TEST_PG_URL", "EVX_BENCH_PG_URL", "EVX_REQUIRE_BACKENDS")
+TOOLING_VARIABLES = ("EVX_VENV", "EVX_REQUIRE_BACKENDS")
+TOOLING_PREFIXES = ("EVX_TEST_", "EVX_BENCH_")  # the tests' and benchmarks' own knobs
 
 #: How close a name must be to a known one to be suggested (difflib's ratio).
 SUGGESTION_CUTOFF = 0.75
@@ -67,7 +68,8 @@ def known_variables() -> set[str]:
 def unknown_variables(environ: Mapping[str, str], known: set[str]) -> list[tuple[str, str | None]]:
     """``EVX_*`` names in ``environ`` that are not in ``known``, each with the closest known name
     (or ``None``)."""
-    unknown = sorted(name for name in environ if name.startswith("EVX_") and name not in known)
+    unknown = sorted(name for name in environ if name.startswith("EVX_") and name not in known
+                     and not name.startswith(TOOLING_PREFIXES))
     return [(name, next(iter(difflib.get_close_matches(name, sorted(known), n=1,
                                                        cutoff=SUGGESTION_CUTOFF)), None))
             for name in unknown]

@@ -162,7 +162,8 @@ def test_unknown_variables_are_warned_with_a_suggestion(tmp_path: Path) -> None:
            "EVX_OBJECT_STOR": "s3", "EVX_ZZZ": "1",
            # known: a setting, client variables, an option's variable, tooling
            "EVX_LOG_LEVEL": "INFO", "EVX_URL": "http://127.0.0.1:1", "EVX_TOKEN": "t",
-           "EVX_WITNESS_DB": "w.db", "EVX_LOG_KEY": "k", "EVX_VENV": ".venv"}
+           "EVX_WITNESS_DB": "w.db", "EVX_LOG_KEY": "k", "EVX_VENV": ".venv",
+           "EVX_TEST_EXTRACTION_FILES": "500"}
     proc = _evx("init", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
