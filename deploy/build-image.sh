@@ -75,6 +75,9 @@ podman_ build --format docker --network host \
   --ignorefile deploy/Dockerfile.dockerignore \
   -f deploy/Dockerfile -t "$image" . >&2
 done_at=$(date +%s)
+# Each change to the code leaves the previous build's cache layers behind (~110 MB each): drop
+# those older than a day, untagged and unused (the base and tagged images stay).
+podman_ image prune --force --filter until=24h >/dev/null || true
 
 size=$(podman_ image inspect --format '{{.Size}}' "$image")
 echo "build-image: $image: $((size / 1000000)) MB; base $((bootstrapped - started)) s," \

@@ -1,7 +1,8 @@
 """The API image, built from deploy/Dockerfile and run: the container answers /healthz and its
 own HEALTHCHECK, and the `evx` client of this checkout uploads, downloads and reads the verified
-custody record through it. Nothing of the service runs outside the container: the authority and
-the officers' tokens are made inside it with `podman exec` (as an operator would).
+custody record through it -- once as the image ships (embedded SQLite and object folder) and once
+on PostgreSQL and an S3 store (the hub's configuration). Nothing of the service runs outside the
+container: the authority and the officers' tokens are made inside it with `podman exec`.
 
 The image is built (or, with podman's layer cache and the kept base, mostly reused) by
 deploy/build-image.sh; it needs root, podman, runc and mmdebstrap -- .ci/run installs them, and
@@ -15,15 +16,20 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from minio import Minio
 
 from tests.client.harness import User, free_port
 from tests.conftest import backend_unavailable
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,19 +55,26 @@ def podman(*args: str, timeout: float = 120.0,
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    """deploy/build-image.sh's image for this checkout."""
+def image() -> Iterator[str]:
+    """deploy/build-image.sh's image for this checkout, under a tag of this run only (another
+    checkout building at the same time retags its own), untagged afterwards."""
     missing = [tool for tool in ("podman", "runc", "mmdebstrap") if shutil.which(tool) is None]
     if missing:
         backend_unavailable(f"{', '.join(missing)} (apt-get install podman runc mmdebstrap)")
     if os.geteuid() != 0:
         backend_unavailable("root (mmdebstrap and podman build the image as root)")
+    tag = f"localhost/evidence-exchange:test-{uuid.uuid4().hex[:12]}"
     built = subprocess.run([str(REPO / "deploy" / "build-image.sh")], capture_output=True,
-                           text=True, timeout=BUILD_TIMEOUT_S, cwd=REPO, check=False)
+                           text=True, timeout=BUILD_TIMEOUT_S, cwd=REPO, check=False,
+                           env={**os.environ, "EVX_IMAGE": tag})
     assert built.returncode == 0, (
         f"build-image.sh exited {built.returncode}\n{built.stderr[-6000:]}")
     print(built.stderr.splitlines()[-1])  # size and build times (run with -s)
-    return built.stdout.split()[-1]
+    assert built.stdout.split()[-1] == tag
+    try:
+        yield tag
+    finally:
+        podman("rmi", tag, check=False)
 
 
 @dataclass
@@ -78,14 +91,13 @@ class Container:
         return (proc.stdout + proc.stderr)[-4000:]
 
 
-@pytest.fixture(scope="module")
-def container(image: str) -> Iterator[Container]:
-    """The image run as it ships (its own CMD), published on a loopback port; stopped and
-    removed by its id afterwards."""
-    port = free_port()
+@contextmanager
+def running(image: str, url: str, *options: str) -> Iterator[Container]:
+    """``podman run OPTIONS IMAGE``, waited for until /readyz answers 200 at ``url``; stopped
+    and removed by its id afterwards."""
     started = podman("run", "--detach", "--ulimit", "host", "--health-interval", "disable",
-                     "--publish", f"127.0.0.1:{port}:8000", image)
-    box = Container(started.stdout.strip().splitlines()[-1], f"http://127.0.0.1:{port}")
+                     *options)
+    box = Container(started.stdout.strip().splitlines()[-1], url)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -104,12 +116,9 @@ def container(image: str) -> Iterator[Container]:
         podman("rm", "--force", box.id, check=False)
 
 
-def test_container_serves_round_trip_and_custody(container: Container, tmp_path: Path) -> None:
-    health = httpx.get(f"{container.url}/healthz", timeout=10)
-    assert (health.status_code, health.json()) == (200, {"status": "ok"})
-    # The image's own HEALTHCHECK command (what `docker run` and compose-less hosts use).
-    assert podman("healthcheck", "run", container.id, check=False).returncode == 0
-
+def round_trip_and_custody(container: Container, tmp_path: Path) -> None:
+    """An authority and two officers made inside the container; then, with this checkout's
+    client: upload a directory, seal, download and verify it, and read the custody record."""
     container.exec("authority", "add", AUTHORITY, "--name", "Bundeskriminalamt", "--country",
                    "DE", "--roles", "investigator,auditor", "--generate-key")
 
@@ -156,12 +165,54 @@ def test_container_serves_round_trip_and_custody(container: Container, tmp_path:
     again = auditor.json("custody", package)
     assert again["checkpoint"]["previous_size"] == custody["checkpoint"]["tree_size"]
 
-    # What the client read is what the container stored: its own SQLite ledger, in its data folder.
-    assert "evidence.db" in podman("exec", container.id, "ls", "/var/lib/evx").stdout
+
+@pytest.fixture(scope="module")
+def shipped(image: str) -> Iterator[Container]:
+    """The image run as it ships (its own CMD: embedded SQLite and object folder in
+    /var/lib/evx), published on a loopback port."""
+    port = free_port()
+    with running(image, f"http://127.0.0.1:{port}",
+                 "--publish", f"127.0.0.1:{port}:8000", image) as box:
+        yield box
 
 
-def test_runs_as_unprivileged_user_without_installer(container: Container) -> None:
+def test_shipped_image_round_trip_and_custody(shipped: Container, tmp_path: Path) -> None:
+    health = httpx.get(f"{shipped.url}/healthz", timeout=10)
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    # The image's own HEALTHCHECK command (what `docker run` and compose-less hosts use).
+    assert podman("healthcheck", "run", shipped.id, check=False).returncode == 0
+    round_trip_and_custody(shipped, tmp_path)
+    # What the client read is what the container stored, in its own data folder.
+    stored = podman("exec", shipped.id, "ls", "/var/lib/evx").stdout.split()
+    assert {"evidence.db", "objects", "keys"} <= set(stored)
+
+
+def test_runs_as_unprivileged_user_without_installer(shipped: Container) -> None:
     """The final stage has no pip and runs as uid 10001."""
-    assert podman("exec", container.id, "id", "-u").stdout.strip() == "10001"
-    no_pip = podman("exec", container.id, "python", "-c", "import pip", check=False)
+    assert podman("exec", shipped.id, "id", "-u").stdout.strip() == "10001"
+    no_pip = podman("exec", shipped.id, "python", "-c", "import pip", check=False)
     assert no_pip.returncode != 0 and "No module named 'pip'" in no_pip.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_image_on_postgres_and_s3(image: str, pg_url: str, seaweed: SeaweedS3, s3_bucket: str,
+                                  tmp_path: Path) -> None:
+    """The hub's configuration (compose, Kubernetes): PostgreSQL through the image's psycopg
+    and an S3 store. The container shares the host's network to reach both on loopback."""
+    port = free_port()
+    settings = {"EVX_DATABASE_URL": pg_url, "EVX_OBJECT_STORE": "s3",
+                "EVX_S3_ENDPOINT": seaweed.endpoint, "EVX_S3_ACCESS_KEY": seaweed.access_key,
+                "EVX_S3_SECRET_KEY": seaweed.secret_key, "EVX_S3_BUCKET": s3_bucket}
+    env = [option for key, value in settings.items() for option in ("--env", f"{key}={value}")]
+    with running(image, f"http://127.0.0.1:{port}", "--network", "host", *env,
+                 image, "serve", "--host", "127.0.0.1", "--port", str(port)) as box:
+        round_trip_and_custody(box, tmp_path)
+    store = Minio(seaweed.endpoint, seaweed.access_key, seaweed.secret_key, secure=False)
+    assert any(store.list_objects(s3_bucket, recursive=True))  # the items went to S3
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select count(*) from ledger_entries")).scalar_one() > 0
+    finally:
+        engine.dispose()
