@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC
 
 import structlog
 from fastapi import FastAPI
@@ -17,12 +18,12 @@ log = structlog.get_logger("evx.http")
 
 
 def _sweep_at_start(runtime: Runtime) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from service.packages.sweeper import sweep
 
     try:
-        report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
+        report = sweep(runtime.engine, runtime.vault, now=datetime.now(UTC),
                        grace=timedelta(seconds=runtime.settings.sweep_grace_seconds),
                        recorder=runtime.recorder,
                        operator_authority=runtime.settings.operator_authority)
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     problems.install(app)
     app.openapi = lambda: problems.problem_openapi(app)  # type: ignore[method-assign]
 
+    from service.docs import install_docs
     from service.events.endpoints import router as events_router
     from service.health import router as health_router
     from service.identity.endpoints import router as authorities_router
@@ -96,8 +98,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from service.packages.endpoints import router as packages_router
     from service.packages.upload_endpoints import router as uploads_router
     from service.requests.endpoints import router as requests_router
-
-    from service.docs import install_docs
 
     if settings.api_docs:  # off in production: EVX_API_DOCS=false
         install_docs(app)
@@ -109,15 +109,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(requests_router)
     app.include_router(authorities_router)
     app.include_router(events_router)
+    from service.web.pages import install_web
+
+    install_web(app)
 
     from service.auth import authenticate_request, current_principal
     from service.guard import RequestGuard
+    from service.web.sessions import CSRF_HEADER
 
     # Added before the request-context middleware, so it runs inside it (request ids, metrics).
     app.add_middleware(
         RequestGuard, routes=lambda: app.router.routes, authenticator=current_principal,
         authenticate=lambda headers, path: authenticate_request(
-            runtime, headers.get("authorization"), path),
+            runtime, headers.get("authorization"), path, cookie=headers.get("cookie"),
+            csrf=headers.get(CSRF_HEADER.lower()), method="POST"),  # every guarded method changes
         max_json_bytes=settings.max_json_bytes)
 
     # Outermost of ours: request ids, metrics and unhandled errors (service/request_context.py).

@@ -19,11 +19,15 @@ from service.identity.errors import (
 )
 from service.identity.http import authenticate, bearer_token
 from service.identity.tokens import Principal
-from service.problems import TOO_MANY_REQUESTS, UNAUTHENTICATED, Problem
+from service.problems import FORBIDDEN, TOO_MANY_REQUESTS, UNAUTHENTICATED, Problem
+from service.web.sessions import CSRF_HEADER, SESSION_COOKIE, cookie_value
 
 log = structlog.get_logger("evx.auth")
 ADMITTED_SCOPE_KEY = "evx.admitted"  # the request passed the rate limits once
 _bearer = HTTPBearer(auto_error=False, description="A JWT signed by the officer's authority.")
+#: Methods that change nothing: a cookie-authenticated request with another method needs the
+#: session's CSRF token in ``X-CSRF-Token`` (service/web/sessions.py).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def current_principal(
@@ -42,9 +46,11 @@ async def current_principal(
         authorization = request.headers.get("authorization")
         principal = _recently_verified(runtime, authorization)
         if principal is None:
-            principal = await anyio.to_thread.run_sync(
-                authenticate_request, runtime, authorization, request.url.path,
-                request.client.host if request.client else None)
+            cookie, csrf = request.headers.get("cookie"), request.headers.get(CSRF_HEADER)
+            principal = await anyio.to_thread.run_sync(lambda: authenticate_request(
+                runtime, authorization, request.url.path,
+                request.client.host if request.client else None, cookie=cookie, csrf=csrf,
+                method=request.method))
         request.scope[PRINCIPAL_SCOPE_KEY] = principal
     if not request.scope.get(ADMITTED_SCOPE_KEY):
         # Every authenticated request writes a ledger entry: its rate is the caller's rate of
@@ -61,8 +67,17 @@ async def current_principal(
 
 
 def authenticate_request(runtime: Any, authorization: str | None, path: str,
-                         client: str | None = None) -> Principal:
-    """The caller's principal, or a 401 :class:`Problem` (counted, and logged if refused)."""
+                         client: str | None = None, *, cookie: str | None = None,
+                         csrf: str | None = None, method: str = "GET") -> Principal:
+    """The caller's principal, or a 401 :class:`Problem` (counted, and logged if refused).
+
+    A bearer token wins. Without one, the web application's session cookie is accepted (the
+    browser's uploads and downloads use the same API), and for any method that changes state
+    only together with the session's CSRF token: a 403 otherwise."""
+    if authorization is None:
+        token = cookie_value(cookie, SESSION_COOKIE)
+        if token is not None:
+            return _session_principal(runtime, token, csrf, method, path, client)
     cached = _recently_verified(runtime, authorization)
     if cached is not None:
         return cached
@@ -94,6 +109,19 @@ def _recently_verified(runtime: Any, authorization: str | None) -> Principal | N
     return runtime.verified_tokens.get(  # type: ignore[no-any-return]
         token, generation=runtime.registrar.generation, now=datetime.now(UTC),
         leeway=timedelta(seconds=settings.token_leeway_seconds))
+
+
+def _session_principal(runtime: Any, token: str, csrf: str | None, method: str, path: str,
+                       client: str | None) -> Principal:
+    session = runtime.web_sessions.find(token)
+    if session is None:
+        runtime.metrics.unauthenticated.labels("session").inc()
+        raise Problem(UNAUTHENTICATED, "Your web session has ended: sign in again.")
+    if method not in SAFE_METHODS and not session.csrf_matches(csrf):
+        runtime.metrics.unauthenticated.labels("csrf").inc()
+        log.warning("csrf_refused", path=path, client=client)
+        raise Problem(FORBIDDEN, f"A change through a web session needs its {CSRF_HEADER}.")
+    return session.principal  # type: ignore[no-any-return]
 
 
 Officer = Annotated[Principal, Depends(current_principal)]

@@ -99,6 +99,11 @@ def register_error(error: type[BaseException], kind: ProblemType) -> None:
     _DOMAIN[error] = kind
 
 
+def kind_of(exc: BaseException) -> ProblemType | None:
+    """The problem type a domain error is rendered as, or None if it is not a domain error."""
+    return _lookup(exc)
+
+
 def _lookup(exc: BaseException) -> ProblemType | None:
     for klass in type(exc).__mro__:
         if klass in _DOMAIN:

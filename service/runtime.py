@@ -30,6 +30,7 @@ from service.recorder import CustodyRecorder
 from service.events.dispatcher import Notifier, parse_schedule
 from service.requests.service import RequestService
 from service.settings import MIB, Settings
+from service.web.sessions import WebSessions
 from storage.evidence import EvidenceVault
 from storage.staged import StagedItems
 from storage.filesystem import FileSystemStore
@@ -62,6 +63,7 @@ class Runtime:
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
     collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
     notifier: Notifier = None  # type: ignore[assignment]
+    web_sessions: WebSessions = None  # type: ignore[assignment]  # the web application's
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey, int]] = field(
         default_factory=dict)
     verified_tokens: VerifiedTokens = field(
@@ -259,6 +261,8 @@ def build_runtime(settings: Settings) -> Runtime:
         max_age=max(settings.provider_max_age_seconds, settings.provider_refetch_seconds))
     runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
     runtime.requests = build_requests(settings, runtime)
+    runtime.web_sessions = WebSessions(engine, idle=timedelta(seconds=settings.web_idle_seconds),
+                                       absolute=timedelta(seconds=settings.web_session_seconds))
     if settings.witness_endpoints:
         from service.ledger.witnesses import CosignatureCollector
 

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
     api_docs: bool = Field(default=True, description="Serve /docs and /redoc (turn off in "
                            "production: they load a UI; /openapi.json stays).")
 
+    # The web application (service/web/): server-side sessions behind an HttpOnly cookie.
+    web_idle_seconds: int = Field(
+        default=1800, ge=60, le=86_400,
+        description="A web session unused this long ends (the officer signs in again).")
+    web_session_seconds: int = Field(
+        default=36_000, ge=300, le=7 * 86_400,
+        description="A web session ends this long after sign-in, however busy (a shift).")
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_format: str = Field(default="console", pattern="^(json|console)$",

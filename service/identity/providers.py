@@ -56,11 +56,7 @@ def discover_keys(issuer: str, client: httpx.Client) -> ProviderKeys:
         check_issuer(issuer)
     except AuthorityRejected as exc:
         raise ProviderUnavailable(str(exc)) from exc
-    config = _get_json(client, issuer.rstrip("/") + "/.well-known/openid-configuration")
-    if config.get("issuer") != issuer:
-        # Discovery section 4.3: the issuer in the document MUST equal the one we asked.
-        raise ProviderUnavailable(f"discovery document names issuer {config.get('issuer')!r}, "
-                                  f"not {issuer!r}")
+    config = discovery_document(issuer, client)
     jwks_uri = config.get("jwks_uri")
     if not isinstance(jwks_uri, str):
         raise ProviderUnavailable("discovery document has no jwks_uri")
@@ -87,6 +83,16 @@ def discover_keys(issuer: str, client: httpx.Client) -> ProviderKeys:
             ignored.append(f"{kid}: {exc}")
     return ProviderKeys(issuer=issuer, jwks_uri=jwks_uri, keys=tuple(keys),
                         ignored=tuple(ignored))
+
+
+def discovery_document(issuer: str, client: httpx.Client) -> dict[str, Any]:
+    """``issuer``'s OpenID Connect discovery document. Raises ProviderUnavailable."""
+    config = _get_json(client, issuer.rstrip("/") + "/.well-known/openid-configuration")
+    if config.get("issuer") != issuer:
+        # Discovery section 4.3: the issuer in the document MUST equal the one we asked.
+        raise ProviderUnavailable(f"discovery document names issuer {config.get('issuer')!r}, "
+                                  f"not {issuer!r}")
+    return config
 
 
 def _get_json(client: httpx.Client, url: str) -> dict[str, Any]:

@@ -409,7 +409,11 @@ class OpenIDProvider:
                     server.get_consent_grant(end_user=None)
                 except OAuth2Error as exc:
                     return f"error: {exc.error}", 400
-                return "<form method=post><input name=username><input name=password></form>"
+                # A sign-in page a real browser can use too (tests/web drive it with chromium).
+                return ("<!doctype html><title>Sign in</title><form method=post>"
+                        "<label>User <input name=username id=username></label>"
+                        "<label>Password <input name=password id=password type=password>"
+                        "</label><button type=submit id=login>Sign in</button></form>")
             user = state.users.get(request.form.get("username", ""))
             if user is None or not secrets.compare_digest(user.password,
                                                           request.form.get("password", "")):

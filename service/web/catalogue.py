@@ -1,0 +1,190 @@
+"""Every text the web application shows, in one catalogue ready for translation.
+
+Templates and scripts say ``t("key")``; scripts get the entries they need through the page's
+``data-messages`` attribute (no inline script). A translation is another dictionary with the
+same keys; ``tests/web/test_catalogue.py`` checks that every key used exists.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+LANGUAGE = "en"
+
+MESSAGES: dict[str, str] = {
+    "app.name": "Evidence exchange",
+    "nav.skip": "Skip to content",
+    "nav.packages": "Packages",
+    "nav.new": "New package",
+    "nav.requests": "Requests",
+    "nav.sign_out": "Sign out",
+    "nav.signed_in_as": "Signed in as {subject} ({role}, {authority})",
+    "sign_in.title": "Sign in",
+    "sign_in.intro": "Sign in with your own authority's account. You are sent to its sign-in "
+                     "page and come back here; this service never sees your password.",
+    "sign_in.with": "Sign in with {name} ({authority}, {country})",
+    "sign_in.none": "No authority has a sign-in service registered here yet: ask the hub's "
+                    "operator.",
+    "sign_in.failed": "Sign-in failed: {reason}",
+    "sign_in.again": "Try again",
+    "sign_in.continue": "Continue",
+    "sign_in.done": "You are signed in.",
+    "signed_out.title": "Signed out",
+    "signed_out.body": "Your session here has ended.",
+    "signed_out.provider": "Also sign out at your authority's sign-in service",
+    "packages.title": "Packages",
+    "packages.search": "Search title or case reference",
+    "packages.filter": "Show",
+    "packages.filter.all": "All packages",
+    "packages.filter.owned": "Owned by my authority",
+    "packages.filter.shared": "Shared with my authority",
+    "packages.filter.draft": "Not sealed yet",
+    "packages.sort": "Sort by",
+    "packages.sort.newest": "Newest first",
+    "packages.sort.oldest": "Oldest first",
+    "packages.sort.title": "Title",
+    "packages.apply": "Apply",
+    "packages.empty": "No package matches.",
+    "packages.count": "{count} packages",
+    "col.title": "Title",
+    "col.case": "Case reference",
+    "col.owner": "Owner",
+    "col.created": "Created",
+    "col.state": "State",
+    "col.items": "Items",
+    "col.name": "Name",
+    "col.size": "Size",
+    "col.sha256": "SHA-256",
+    "col.check": "Check",
+    "col.authority": "Authority",
+    "col.legal_basis": "Legal basis",
+    "col.request_ref": "Request reference",
+    "col.expires": "Expires",
+    "col.action": "Action",
+    "state.sealed": "Sealed",
+    "state.draft": "Open (not sealed)",
+    "state.shared_active": "Active",
+    "state.shared_revoked": "Revoked",
+    "state.shared_expired": "Expired",
+    "new.title": "New package",
+    "new.case": "Case reference",
+    "new.title_field": "Title",
+    "new.description": "Description (optional)",
+    "new.create": "Create package",
+    "package.owner": "Owned by {authority}, created by {subject} on {at}",
+    "package.items": "Items",
+    "package.no_items": "No items yet.",
+    "package.upload": "Add files",
+    "package.upload.help": "Drop files or a whole folder here, or choose them. Large files are "
+                           "sent in parts: if the page is reloaded or the connection drops, "
+                           "choose the same files again and the upload continues where it "
+                           "stopped.",
+    "package.upload.drop": "Drop files or folders here",
+    "package.upload.files": "Choose files",
+    "package.upload.folder": "Choose a folder",
+    "package.upload.overall": "Overall progress",
+    "package.upload.done": "All files uploaded. Reload the page to see them in the list.",
+    "package.upload.reload": "Show the new items",
+    "package.seal": "Seal",
+    "package.seal.help": "Sealing freezes the package: its manifest (names, sizes and SHA-256 "
+                         "of every item) is hashed into the custody ledger. Nothing can be "
+                         "added afterwards.",
+    "package.seal.button": "Seal this package",
+    "package.manifest": "Manifest",
+    "package.manifest.hash": "Manifest SHA-256",
+    "package.sealed_at": "Sealed on {at}",
+    "package.share": "Share",
+    "package.share.authority": "Recipient authority",
+    "package.share.legal_basis": "Legal basis",
+    "package.share.request_ref": "Request reference",
+    "package.share.expires": "Expires (optional, date and time in UTC)",
+    "package.share.button": "Share this package",
+    "package.shares": "Shares",
+    "package.revoke": "Revoke",
+    "package.shared_with_you": "Shared with your authority under {legal_basis} (request "
+                               "{request_ref}){expiry}.",
+    "package.expiry": ", until {at}",
+    "package.download": "Download",
+    "package.verify_all": "Download and check every item",
+    "package.verify.help": "Checking downloads each item and computes its SHA-256 in this "
+                           "browser, then compares it with the sealed manifest.",
+    "package.custody": "Custody timeline",
+    "verify.pending": "Not checked",
+    "verify.running": "Checking…",
+    "verify.ok": "Verified: SHA-256 matches the sealed manifest",
+    "verify.bad": "FAILED: the bytes received do not match the sealed manifest",
+    "verify.error": "Could not check: {reason}",
+    "upload.waiting": "Waiting",
+    "upload.hashing": "Re-reading the part already sent…",
+    "upload.sending": "Sending",
+    "upload.resumed": "Resumed at {offset} bytes",
+    "upload.done": "Uploaded",
+    "upload.exists": "Already in the package",
+    "upload.failed": "Failed: {reason}",
+    "custody.title": "Custody timeline",
+    "custody.explain": "Each entry below is checked in this browser: its hash, its inclusion "
+                       "proof (SHA-256, RFC 9162) in the log's tree, and the Ed25519 signature "
+                       "of the checkpoint that tree was signed in, against the log key you "
+                       "pinned. The service is not trusted for any of it.",
+    "custody.independent": "The independent path is the command-line verifier on a machine "
+                           "of your own: evx custody {package} --verify, or python -m custody "
+                           "verify on an export.",
+    "custody.key": "Pinned log key",
+    "custody.key.help": "Paste the log key you received from the hub's operator out of band "
+                        "(evx ledger key).",
+    "custody.key.pin": "Pin this key",
+    "custody.key.unpinned": "No log key pinned in this browser: nothing can be verified.",
+    "custody.key.mismatch": "The log key the service uses is not the key you pinned.",
+    "custody.checkpoint": "Checkpoint",
+    "custody.checkpoint.ok": "Verified: signed by the pinned key, tree size {size}",
+    "custody.checkpoint.bad": "FAILED: {reason}",
+    "custody.summary.ok": "All {count} entries verified.",
+    "custody.summary.bad": "{failed} of {count} entries FAILED verification: the record "
+                           "served to this browser is not the one the log signed.",
+    "custody.col.index": "Index",
+    "custody.col.time": "Time",
+    "custody.col.action": "Action",
+    "custody.col.actor": "By",
+    "custody.col.result": "Result",
+    "custody.entry.ok": "Verified",
+    "custody.entry.bad": "FAILED: {reason}",
+    "custody.export": "Export as JSON",
+    "custody.loading": "Loading and verifying…",
+    "custody.need_js": "Verification runs in this browser and needs JavaScript.",
+    "requests.title": "Requests",
+    "requests.intro": "Incoming and outgoing mutual legal assistance requests, next deadline "
+                      "first (overdue at the top).",
+    "requests.empty": "No requests.",
+    "requests.col.reference": "Reference",
+    "requests.col.direction": "Direction",
+    "requests.col.partner": "Other authority",
+    "requests.col.state": "State",
+    "requests.col.next": "Next deadline",
+    "requests.incoming": "Incoming",
+    "requests.outgoing": "Outgoing",
+    "requests.overdue": "OVERDUE",
+    "notices.title": "Notices",
+    "notices.empty": "Nothing new.",
+    "error.title": "Something went wrong",
+    "error.back": "Back to the packages",
+    "error.csrf": "This form was not sent by this page (missing or wrong security token). "
+                  "Reload the page and try again.",
+    "error.signed_out": "Your session has ended: sign in again.",
+    "size.bytes": "{n} bytes",
+}
+
+
+def t(key: str, **values: Any) -> str:
+    """The text of ``key`` with ``values`` filled in (escaping is the template's job)."""
+    text = MESSAGES[key]
+    return text.format(**values) if values else text
+
+
+def shown(text: str) -> str:
+    """``text`` with every control or formatting character made visible as ``⟨U+XXXX⟩``: a
+    bidi override or a newline in an item name must not reorder or split what an officer
+    reads (a right-to-left override turns "txt.exe" into "exe.txt"). HTML escaping comes
+    after, in the template."""
+    return "".join(f"⟨U+{ord(c):04X}⟩" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+                   else c for c in text)

@@ -1,0 +1,139 @@
+"""Signing officers in to the web application: OpenID Connect authorization code with PKCE
+(RFC 7636) against the issuer the trust registry records for the authority they pick.
+
+The service is the OAuth client here (the authority's public client id, this service's
+``/app/callback`` as redirect URI): it exchanges the code itself and verifies the access token
+exactly as it verifies a bearer token on the API, so a web session is never more than what the
+authority's provider vouched for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from service.identity.errors import AuthenticationFailed, UnknownAuthority
+from service.identity.http import authenticate
+from service.identity.providers import (
+    ProviderUnavailable,
+    discovery_document,
+    provider_http_client,
+)
+from service.identity.registry import TrustRegistry
+from service.web.sessions import PendingSignIn
+
+#: ``openid`` for the provider, ``offline_access`` for a refresh token sign-out can revoke.
+SCOPES = "openid offline_access"
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024  # DoS bound on what a provider may make us parse
+
+
+class SignInRefused(Exception):
+    """The sign-in cannot go on; the message is for the officer."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    authority: str
+    issuer: str
+    client_id: str
+    metadata: dict[str, Any]
+
+
+def provider_for(runtime: Any, authority_id: str) -> Provider:
+    """Where officers of ``authority_id`` sign in. Raises SignInRefused."""
+    with runtime.engine.connect() as conn:
+        try:
+            authority = TrustRegistry(conn).get_authority(authority_id)
+        except UnknownAuthority:
+            raise SignInRefused(f"no authority {authority_id} is registered here") from None
+    if authority.issuer is None or authority.client_id is None:
+        raise SignInRefused(f"{authority_id} has no sign-in service registered here")
+    try:
+        with provider_http_client() as client:
+            metadata = discovery_document(authority.issuer, client)
+    except ProviderUnavailable as exc:
+        raise SignInRefused(f"the sign-in service of {authority_id} cannot be reached "
+                            f"({exc})") from None
+    if not isinstance(metadata.get("authorization_endpoint"), str) or \
+            not isinstance(metadata.get("token_endpoint"), str):
+        raise SignInRefused(f"the sign-in service of {authority_id} has no authorization "
+                            "code endpoints")
+    return Provider(authority.id, authority.issuer, authority.client_id, metadata)
+
+
+def code_verifier() -> str:
+    return secrets.token_urlsafe(48)  # 64 characters: RFC 7636 section 4.1 asks 43-128
+
+
+def authorization_url(provider: Provider, *, state: str, verifier: str,
+                      redirect_uri: str) -> str:
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest())
+    query = urlencode({
+        "response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect_uri,
+        "scope": SCOPES, "state": state, "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256"})
+    endpoint = provider.metadata["authorization_endpoint"]
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    principal: Any
+    provider: Provider
+    refresh_token: str | None
+
+
+def finish(runtime: Any, pending: PendingSignIn, code: str) -> SignedIn:
+    """Exchange ``code`` (with the PKCE verifier) and verify the access token as the API does.
+    Raises SignInRefused."""
+    provider = provider_for(runtime, pending.authority)
+    try:
+        with provider_http_client() as client:
+            response = client.post(provider.metadata["token_endpoint"], data={
+                "grant_type": "authorization_code", "code": code,
+                "redirect_uri": pending.redirect_uri, "client_id": provider.client_id,
+                "code_verifier": pending.code_verifier}, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise SignInRefused(f"the sign-in service cannot be reached ({type(exc).__name__})") \
+            from None
+    if len(response.content) > MAX_TOKEN_RESPONSE_BYTES:
+        raise SignInRefused("the sign-in service's answer is too large")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        error = body.get("error") if isinstance(body, dict) else None
+        raise SignInRefused(f"the sign-in service refused the code ({error or response.status_code})")
+    access = body.get("access_token")
+    if not isinstance(access, str):
+        raise SignInRefused("the sign-in service sent no access token")
+    try:
+        principal = authenticate(f"Bearer {access}", lookup_key=runtime.lookup_key,
+                                 settings=runtime.settings)
+    except AuthenticationFailed as exc:
+        raise SignInRefused(f"the access token was refused ({exc})") from None
+    if principal.authority != pending.authority:
+        # A provider vouching for another authority's officer: never a session for it.
+        raise SignInRefused(f"the token names {principal.authority}, not {pending.authority}")
+    refresh = body.get("refresh_token")
+    return SignedIn(principal, provider, refresh if isinstance(refresh, str) else None)
+
+
+def revoke_at_provider(session: Any) -> None:
+    """Sign-out: revoke the refresh token at the provider (RFC 7009), best effort."""
+    if not session.revocation_endpoint or not session.refresh_token:
+        return
+    try:
+        with provider_http_client() as client:
+            client.post(session.revocation_endpoint, data={
+                "token": session.refresh_token, "token_type_hint": "refresh_token",
+                "client_id": session.client_id})
+    except httpx.HTTPError:
+        pass  # the session here has ended either way; the provider's token expires by itself

@@ -1,0 +1,250 @@
+// The package page: uploads (files and folders, resumable) and checking downloads.
+import { Sha256, base64, hex, messages } from "./sha256.js";
+
+const root = document.getElementById("package");
+const t = messages(root);
+const packageId = root.dataset.package;
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const PART = 8 * 1024 * 1024; // bytes per append request
+const READ = 4 * 1024 * 1024; // bytes read at once when re-hashing what was sent
+const PARALLEL = 2;
+
+const itemPath = (name) => name.split("/").map(encodeURIComponent).join("/");
+const itemUrl = (name) => `/v1/packages/${encodeURIComponent(packageId)}/items/${itemPath(name)}`;
+
+async function problemOf(response) {
+  try { return await response.json(); } catch { return { detail: `HTTP ${response.status}` }; }
+}
+
+// -- uploads ---------------------------------------------------------------------------------
+
+class Transfer {
+  constructor(file, name, list) {
+    this.file = file;
+    this.name = name;
+    this.sent = 0;
+    this.row = document.createElement("li");
+    const label = document.createElement("bdi");
+    label.textContent = name; // text, never markup
+    this.bar = document.createElement("progress");
+    this.bar.max = Math.max(file.size, 1);
+    this.bar.value = 0;
+    this.bar.setAttribute("aria-label", name);
+    this.state = document.createElement("span");
+    this.state.textContent = t("upload.waiting");
+    this.row.append(label, this.bar, this.state);
+    this.row.dataset.name = name;
+    list.append(this.row);
+  }
+
+  show(text, cls = "") {
+    this.state.textContent = text;
+    this.state.className = cls;
+    this.row.dataset.state = cls || "busy";
+  }
+
+  progress(offset) {
+    this.sent = offset;
+    this.bar.value = offset;
+    overall();
+  }
+}
+
+const transfers = [];
+
+function overall() {
+  const bar = document.getElementById("overall");
+  const total = transfers.reduce((n, x) => n + x.file.size, 0);
+  const sent = transfers.reduce((n, x) => n + x.sent, 0);
+  bar.max = Math.max(total, 1);
+  bar.value = sent;
+}
+
+function xhr(method, url, headers, body, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(method, url);
+    for (const [k, v] of Object.entries(headers)) request.setRequestHeader(k, v);
+    if (onProgress) request.upload.onprogress = (e) => onProgress(e.loaded);
+    request.onload = () => resolve(request);
+    request.onerror = () => reject(new Error("network error"));
+    request.send(body);
+  });
+}
+
+async function hashUpTo(file, end, transfer) {
+  const sha = new Sha256();
+  for (let at = 0; at < end; at += READ) {
+    sha.update(await file.slice(at, Math.min(at + READ, end)).arrayBuffer());
+    transfer.progress(Math.min(at + READ, end));
+  }
+  return sha;
+}
+
+async function upload(transfer) {
+  const { file, name } = transfer;
+  const created = await fetch(itemUrl(name), {
+    method: "PUT", credentials: "same-origin",
+    headers: { "Upload-Complete": "?0", "Upload-Length": String(file.size), "X-CSRF-Token": csrf },
+  });
+  let location, offset = 0;
+  if (created.status === 201) {
+    location = created.headers.get("Location");
+  } else {
+    const problem = await problemOf(created);
+    if (created.status === 409 && problem.upload) { // ours, interrupted earlier: resume it
+      location = problem.upload;
+      offset = Number(problem.offset) || 0;
+    } else if (created.status === 409 && String(problem.type).endsWith("/item-exists")) {
+      transfer.progress(file.size);
+      transfer.show(t("upload.exists"), "ok");
+      return;
+    } else {
+      throw new Error(problem.detail || `HTTP ${created.status}`);
+    }
+  }
+  let sha = new Sha256();
+  if (offset > 0) {
+    transfer.show(t("upload.hashing"));
+    sha = await hashUpTo(file, offset, transfer);
+    transfer.show(t("upload.resumed", { offset }));
+    transfer.row.dataset.resumedAt = String(offset);
+  }
+  transfer.progress(offset);
+  while (true) {
+    const end = Math.min(offset + PART, file.size);
+    const part = await file.slice(offset, end).arrayBuffer();
+    sha.update(part);
+    const last = end === file.size;
+    const headers = {
+      "Content-Type": "application/partial-upload", "Upload-Offset": String(offset),
+      "Upload-Complete": last ? "?1" : "?0", "X-CSRF-Token": csrf,
+    };
+    if (last) headers["Repr-Digest"] = `sha-256=:${base64(sha.digest())}:`;
+    if (!transfer.row.dataset.resumedAt) transfer.show(t("upload.sending"));
+    const start = offset;
+    const answer = await xhr("PATCH", location, headers, part,
+                             (loaded) => transfer.progress(start + loaded));
+    if (answer.status === 201) {
+      transfer.progress(file.size);
+      transfer.show(t("upload.done"), "ok");
+      return;
+    }
+    if (answer.status !== 204) {
+      let detail;
+      try { detail = JSON.parse(answer.responseText).detail; } catch { detail = `HTTP ${answer.status}`; }
+      throw new Error(detail);
+    }
+    offset = Number(answer.getResponseHeader("Upload-Offset"));
+    if (offset !== end) sha = await hashUpTo(file, offset, transfer); // the service kept less
+    transfer.progress(offset);
+  }
+}
+
+async function run(files) {
+  const list = document.getElementById("transfers");
+  const queue = files.map(([file, name]) => new Transfer(file, name, list));
+  transfers.push(...queue);
+  overall();
+  document.getElementById("upload-done").hidden = true;
+  let failed = 0;
+  const worker = async () => {
+    while (queue.length) {
+      const transfer = queue.shift();
+      try {
+        await upload(transfer);
+      } catch (error) {
+        failed += 1;
+        transfer.show(t("upload.failed", { reason: error.message }), "bad");
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL }, worker));
+  if (!failed) document.getElementById("upload-done").hidden = false;
+}
+
+async function entries(entry, into) {
+  if (entry.isFile) {
+    const file = await new Promise((ok, ko) => entry.file(ok, ko));
+    into.push([file, entry.fullPath.replace(/^\//, "")]);
+  } else if (entry.isDirectory) {
+    const reader = entry.createReader();
+    while (true) {
+      const batch = await new Promise((ok, ko) => reader.readEntries(ok, ko));
+      if (!batch.length) break;
+      for (const child of batch) await entries(child, into);
+    }
+  }
+}
+
+const zone = document.getElementById("drop-zone");
+if (zone) {
+  const picked = (input) => () => {
+    run(Array.from(input.files, (f) => [f, f.webkitRelativePath || f.name]));
+    input.value = "";
+  };
+  const files = document.getElementById("pick-files");
+  const folder = document.getElementById("pick-folder");
+  files.addEventListener("change", picked(files));
+  folder.addEventListener("change", picked(folder));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const found = [];
+    for (const item of Array.from(e.dataTransfer.items)) {
+      const entry = item.webkitGetAsEntry && item.webkitGetAsEntry();
+      if (entry) await entries(entry, found);
+    }
+    run(found);
+  });
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); files.click(); }
+  });
+}
+
+// -- checking downloads ----------------------------------------------------------------------
+
+async function check(row) {
+  const cell = row.querySelector(".check");
+  const expected = row.dataset.sha256;
+  cell.textContent = t("verify.running");
+  cell.className = "check";
+  try {
+    const response = await fetch(itemUrl(row.dataset.name) + "/content", { credentials: "same-origin" });
+    if (!response.ok) throw new Error((await problemOf(response)).detail);
+    const sha = new Sha256();
+    const reader = response.body.getReader();
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      sha.update(value);
+    }
+    const got = hex(sha.digest());
+    const ok = got === expected;
+    cell.textContent = ok ? t("verify.ok") : t("verify.bad");
+    cell.className = ok ? "check ok" : "check bad";
+    row.dataset.verified = ok ? "yes" : "no";
+    return ok;
+  } catch (error) {
+    cell.textContent = t("verify.error", { reason: error.message });
+    cell.className = "check bad";
+    row.dataset.verified = "no";
+    return false;
+  }
+}
+
+const verifyAll = document.getElementById("verify-all");
+if (verifyAll) {
+  verifyAll.addEventListener("click", async () => {
+    verifyAll.disabled = true;
+    const rows = Array.from(document.querySelectorAll('#items tbody tr[data-kind="file"]'));
+    let good = 0;
+    for (const row of rows) if (await check(row)) good += 1;
+    const summary = document.getElementById("verify-summary");
+    summary.textContent = `${good} / ${rows.length}`;
+    summary.dataset.done = "yes";
+    verifyAll.disabled = false;
+  });
+}
