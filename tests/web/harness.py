@@ -95,12 +95,13 @@ def new_browser() -> Any:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def wait_for(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
+def wait_for(browser: Any, condition: Callable[[Any], Any], what: str,
+             seconds: float = WAIT_S) -> Any:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(browser, WAIT_S, poll_frequency=0.1).until(condition)
+        return WebDriverWait(browser, seconds, poll_frequency=0.1).until(condition)
     except TimeoutException:
         body = browser.find_element("tag name", "body").text[:2000]
         raise AssertionError(f"{what}: not reached at {browser.current_url}\n{body}\n"

@@ -8,6 +8,7 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const PART = 8 * 1024 * 1024; // bytes per append request
 const READ = 4 * 1024 * 1024; // bytes read at once when re-hashing what was sent
 const PARALLEL = 2;
+const MAX_REALIGN = 5; // offset corrections accepted per file before giving up
 
 const itemPath = (name) => name.split("/").map(encodeURIComponent).join("/");
 const itemUrl = (name) => `/v1/packages/${encodeURIComponent(packageId)}/items/${itemPath(name)}`;
@@ -111,6 +112,7 @@ async function upload(transfer) {
     transfer.row.dataset.resumedAt = String(offset);
   }
   transfer.progress(offset);
+  let realigned = 0;
   while (true) {
     const end = Math.min(offset + PART, file.size);
     const part = await file.slice(offset, end).arrayBuffer();
@@ -130,11 +132,18 @@ async function upload(transfer) {
       transfer.show(t("upload.done"), "ok");
       return;
     }
-    if (answer.status !== 204) {
-      let detail;
-      try { detail = JSON.parse(answer.responseText).detail; } catch { detail = `HTTP ${answer.status}`; }
-      throw new Error(detail);
+    let problem = {};
+    try { problem = JSON.parse(answer.responseText); } catch { problem = { detail: `HTTP ${answer.status}` }; }
+    const expected = problem["expected-offset"];
+    if (answer.status === 409 && Number.isSafeInteger(expected) && realigned < MAX_REALIGN) {
+      // The service holds more (or less) than we thought -- e.g. the request cut by a reload
+      // was still being stored: continue from its offset, the digest rebuilt up to there.
+      realigned += 1;
+      offset = expected;
+      sha = await hashUpTo(file, offset, transfer);
+      continue;
     }
+    if (answer.status !== 204) throw new Error(problem.detail || `HTTP ${answer.status}`);
     offset = Number(answer.getResponseHeader("Upload-Offset"));
     if (offset !== end) sha = await hashUpTo(file, offset, transfer); // the service kept less
     transfer.progress(offset);
