@@ -121,7 +121,14 @@ def require_server_extra(command_name: str) -> None:
 
 
 def json_requested(kwargs: dict[str, Any]) -> bool:
-    return bool(kwargs.get("as_json"))
+    return bool(kwargs.get("as_json")) or kwargs.get("output_format") == "json"
+
+
+def json_in_arguments(args: list[str]) -> bool:
+    """``--json`` or ``-o json`` on a command line that did not parse (usage errors)."""
+    pairs = zip(args, args[1:])
+    return ("--json" in args or any(a in ("-o", "--output") and b == "json" for a, b in pairs)
+            or any(a in ("-ojson", "--output=json") for a in args))
 
 
 def report(exc: BaseException, *, as_json: bool, hint: str | None = None) -> int:

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from evx.cli.app import PANEL_SERVER, command, group
+from evx.cli.options import JSON, OUTPUT, WIDE
+from evx.cli.render import Column, Output, when
 from evx.client.errors import DeniedError, UsageError
 
 if TYPE_CHECKING:  # the service is imported when a command runs (it needs the server extra)
@@ -207,54 +210,62 @@ def authority_sync(authority_id: str = typer.Argument(..., metavar="ID")) -> Non
         _sync_provider(registrar, authority)
 
 
+#: ``evx authority list`` (rows: the --json objects).
+AUTHORITY_COLUMNS = (
+    Column("id", lambda a: a["id"], id=True),
+    Column("name", lambda a: a["name"]),
+    Column("country", lambda a: a["country"]),
+    Column("roles", lambda a: ",".join(a["roles"])),
+    Column("active keys", lambda a: str(sum(k["status"] == "active" for k in a["keys"]))),
+    Column("retired keys", lambda a: str(sum(k["status"] != "active" for k in a["keys"]))),
+    Column("identity provider", lambda a: a["issuer"] or "", wide=True),
+    Column("client id", lambda a: a["client_id"] or "", wide=True),
+    Column("created (UTC)", lambda a: when(a["created_at"]), wide=True),
+)
+
+#: ``evx authority show``'s keys (also its ``-o tsv``).
+KEY_COLUMNS = (
+    Column("kid", lambda k: k["kid"], id=True),
+    Column("alg", lambda k: k["algorithm"]),
+    Column("status", lambda k: k["status"]),
+    Column("source", lambda k: k["source"]),
+    Column("added (UTC)", lambda k: when(k["added_at"])),
+    Column("retired (UTC)", lambda k: when(k["retired_at"])),
+    Column("thumbprint (RFC 7638)", lambda k: k["thumbprint"], id=True, wide=True),
+)
+
+
 @command("list", group="authority", server=True)
-def authority_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable.")) -> None:
+def authority_list(as_json: bool = JSON, output_format: str = OUTPUT,
+                   wide: bool = WIDE) -> None:
     """List registered authorities."""
     from service.identity.registry import TrustRegistry
 
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     with _registry_session() as (db, _):
-        found = TrustRegistry(db).list_authorities()
-    if as_json:
-        typer.echo(json.dumps([_authority_json(a) for a in found], indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "name", "country", "roles", "active keys", "retired keys")
-    for a in found:
-        table.add_row(a.id, a.name, a.country, ",".join(sorted(a.roles)),
-                      str(len(a.active_keys)), str(len(a.keys) - len(a.active_keys)))
-    Console().print(table)
+        found = [_authority_json(a) for a in TrustRegistry(db).list_authorities()]
+    output.rows(found, found, AUTHORITY_COLUMNS, empty="no authorities")
 
 
 @command("show", group="authority", server=True)
 def authority_show(
     authority_id: str = typer.Argument(..., metavar="ID"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
+    as_json: bool = JSON, output_format: str = OUTPUT, wide: bool = WIDE,
 ) -> None:
-    """Show an authority and all its keys."""
+    """Show an authority and all its keys (-o tsv: the keys)."""
     from service.identity.registry import TrustRegistry
 
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     with _registry_session() as (db, _):
-        authority = TrustRegistry(db).get_authority(authority_id)
-    if as_json:
-        typer.echo(json.dumps(_authority_json(authority), indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(f"[bold]{authority.id}[/bold]  {authority.name} ({authority.country})  "
-                  f"roles: {', '.join(sorted(authority.roles))}  "
-                  f"created {authority.created_at.isoformat()}")
-    if authority.issuer:
-        console.print(f"identity provider: {authority.issuer}  client id: "
-                      f"{authority.client_id or '(none)'}")
-    table = Table("kid", "alg", "status", "source", "added", "retired")
-    for k in authority.keys:
-        table.add_row(k.kid, k.algorithm, k.status, k.source,
-                      k.added_at.isoformat(), k.retired_at.isoformat() if k.retired_at else "")
-    console.print(table)
+        authority = _authority_json(TrustRegistry(db).get_authority(authority_id))
+    if not (output.as_json or output.tsv):
+        output.result(None, escape(
+            f"{authority['id']}  {authority['name']} ({authority['country']})  roles: "
+            f"{', '.join(authority['roles'])}  created {when(authority['created_at'])}"))
+        if authority["issuer"]:
+            output.result(None, escape(f"identity provider: {authority['issuer']}  client id: "
+                                       f"{authority['client_id'] or '(none)'}"))
+    output.rows(authority, authority["keys"], KEY_COLUMNS, empty="no keys")
 
 
 @command("add", group="authority key", server=True)

@@ -7,6 +7,8 @@ import json
 import typer
 
 from evx.cli.app import PANEL_SERVER, command, group
+from evx.cli.options import JSON, OUTPUT, WIDE
+from evx.cli.render import Column, Output
 from evx.client.errors import IntegrityFailure
 
 group("keys", "Key-encryption keys (KEKs) of the evidence store.", panel=PANEL_SERVER)
@@ -19,18 +21,23 @@ class _Operator:
         self.authority, self.subject, self.role = authority, "evx-keys", "operator"
 
 
+KEK_COLUMNS = (
+    Column("key", lambda k: k["id"], id=True),
+    Column("active", lambda k: "yes" if k["active"] else ""),
+)
+
+
 @command("list", group="keys", server=True)
-def list_keys(as_json: bool = typer.Option(False, "--json")) -> None:
+def list_keys(as_json: bool = JSON, output_format: str = OUTPUT, wide: bool = WIDE) -> None:
     """The KEK ids and which one wraps new items."""
     from storage.keyring import DirectoryKeySource, Keyring
     from service.settings import load_settings
 
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     keyring = Keyring(DirectoryKeySource(load_settings().resolved_kek_dir))
-    if as_json:
-        typer.echo(json.dumps({"active": keyring.active_key_id, "keys": list(keyring.key_ids)}))
-        return
-    for key_id in keyring.key_ids:
-        typer.echo(f"{key_id}{'  (active)' if key_id == keyring.active_key_id else ''}")
+    rows = [{"id": k, "active": k == keyring.active_key_id} for k in keyring.key_ids]
+    output.rows({"active": keyring.active_key_id, "keys": list(keyring.key_ids)}, rows,
+                KEK_COLUMNS, empty="no keys")
 
 
 @command("rotate", group="keys", server=True)

@@ -39,7 +39,7 @@ def build() -> typer.main.TyperGroup:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run ``evx ARGV``; the exit status. Usage errors found while parsing (before any
     command runs) go through the same table: one line, and one JSON document with --json."""
-    from evx.cli.app import report
+    from evx.cli.app import json_in_arguments, report
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -48,14 +48,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
-        return report(KeyboardInterrupt(), as_json="--json" in args)
+        return report(KeyboardInterrupt(), as_json=json_in_arguments(args))
     except ClickException as exc:
         context = getattr(exc, "ctx", None)
         hint = f"See: {context.command_path} --help" \
             if isinstance(exc, ClickUsageError) and context is not None else None
-        return report(exc, as_json="--json" in args, hint=hint)
+        return report(exc, as_json=json_in_arguments(args), hint=hint)
     except (Exception, KeyboardInterrupt) as exc:  # outside any command: still the table
-        return report(exc, as_json="--json" in args)
+        return report(exc, as_json=json_in_arguments(args))
     return result if isinstance(result, int) else EXIT_OK
 
 

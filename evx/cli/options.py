@@ -20,6 +20,13 @@ TOKEN = typer.Option(None, "--token", envvar="EVX_TOKEN", show_envvar=True,
                      help="Your bearer token (prefer the environment variable: command lines "
                           "are visible to other users).")
 JSON = typer.Option(False, "--json", help="One JSON document on stdout, for scripts.")
+OUTPUT = typer.Option("table", "--output", "-o", metavar="table|json|tsv",
+                      help="table (default); json: one JSON document, as --json; tsv: a "
+                           "header line, then one tab-separated line per row with every "
+                           "column (invisible characters, tabs and newlines escaped as "
+                           "names are displayed: \\x09).")
+WIDE = typer.Option(False, "--wide", help="Every column, none folded: lines as long as they "
+                                          "need (for a wide terminal, or less -S).")
 RETRIES = typer.Option(DEFAULT_RETRIES, "--retries", min=0, envvar="EVX_RETRIES",
                        show_envvar=True,
                        help="Tries again after a connection error or a 429/502/503/504 (waiting "

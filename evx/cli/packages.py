@@ -16,8 +16,8 @@ from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.board import Board
-from evx.cli.options import JSON, RETRIES, TOKEN, URL, connect, trust_state
-from evx.cli.render import Output, add_row, size as _size, table as _table, when as _when
+from evx.cli.options import JSON, OUTPUT, RETRIES, TOKEN, URL, WIDE, connect, trust_state
+from evx.cli.render import Column, Output, add_row, size as _size, when as _when
 from evx.client.errors import DeniedError, UsageError
 from evx.client.directory import check_partner
 from evx.client.http import Api, package_path
@@ -68,60 +68,92 @@ def package_create(
                             "FILE-OR-DIR..."))
 
 
+def _shares(p: dict[str, Any]) -> list[dict[str, Any]]:
+    return p.get("shares") or ([p["share"]] if p.get("share") else [])
+
+
+#: ``evx package list``: the id in full on one line (it is copied by hand); the others fold.
+PACKAGE_COLUMNS = (
+    Column("id", lambda p: p["id"], id=True),
+    Column("title", lambda p: p["title"]),
+    Column("case", lambda p: p["case_reference"]),
+    Column("owner", lambda p: p["owner_authority"]),
+    Column("sealed", lambda p: "yes" if p["sealed"] else "no"),
+    Column("items", lambda p: str(len(p["items"]))),
+    Column("size", lambda p: _size(sum(i["size"] for i in p["items"]))),
+    Column("shared with", lambda p: ", ".join(
+        s["authority"] + ("" if s["active"] else " (inactive)") for s in _shares(p))),
+    Column("created (UTC)", lambda p: _when(p["created_at"]), wide=True),
+    Column("created by", lambda p: p["created_by"], wide=True),
+    Column("sealed (UTC)", lambda p: _when(p["sealed_at"]), wide=True),
+    Column("manifest sha256", lambda p: p["manifest_sha256"] or "", id=True, wide=True),
+)
+
+
+def _item_name(i: dict[str, Any]) -> str:
+    """The name displayed escaped, a link's or directory's kind (and target) beside it."""
+    from evx.protocol.names import display
+
+    kind = "" if i.get("kind", "file") == "file" else f"  [{i['kind']}" + (
+        f" -> {display(i['target'])}]" if i.get("target") else "]")
+    return display(i["name"]) + kind
+
+
+#: ``evx package show``'s items: names displayed escaped; the digest whole.
+ITEM_COLUMNS = (
+    Column("item", _item_name),
+    Column("size", lambda i: _size(i["size"])),
+    Column("bytes", lambda i: str(i["size"]), wide=True),
+    Column("sha256", lambda i: i["sha256"], id=True),
+    Column("uploaded (UTC)", lambda i: _when(i["uploaded_at"])),
+    Column("by", lambda i: i["uploaded_by"]),
+)
+
+
+def _share_state(s: dict[str, Any]) -> str:
+    return "active" if s["active"] else (
+        f"revoked {_when(s['revoked_at'])}" if s["revoked_at"] else "expired")
+
+
+SHARE_COLUMNS = (
+    Column("authority", lambda s: s["authority"], id=True),
+    Column("legal basis", lambda s: s["legal_basis"]),
+    Column("request", lambda s: s["request_reference"]),
+    Column("expires (UTC)", lambda s: _when(s["expires_at"]) or "never"),
+    Column("state", _share_state),
+)
+
+
 @command("list", group="package")
 def package_list(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
                  retries: int = RETRIES,
-                 limit: int = typer.Option(100, min=1, max=500)) -> None:
+                 limit: int = typer.Option(100, min=1, max=500),
+                 output_format: str = OUTPUT, wide: bool = WIDE) -> None:
     """Packages your authority owns or that are shared with it."""
-    output = Output(as_json=as_json)
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
 
     with connect(url, token, output, retries) as api:
         packages = api.json("GET", "/v1/packages", params={"limit": limit})["packages"]
-    # the id in full on one line (it is copied by hand); the other columns fold
-    table = _table("id", "title", "case", "owner", "sealed", "items", "size", "shared with",
-                   ids=("id",))
-    for p in packages:
-        shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
-        add_row(table, p["id"], p["title"], p["case_reference"], p["owner_authority"],
-                      "yes" if p["sealed"] else "no", str(len(p["items"])),
-                      _size(sum(i["size"] for i in p["items"])),
-                      ", ".join(s["authority"] + ("" if s["active"] else " (inactive)")
-                                for s in shares))
-    output.result({"packages": packages}, table if packages else "no packages")
+    output.rows({"packages": packages}, packages, PACKAGE_COLUMNS, empty="no packages")
 
 
 @command("show", group="package")
 def package_show(package_id: str = typer.Argument(..., metavar="PACKAGE"),
                  url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
-                 retries: int = RETRIES) -> None:
-    """A package's metadata, items (name, size, SHA-256) and shares."""
-    output = Output(as_json=as_json)
+                 retries: int = RETRIES, output_format: str = OUTPUT,
+                 wide: bool = WIDE) -> None:
+    """A package's metadata, items (name, size, SHA-256) and shares (-o tsv: the items)."""
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
 
     with connect(url, token, output, retries) as api:
         p = api.json("GET", package_path(package_id))
-    if as_json:
-        output.result(p)
+    if output.as_json or output.tsv:
+        output.rows(p, p["items"], ITEM_COLUMNS, empty="")
         return
     output.out.print(_package_summary(p))
-    from evx.protocol.names import display
-
-    items = Table("item", "size", "sha256", "uploaded", "by", title="items")
-    for i in p["items"]:
-        kind = "" if i.get("kind", "file") == "file" else f"  [{i['kind']}" + (
-            f" -> {display(i['target'])}]" if i.get("target") else "]")
-        add_row(items, display(i["name"]) + kind, _size(i["size"]), i["sha256"],
-                _when(i["uploaded_at"]), i["uploaded_by"])
-    output.out.print(items)
-    shares = p.get("shares") or ([p["share"]] if p.get("share") else [])
-    if shares:
-        table = Table("authority", "legal basis", "request", "expires", "state",
-                      title="shares")
-        for s in shares:
-            state = "active" if s["active"] else (
-                f"revoked {_when(s['revoked_at'])}" if s["revoked_at"] else "expired")
-            add_row(table, s["authority"], s["legal_basis"], s["request_reference"],
-                          _when(s["expires_at"]) or "never", state)
-        output.out.print(table)
+    output.rows(p, p["items"], ITEM_COLUMNS, empty="no items", title="items")
+    if _shares(p):
+        output.rows(p, _shares(p), SHARE_COLUMNS, empty="", title="shares")
 
 
 # -- transfers -------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """Rendering, in one place: results to stdout (rich by default, one JSON document with
-``--json``), notes, errors and progress to stderr; sizes in one unit system (IEC: KiB, MiB,
-GiB) in bars and summaries alike; tables whose ids are never wrapped."""
+``--json`` or ``-o json``, tab-separated lines with ``-o tsv``), notes, errors and progress to
+stderr; sizes in one unit system (IEC: KiB, MiB, GiB) in bars and summaries alike; tables whose
+ids are never wrapped (other columns fold, or with ``--wide`` show every column unfolded).
+
+A list or show command describes its rows once, as :class:`Column` s, and hands them to
+:meth:`Output.rows`: the table, the TSV and the JSON document all come from there."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +33,13 @@ from rich.text import Text
 from evx.cli.exits import Failure
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+#: What ``-o`` accepts: the human table (default), one JSON document, tab-separated values.
+OUTPUT_FORMATS = ("table", "json", "tsv")
+#: A --wide table is laid out on a line this long: no column is ever folded.
+WIDE_WIDTH = 100_000
+#: Narrower than this, a folded column is unreadable: the listing is shown as records instead.
+MIN_FOLDED_WIDTH = 10
 
 
 def size(n: float) -> str:
@@ -70,14 +82,99 @@ def add_row(t: Table, *cells: str) -> None:
     t.add_row(*(escape(c) for c in cells))
 
 
+@dataclass(frozen=True)
+class Column:
+    """One column of a listing: its header, how a row (a JSON object) becomes its cell text,
+    whether it is an id (never wrapped or cut) and whether only ``--wide`` (and TSV) show it."""
+
+    header: str
+    cell: Callable[[Any], str]
+    id: bool = False
+    wide: bool = False
+
+
+def tsv_cell(text: str) -> str:
+    """A cell of a TSV line: characters that could hide text or break the line (tab, newline,
+    bidi and zero-width ones, ...) shown as ``\\x09``-style escapes, as names are displayed, so a
+    line is always one row and ``cut -f`` finds its columns. Names come already displayed;
+    exact values are in ``-o json``."""
+    from evx.protocol.names import display
+
+    return "".join(ch if ch.isprintable() else display(ch) for ch in text)
+
+
+def tsv(rows: Sequence[Any], columns: Sequence[Column]) -> str:
+    """A header line and one line per row, every column (wide ones too)."""
+    lines = ["\t".join(tsv_cell(c.header) for c in columns)]
+    lines += ["\t".join(tsv_cell(c.cell(row)) for c in columns) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def fits(rows: Sequence[Any], columns: Sequence[Column], width: int) -> bool:
+    """Whether a table of ``rows`` fits ``width`` with every id whole and every other column at
+    least :data:`MIN_FOLDED_WIDTH` wide (a box line and two spaces of padding per column)."""
+    needed = 1
+    for c in columns:
+        natural = max([len(c.header), *(len(c.cell(row)) for row in rows)])
+        needed += 3 + (natural if c.id else min(natural, MIN_FOLDED_WIDTH))
+    return needed <= width
+
+
+def records(rows: Sequence[Any], columns: Sequence[Column]) -> str:
+    """``rows`` one block each (``header  value`` per line, a blank line between rows): for a
+    terminal too narrow for the table; every value, ids included, whole on its line."""
+    width = max(len(c.header) for c in columns)
+    return "\n\n".join("\n".join(f"{c.header:<{width}}  {c.cell(row)}".rstrip()
+                                 for c in columns) for row in rows)
+
+
+def listing(rows: Sequence[Any], columns: Sequence[Column], *, wide: bool = False,
+            title: str | None = None) -> Table:
+    """The human table of ``rows``: ids whole; with ``wide`` every column and nothing folded,
+    else the narrow columns only, folding when the terminal is narrow."""
+    shown = [c for c in columns if wide or not c.wide]
+    t = table(*(c.header for c in shown), ids=tuple(c.header for c in shown if c.id or wide),
+              title=title)
+    for row in rows:
+        add_row(t, *(c.cell(row) for c in shown))
+    return t
+
+
 class Output:
     """Where a command writes: results to stdout, progress, notes and errors to stderr."""
 
-    def __init__(self, *, as_json: bool = False, quiet: bool = False) -> None:
-        self.as_json = as_json
+    def __init__(self, *, as_json: bool = False, quiet: bool = False, fmt: str = "table",
+                 wide: bool = False) -> None:
+        from evx.client.errors import UsageError
+
+        if fmt not in OUTPUT_FORMATS:
+            raise UsageError(f"-o {fmt}: give one of {', '.join(OUTPUT_FORMATS)}",
+                             slug="usage")
+        self.as_json = as_json or fmt == "json"
+        self.tsv = fmt == "tsv" and not as_json
         self.quiet = quiet
-        self.out = Console(highlight=False, soft_wrap=True)
+        self.wide = wide
+        self.out = Console(highlight=False, soft_wrap=True, width=WIDE_WIDTH if wide else None)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def rows(self, data: Any, rows: Sequence[Any], columns: Sequence[Column], *,
+             empty: str, title: str | None = None) -> None:
+        """A listing: ``data`` as the JSON document, ``rows`` as TSV or as a table (``empty``
+        when there are none)."""
+        if self.as_json:
+            self.result(data)
+        elif self.tsv:
+            sys.stdout.write(tsv(rows, columns))
+            sys.stdout.flush()
+        elif self.quiet:
+            return
+        elif not rows:
+            self.out.print(escape(empty))
+        elif self.wide or fits(rows, [c for c in columns if not c.wide], self.out.width):
+            self.out.print(listing(rows, columns, wide=self.wide, title=title))
+        else:  # ids whole and other columns readable do not both fit: one block per row
+            shown = [c for c in columns if not c.wide]
+            self.out.print(escape((f"{title}\n" if title else "") + records(rows, shown)))
 
     def note(self, text: str) -> None:
         """A human note (stderr); silent with --json or --quiet."""

@@ -19,8 +19,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command, group
-from evx.cli.options import JSON, TOKEN, URL
-from evx.cli.render import Output, add_row, table, when
+from evx.cli.options import JSON, OUTPUT, TOKEN, URL, WIDE
+from evx.cli.render import Column, Output, add_row, when
 from evx.client.errors import UsageError
 from evx.client.http import Api, package_path
 
@@ -147,6 +147,7 @@ def request_list(
     sort: str = typer.Option("due", "--sort", help="due | filed | updated"),
     limit: int = typer.Option(100, min=1, max=500),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    output_format: str = OUTPUT, wide: bool = WIDE,
 ) -> None:
     """Requests your authority filed or must execute, next deadline first."""
     if incoming and outgoing:
@@ -163,49 +164,76 @@ def request_list(
         params["due_within"] = due_within
     if overdue:
         params["overdue"] = "true"
-    output = Output(as_json=as_json)
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     with Api(url, token) as api:
         rows = api.json("GET", "/v1/requests", params=params)["requests"]
-    t = table("id", "reference", "from -> to", "instrument", "urgency", "state",
-              "next deadline (UTC)", ids=("id",))
-    for r in rows:
-        add_row(t, r["id"], r["reference"],
-                f"{r['requesting_authority']} -> {r['executing_authority']}", r["instrument"],
-                r["urgency"], r["state"], _deadline(r))
-    output.result({"requests": rows}, t if rows else "no requests")
+    output.rows({"requests": rows}, rows, REQUEST_COLUMNS, empty="no requests")
+
+
+REQUEST_COLUMNS = (
+    Column("id", lambda r: r["id"], id=True),
+    Column("reference", lambda r: r["reference"]),
+    Column("from -> to", lambda r: f"{r['requesting_authority']} -> {r['executing_authority']}"),
+    Column("instrument", lambda r: r["instrument"]),
+    Column("urgency", lambda r: r["urgency"]),
+    Column("state", lambda r: r["state"]),
+    Column("next deadline (UTC)", _deadline),
+    Column("case", lambda r: r["case_reference"], wide=True),
+    Column("filed (UTC)", lambda r: when(r["filed_at"]), wide=True),
+    Column("updated (UTC)", lambda r: when(r["updated_at"]), wide=True),
+)
+
+
+def _deadline_status(d: dict[str, Any]) -> str:
+    return ("OVERDUE" if d["overdue"] else "open") if d["open"] else (
+        f"met {when(d['met_at'])}" if d["met_at"] else "closed")
+
+
+def _deadline_columns(zone: str) -> tuple[Column, ...]:
+    return (Column("milestone", lambda d: d["milestone"]),
+            Column("due (UTC)", lambda d: when(d["due_at"])),
+            Column(f"due ({zone})", lambda d: d["due_local"]),
+            Column("rule", lambda d: d["rule"]),
+            Column("status", _deadline_status),
+            Column("source", lambda d: d["source"]))
+
+
+#: ``evx request show``'s history (also its ``-o tsv``): the request's record.
+HISTORY_COLUMNS = (
+    Column("when (UTC)", lambda h: when(h["at"])),
+    Column("step", lambda h: h["action"]),
+    Column("state", lambda h: h["state"]),
+    Column("by", lambda h: f"{h['authority']} ({h['subject']})"),
+    Column("note", lambda h: h["note"]),
+)
+
+DELIVERY_COLUMNS = (
+    Column("package", lambda d: d["package"], id=True),
+    Column("delivered (UTC)", lambda d: when(d["delivered_at"])),
+    Column("by", lambda d: d["delivered_by"]),
+    Column("items downloaded", lambda d: str(d["items_downloaded"])),
+    Column("manifest", lambda d: d["manifest_sha256"], id=True),
+)
 
 
 @command("show", group="request")
 def request_show(request_id: str = typer.Argument(..., metavar="REQUEST"),
-                 url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
-    """A request with its deadlines (UTC and local), history and the packages answering it."""
-    output = Output(as_json=as_json)
+                 url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                 output_format: str = OUTPUT, wide: bool = WIDE) -> None:
+    """A request with its deadlines (UTC and local), history and the packages answering it
+    (-o tsv: the history)."""
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     with Api(url, token) as api:
         r = api.json("GET", request_path(request_id))
-    if as_json:
-        output.result(r)
+    if output.as_json or output.tsv:
+        output.rows(r, r["history"] or [], HISTORY_COLUMNS, empty="")
         return
     output.out.print(_summary(r))
-    deadlines = table("milestone", "due (UTC)", f"due ({r['timezone']})", "rule", "status",
-                      "source", title="deadlines")
-    for d in r["deadlines"] or []:
-        status = ("OVERDUE" if d["overdue"] else "open") if d["open"] else (
-            f"met {when(d['met_at'])}" if d["met_at"] else "closed")
-        add_row(deadlines, d["milestone"], when(d["due_at"]), d["due_local"], d["rule"], status,
-                d["source"])
-    output.out.print(deadlines)
-    history = table("when (UTC)", "step", "state", "by", "note", title="history")
-    for h in r["history"] or []:
-        add_row(history, when(h["at"]), h["action"], h["state"],
-                f"{h['authority']} ({h['subject']})", h["note"])
-    output.out.print(history)
+    output.rows(r, r["deadlines"] or [], _deadline_columns(r["timezone"]), empty="no deadlines",
+                title="deadlines")
+    output.rows(r, r["history"] or [], HISTORY_COLUMNS, empty="no history", title="history")
     if r.get("deliveries"):
-        delivered = table("package", "delivered (UTC)", "by", "items downloaded", "manifest",
-                          ids=("package",), title="delivered")
-        for d in r["deliveries"]:
-            add_row(delivered, d["package"], when(d["delivered_at"]), d["delivered_by"],
-                    str(d["items_downloaded"]), d["manifest_sha256"])
-        output.out.print(delivered)
+        output.rows(r, r["deliveries"], DELIVERY_COLUMNS, empty="", title="delivered")
 
 
 def _step(step: str, verb: str, request_id: str, note: str, url: str, token: str | None,

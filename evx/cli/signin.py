@@ -12,11 +12,10 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from evx.cli.app import PANEL_EVIDENCE, command
-from evx.cli.options import JSON, TOKEN, URL
-from evx.cli.render import Output, add_row
+from evx.cli.options import JSON, OUTPUT, TOKEN, URL, WIDE
+from evx.cli.render import Column, Output
 from evx.client.http import Api
 
 
@@ -144,23 +143,26 @@ def logout(url: str = URL, as_json: bool = JSON) -> None:
     work()
 
 
+#: ``evx authorities``: the partner directory (ids whole: they go into --authority).
+DIRECTORY_COLUMNS = (
+    Column("id", lambda a: a["id"], id=True),
+    Column("name", lambda a: a["name"]),
+    Column("country", lambda a: a["country"]),
+    Column("roles", lambda a: ",".join(a["roles"])),
+)
+
+
 @command("authorities", panel=PANEL_EVIDENCE)
-def authorities(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON) -> None:
+def authorities(url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+                output_format: str = OUTPUT, wide: bool = WIDE) -> None:
     """The partner authorities of this server (id, name, country, roles): who a package can
     be shared with (evx share PACKAGE --authority ID)."""
     from evx.client.directory import list_authorities
 
-    output = Output(as_json=as_json)
-
-    def work() -> None:
-        with Api(url, token) as api:
-            found = list_authorities(api)
-        table = Table("id", "name", "country", "roles")
-        for a in found:
-            add_row(table, a["id"], a["name"], a["country"], ",".join(a["roles"]))
-        output.result({"authorities": found}, table if found else "no authorities")
-
-    work()
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
+    with Api(url, token) as api:
+        found = list_authorities(api)
+    output.rows({"authorities": found}, found, DIRECTORY_COLUMNS, empty="no authorities")
 
 
 def complete_authority(ctx: typer.Context, incomplete: str) -> list[str]:

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 import typer
 
 from evx.cli.app import PANEL_SERVER, command, group
+from evx.cli.options import OUTPUT, WIDE
+from evx.cli.render import Column, Output, when
 from evx.client.errors import DeniedError, UsageError
 
 group("webhook", "Webhook endpoints of partner authorities (Standard Webhooks).",
@@ -48,24 +50,31 @@ def webhook_add(
         typer.echo(f"added {endpoint.id} for {authority}: {url}\nsecret: {secret}")
 
 
+#: ``evx webhook list`` (rows: the --json objects; secrets are never listed).
+ENDPOINT_COLUMNS = (
+    Column("id", lambda e: e["id"], id=True),
+    Column("authority", lambda e: e["authority"]),
+    Column("state", lambda e: "disabled" if e["disabled_at"] else "active"),
+    Column("url", lambda e: e["url"]),
+    Column("events", lambda e: ",".join(e["event_types"]) or "all events"),
+    Column("created (UTC)", lambda e: when(e["created_at"]), wide=True),
+    Column("disabled (UTC)", lambda e: when(e["disabled_at"]), wide=True),
+)
+
+
 @command("list", group="webhook", server=True)
-def webhook_list(as_json: bool = _JSON) -> None:
+def webhook_list(as_json: bool = _JSON, output_format: str = OUTPUT, wide: bool = WIDE) -> None:
     """Every endpoint (secrets not shown)."""
     from evx.cli.identity import _registry_session
     from service.events.repository import endpoints
 
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     with _registry_session() as (conn, _):
         rows = endpoints(conn)
     data = [{"id": e.id, "authority": e.authority, "url": e.url, "event_types": e.event_types,
              "created_at": e.created_at.isoformat(),
              "disabled_at": e.disabled_at.isoformat() if e.disabled_at else None} for e in rows]
-    if as_json:
-        typer.echo(json.dumps({"endpoints": data}))
-        return
-    for e in data:
-        state = "disabled" if e["disabled_at"] else "active"
-        typer.echo(f"{e['id']}  {e['authority']}  {state}  {e['url']}  "
-                   f"{','.join(e['event_types']) or 'all events'}")
+    output.rows({"endpoints": data}, data, ENDPOINT_COLUMNS, empty="no webhook endpoints")
 
 
 @command("disable", group="webhook", server=True)

@@ -84,5 +84,5 @@ def test_webhook_add_refuses_bad_urls_and_unknown_authorities(tmp_path: Path) ->
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
     listed = json.loads(server.admin("webhook", "list", "--json"))
-    assert listed == {"endpoints": []}
+    assert listed == {"ok": True, "endpoints": []}
     assert new_secret().startswith("whsec_")

@@ -22,3 +22,18 @@ def test_ids_stay_whole_on_a_narrow_terminal() -> None:
 def test_sizes_use_iec_units() -> None:
     assert [size(n) for n in (0, 1023, 1024, 50 * 1024 * 1024, 3 * 1024 ** 4)] == \
         ["0 B", "1023 B", "1.0 KiB", "50.0 MiB", "3.0 TiB"]
+
+
+def test_a_listing_too_narrow_for_whole_ids_becomes_records() -> None:
+    from evx.cli.render import Column, fits, records, tsv
+
+    columns = [Column("id", lambda r: r["id"], id=True), Column("title", lambda r: r["t"]),
+               Column("case", lambda r: r["c"])]
+    rows = [{"id": PACKAGE, "t": "Seized handset of the suspect", "c": "BKA-2026-17"}]
+    # 1 + (3 + 36) + (3 + 10) + (3 + 10): the id whole, the others at least 10 wide
+    assert fits(rows, columns, 66) and not fits(rows, columns, 65)
+    assert records(rows * 2, columns).splitlines() == [
+        f"id     {PACKAGE}", "title  Seized handset of the suspect", "case   BKA-2026-17", "",
+        f"id     {PACKAGE}", "title  Seized handset of the suspect", "case   BKA-2026-17"]
+    assert tsv([{"id": "x", "t": "a\tb\nc\u200b\\", "c": ""}], columns) == \
+        "id\ttitle\tcase\nx\ta\\x09b\\x0ac\\u200b\\\t\n"
