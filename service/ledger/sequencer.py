@@ -113,6 +113,16 @@ class _Batch:
     after: _Frontier
 
 
+_LOCK_HEAD = (sa.select(tables.head.c.size, tables.head.c.last_leaf_hash)
+              .where(tables.head.c.id == tables.HEAD_ROW_ID).with_for_update())
+_MOVE_HEAD = (tables.head.update()
+              .where(tables.head.c.id == tables.HEAD_ROW_ID,
+                     tables.head.c.size == sa.bindparam("old_size"))
+              .values(size=sa.bindparam("new_size"), last_leaf_hash=sa.bindparam("new_leaf")))
+
+_INSERT = {table.name: table.insert() for table in (tables.entries, tables.nodes)}
+
+
 class Sequencer:
     """Appends batches of events as one transaction each. Not for concurrent use in one process:
     :class:`service.ledger.batching.GroupCommitter` calls it from one batch leader at a time."""
@@ -124,8 +134,19 @@ class Sequencer:
         self._lock = threading.Lock()  # guards against accidental concurrent use
         self._conn: sa.Connection | None = None
         dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._optimistic = dialect == "postgresql"
+        # Built once: building these per append (operators, coercions, a cache key each time)
+        # cost about as much CPU as executing them on SQLite.
+        upsert = insert(tables.package_heads)
+        self._upsert_heads = upsert.on_conflict_do_update(
+            index_elements=[tables.package_heads.c.package],
+            set_={
+                "last_index": upsert.excluded.last_index,
+                "last_leaf_hash": upsert.excluded.last_leaf_hash,
+                "count": tables.package_heads.c.count + upsert.excluded.count,
+            },
+        )
         self._stale_heads = 0
 
     @property
@@ -203,11 +224,7 @@ class Sequencer:
         return batch
 
     def _append_locked(self, conn: sa.Connection, events: Sequence[Event]) -> _Batch:
-        row = conn.execute(
-            sa.select(tables.head.c.size, tables.head.c.last_leaf_hash)
-            .where(tables.head.c.id == tables.HEAD_ROW_ID)
-            .with_for_update()
-        ).one_or_none()
+        row = conn.execute(_LOCK_HEAD).one_or_none()
         if row is None:
             raise LedgerCorrupted("the ledger head row is missing (database not migrated?)")
         size, last_leaf = int(row.size), row.last_leaf_hash
@@ -228,11 +245,8 @@ class Sequencer:
             _insert_rows(conn, tables.nodes, batch.nodes)
             if batch.packages:
                 self._upsert_package_heads(conn, batch.packages)
-            moved = conn.execute(
-                tables.head.update()
-                .where(tables.head.c.id == tables.HEAD_ROW_ID, tables.head.c.size == size)
-                .values(size=batch.after.size, last_leaf_hash=batch.after.last_leaf)
-            ).rowcount
+            moved = conn.execute(_MOVE_HEAD, {"old_size": size, "new_size": batch.after.size,
+                                              "new_leaf": batch.after.last_leaf}).rowcount
         if moved != 1:
             raise LedgerCorrupted("the ledger head moved while it was locked")
         return batch
@@ -279,15 +293,8 @@ class Sequencer:
         return _Batch(entry_rows, node_rows, list(package_rows.values()), appended, frontier)
 
     def _upsert_package_heads(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
-        statement = self._insert(tables.package_heads)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=[tables.package_heads.c.package],
-            set_={
-                "last_index": statement.excluded.last_index,
-                "last_leaf_hash": statement.excluded.last_leaf_hash,
-                "count": tables.package_heads.c.count + statement.excluded.count,
-            },
-        ), [{k: v for k, v in row.items() if k != "expected_last_index"} for row in rows])
+        conn.execute(self._upsert_heads, [{k: v for k, v in row.items()
+                                           if k != "expected_last_index"} for row in rows])
 
     @staticmethod
     def _load_frontier(conn: sa.Connection, size: int, last_leaf: bytes | None) -> _Frontier:
@@ -359,7 +366,7 @@ def _insert_rows(conn: sa.Connection, table: sa.Table, rows: list[dict[str, obje
         finally:
             cursor.close()
         return
-    conn.execute(table.insert(), rows)
+    conn.execute(_INSERT[table.name], rows)
 
 
 def _push_leaf(stack: list[tuple[int, int, bytes]], index: int, leaf: bytes
