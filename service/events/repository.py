@@ -81,6 +81,15 @@ def events_after(conn: Connection, authority: str, after: int, limit: int,
             for r in rows]
 
 
+def latest(conn: Connection, authority: str, limit: int) -> list[EventRow]:
+    """The ``limit`` newest events of ``authority``, newest first (the web application's
+    notices)."""
+    rows = conn.execute(sa.select(events).where(events.c.authority == authority)
+                        .order_by(events.c.seq.desc()).limit(limit)).all()
+    return [EventRow(r.seq, r.id, r.authority, r.type, _aware(r.occurred_at), r.data)  # type: ignore[arg-type]
+            for r in rows]
+
+
 def last_seq(conn: Connection, authority: str) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0)).where(
         events.c.authority == authority)).scalar_one())

@@ -115,6 +115,10 @@ MESSAGES: dict[str, str] = {
     "verify.ok": "Verified: SHA-256 matches the sealed manifest",
     "verify.bad": "FAILED: the bytes received do not match the sealed manifest",
     "verify.error": "Could not check: {reason}",
+    "verify.receipt": "Receipt recorded in the custody ledger (entry {index}): the manifest "
+                      "computed in this browser {matches} the one sealed.",
+    "verify.matches": "matches",
+    "verify.differs": "DOES NOT match",
     "upload.waiting": "Waiting",
     "upload.hashing": "Re-reading the part already sent…",
     "upload.sending": "Sending",
@@ -166,6 +170,16 @@ MESSAGES: dict[str, str] = {
     "requests.overdue": "OVERDUE",
     "notices.title": "Notices",
     "notices.empty": "Nothing new.",
+    "notice.share.created": "{owner_authority} shared a package with your authority under "
+                            "{legal_basis} (request {request_reference}).",
+    "notice.share.revoked": "{owner_authority} revoked the share of a package with your "
+                            "authority.",
+    "notice.share.expiring": "The share of a package with {authority} expires on {expires_at}.",
+    "notice.share.expired": "The share of a package with {authority} expired on {expires_at}.",
+    "notice.package.downloaded": "{subject} ({authority}) downloaded {item}.",
+    "notice.request": "Request {reference}: {event}.",
+    "notice.other": "{event}.",
+    "notice.open": "Open the package",
     "error.title": "Something went wrong",
     "error.back": "Back to the packages",
     "error.csrf": "This form was not sent by this page (missing or wrong security token). "

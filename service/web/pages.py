@@ -258,8 +258,35 @@ async def packages_page(request: Request, q: str = "", show: str = "all",
         listed.sort(key=lambda p: p[0].title.casefold())
     else:
         listed.sort(key=lambda p: p[0].created_at, reverse=sort != "oldest")
+    notices = await anyio.to_thread.run_sync(lambda: _notices(_runtime(request), officer))
     return _render(request, "packages.html", session, packages=listed, q=q, show=show,
-                   sort=sort)
+                   sort=sort, notices=notices)
+
+
+MAX_NOTICES = 10
+
+
+def _notices(runtime: Any, officer: Any) -> list[tuple[Any, str, str | None]]:
+    """The authority's newest events as (when, text, package id) for the notices panel."""
+    from service.events import repository as events
+
+    with runtime.engine.connect() as conn:
+        rows = events.latest(conn, officer.authority, MAX_NOTICES)
+    shown_rows = []
+    for row in rows:
+        data = {k: "" if v is None else str(v) for k, v in row.data.items()}
+        key = f"notice.{row.type}"
+        if row.type.startswith("request."):
+            text = t("notice.request", reference=data.get("reference", ""), event=row.type)
+        elif key in MESSAGES:
+            try:
+                text = t(key, **data)
+            except KeyError:
+                text = t("notice.other", event=row.type)
+        else:
+            text = t("notice.other", event=row.type)
+        shown_rows.append((row.occurred_at, text, data.get("package") or None))
+    return shown_rows
 
 
 @router.get("/packages/new", response_class=HTMLResponse)

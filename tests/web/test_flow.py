@@ -87,14 +87,14 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
     screenshot(anna, "package-owner")
     anna.get(hub.url + "/app/")
     assert "Seized handset" in _texts(anna, "#packages td.name")
-    _accessible(anna, "packages")
-    screenshot(anna, "packages")
 
     # -- FR-OCRTEH: shared with me, download and verify --------------------------------------
     luc = new_browser()
     browsers.append(luc)
     sign_in(luc, hub.url, "luc")
     luc.get(hub.url + "/app/?show=shared")
+    notices = luc.find_element(By.ID, "notices").text  # in-app notice of the new share
+    assert f"shared a package with your authority under {LEGAL_BASIS}" in notices
     luc.find_element(By.LINK_TEXT, "Seized handset").click()
     wait_for(luc, lambda b: b.find_elements(By.ID, "verify-all"), "the shared package")
     assert LEGAL_BASIS in luc.find_element(By.ID, "shared-with-you").text
@@ -106,8 +106,15 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
     assert {r.get_attribute("data-name"): r.get_attribute("data-verified") for r in rows} == {
         name: "yes" for name in files}
     assert all("Verified" in r.find_element(By.CSS_SELECTOR, ".check").text for r in rows)
+    # The manifest computed in the browser is put on the record (download.verified).
+    wait_for(luc, lambda b: b.find_element(By.ID, "receipt").get_attribute("data-matches"),
+             "the receipt")
+    assert luc.find_element(By.ID, "receipt").get_attribute("data-matches") == "yes"
     _accessible(luc, "package (recipient)")
     screenshot(luc, "package-recipient")
+    luc.get(hub.url + "/app/")
+    _accessible(luc, "packages")
+    screenshot(luc, "packages")
 
     # -- the operator's auditor: custody verified in the browser, then tampered with ----------
     proxy = TamperingProxy(hub.url).start()
@@ -127,7 +134,7 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
         assert len(results) >= 6 and set(results.values()) == {"yes"}, results
         actions = _texts(olga, "#timeline tbody td:nth-child(3)")
         for action in ("package.created", "item.uploaded", "package.sealed", "share.created",
-                       "download.completed"):
+                       "download.completed", "download.verified"):
             assert action in actions, actions
         _accessible(olga, "custody")
         screenshot(olga, "custody-verified")

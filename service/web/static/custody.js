@@ -2,6 +2,7 @@
 // the checkpoint's Ed25519 signature (C2SP signed note), each entry's leaf hash over its RFC 8785
 // canonical bytes, its RFC 9162 inclusion proof to the checkpoint's root, and the package chain.
 // Nothing the service says is believed without one of these checks (docs/ledger-format.md).
+import { canonical } from "./canonical.js";
 import { fromBase64, fromHex, hex, messages, sha256 } from "./sha256.js";
 
 const root = document.getElementById("custody");
@@ -9,18 +10,6 @@ const t = messages(root);
 const packageId = root.dataset.package;
 const keySlot = `evx.pinned-log-key:${location.origin}`;
 const encoder = new TextEncoder();
-
-// RFC 8785 for the entry value domain: strings, integers, booleans, null, arrays, objects.
-// JSON.stringify writes strings exactly as JCS does (lowercase \u00xx, others literal); keys
-// are sorted by UTF-16 code units, JavaScript's default string order.
-export function canonical(value) {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
-  }
-  if (typeof value === "number" && !Number.isSafeInteger(value)) throw new Error("not an integer");
-  return JSON.stringify(value);
-}
 
 const concat = (...parts) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

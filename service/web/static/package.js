@@ -1,5 +1,6 @@
 // The package page: uploads (files and folders, resumable) and checking downloads.
-import { Sha256, base64, hex, messages } from "./sha256.js";
+import { canonical } from "./canonical.js";
+import { Sha256, base64, hex, messages, sha256 } from "./sha256.js";
 
 const root = document.getElementById("package");
 const t = messages(root);
@@ -235,6 +236,7 @@ async function check(row) {
     cell.textContent = ok ? t("verify.ok") : t("verify.bad");
     cell.className = ok ? "check ok" : "check bad";
     row.dataset.verified = ok ? "yes" : "no";
+    row.dataset.computed = got;
     return ok;
   } catch (error) {
     cell.textContent = t("verify.error", { reason: error.message });
@@ -253,7 +255,46 @@ if (verifyAll) {
     for (const row of rows) if (await check(row)) good += 1;
     const summary = document.getElementById("verify-summary");
     summary.textContent = `${good} / ${rows.length}`;
+    if (good === rows.length) await receipt();
     summary.dataset.done = "yes";
     verifyAll.disabled = false;
   });
+}
+
+// The manifest of what this browser received and checked (docs/api.md, "Transfers"): RFC 8785
+// bytes of {"package", "items"}, items sorted by name in code point order; put on the record as
+// the recipient's receipt (download.verified), which says whether it equals the sealed one.
+const byCodePoint = (a, b) => {
+  const x = Array.from(a.name, (c) => c.codePointAt(0)), y = Array.from(b.name, (c) => c.codePointAt(0));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+};
+
+async function receipt() {
+  const rows = Array.from(document.querySelectorAll("#items tbody tr"));
+  const items = rows.map((row) => {
+    const item = { name: row.dataset.name, size: Number(row.dataset.size),
+                   sha256: row.dataset.kind === "file" ? row.dataset.computed : row.dataset.sha256 };
+    if (row.dataset.kind !== "file") item.kind = row.dataset.kind;
+    if (row.dataset.kind === "link") item.target = row.dataset.target;
+    return item;
+  }).sort(byCodePoint);
+  const manifest = hex(await sha256(new TextEncoder().encode(canonical({ package: packageId, items }))));
+  const bytes = rows.reduce((n, row) => n + (row.dataset.kind === "file" ? Number(row.dataset.size) : 0), 0);
+  const answer = await fetch(`/v1/packages/${encodeURIComponent(packageId)}/receipts`, {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: JSON.stringify({ manifest_sha256: manifest, items: items.length, bytes }),
+  });
+  const shown = document.getElementById("receipt");
+  if (!answer.ok) {
+    shown.textContent = t("verify.error", { reason: (await problemOf(answer)).detail });
+    shown.className = "bad";
+    return;
+  }
+  const record = await answer.json();
+  shown.textContent = t("verify.receipt", { index: record.ledger_index,
+    matches: record.matches_seal ? t("verify.matches") : t("verify.differs") });
+  shown.className = record.matches_seal ? "ok" : "bad";
+  shown.dataset.matches = record.matches_seal ? "yes" : "no";
 }

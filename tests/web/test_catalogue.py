@@ -1,0 +1,36 @@
+"""Every text the web application shows comes from the one catalogue (service/web/catalogue.py):
+each key a template or script asks for exists, and no template carries text of its own."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from service.web.catalogue import MESSAGES, shown
+
+WEB = Path(__file__).resolve().parents[2] / "service" / "web"
+KEY = re.compile(r"""\bt\(\s*["']([a-z_.]+)["']""")
+
+
+def test_every_key_used_is_in_the_catalogue() -> None:
+    used: set[str] = set()
+    for path in [*WEB.glob("templates/*.html"), *WEB.glob("static/*.js"), WEB / "pages.py"]:
+        used |= set(KEY.findall(path.read_text()))
+    assert used, "no key found: the pattern is wrong"
+    # A key ending in "." is a prefix completed in the template (packages.filter. ~ value).
+    prefixes = {k for k in used if k.endswith(".")}
+    assert all(any(m.startswith(p) for m in MESSAGES) for p in prefixes)
+    assert sorted(used - prefixes - MESSAGES.keys()) == []
+
+
+def test_templates_hold_no_text_outside_the_catalogue() -> None:
+    for path in WEB.glob("templates/*.html"):
+        text = re.sub(r"\{%.*?%\}|\{\{.*?\}\}|<[^>]*>", " ", path.read_text(), flags=re.S)
+        words = re.findall(r"[A-Za-z]{3,}", text)
+        assert words == [], (path.name, words)
+
+
+def test_hostile_characters_are_shown_not_applied() -> None:
+    assert shown("report\u202etxt.exe") == "report⟨U+202E⟩txt.exe"
+    assert shown("a\nb\u200bc") == "a⟨U+000A⟩b⟨U+200B⟩c"
+    assert shown("Überwachung — 監視") == "Überwachung — 監視"
