@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from evx.client.errors import (
     AuthenticationError,
@@ -38,6 +38,11 @@ BACKOFF_BASE_S = 0.5  # the first wait is up to this long (full jitter), then do
 BACKOFF_CAP_S = 30.0
 MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is not waited for
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+TOO_MANY_REQUESTS = 429
+# A 429 is the server pacing a client (a folder of 100,000 files meets the per-officer rate), and
+# it refuses before doing anything, so any method may be sent again. Waits it asks for do not use
+# up the retries of failures; the client keeps pace for up to this long in all.
+THROTTLE_PATIENCE_S = 900.0
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -288,33 +293,61 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return headers
 
-    def _retrying(self, method: str, path: str, idempotent: bool | None) -> Retrying:
+    def _retrying(self, method: str, path: str, idempotent: bool | None,
+                  replayable: bool = True) -> Retrying:
         """Tries of one step: transport errors and 429/502/503/504 of an idempotent request
         are tried again, waiting ``Retry-After`` or backing off with jitter."""
         allowed = method.upper() in IDEMPOTENT_METHODS if idempotent is None else idempotent
         retry = self.retry
+        paced: set[int] = set()  # the tries the server paced (429), by attempt number
+
+        def throttled(state: RetryCallState) -> bool:
+            # A streamed body cannot be sent twice: its caller resumes it (uploads.py).
+            exc = state.outcome.exception() if state.outcome else None
+            if replayable and isinstance(exc, _RetryableStatus) and \
+                    exc.response.status_code == TOO_MANY_REQUESTS:
+                paced.add(state.attempt_number)
+                return True
+            return False
+
+        def failures(state: RetryCallState) -> int:  # tries that failed other than by pacing
+            return state.attempt_number - len(paced)
+
+        def stop(state: RetryCallState) -> bool:
+            if throttled(state):
+                return state.idle_for >= THROTTLE_PATIENCE_S
+            return failures(state) > (retry.retries if allowed else 0)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             after = exc.retry_after if isinstance(exc, _RetryableStatus) else None
-            seconds = retry.wait(state.attempt_number, after)
+            if throttled(state):
+                seconds = after if after is not None else backoff_seconds(
+                    min(len(paced), 6), base=retry.base)
+                if retry.on_retry is not None:
+                    retry.on_retry(f"{method} {path}: the server asks to slow down (HTTP 429); "
+                                   f"retrying in {seconds:.1f} s")
+                return seconds
+            seconds = retry.wait(failures(state), after)
             if retry.on_retry is not None:
                 what = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableStatus) \
                     else f"{type(exc).__name__}: {exc}"
                 retry.on_retry(f"{method} {path}: {what}; retrying in {seconds:.1f} s "
-                               f"({state.attempt_number} of {retry.retries} retries)")
+                               f"({failures(state)} of {retry.retries} retries)")
             return seconds
 
-        return Retrying(stop=stop_after_attempt(1 + (retry.retries if allowed else 0)),
-                        wait=wait, retry=retry_if_exception(_retryable), reraise=True)
+        return Retrying(stop=stop, wait=wait, retry=retry_if_exception(_retryable),
+                        reraise=True)
 
     def request(self, method: str, path: str, *, auth: bool = True,
                 headers: dict[str, str] | None = None, idempotent: bool | None = None,
                 **kwargs: Any) -> httpx.Response:
         """Send a request (tried again as :meth:`_retrying` says); a non-2xx answer raises the
         matching :class:`ClientError`."""
+        content = kwargs.get("content")
+        replayable = content is None or isinstance(content, bytes | str)
         try:
-            for attempt in self._retrying(method, path, idempotent):
+            for attempt in self._retrying(method, path, idempotent, replayable):
                 with attempt:  # headers per try: a signed-in session may renew its token
                     response = self._client.request(method, path,
                                                     headers=self._headers(headers, auth),
