@@ -130,4 +130,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.add_middleware(RequestContext, metrics=runtime.metrics)
 
+    from service.health import LivenessFirst
+
+    app.add_middleware(LivenessFirst)  # added last: outermost, before request_context
     return app

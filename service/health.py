@@ -6,11 +6,11 @@ import hmac
 from typing import Any
 
 import anyio
-
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.problems import UNAUTHENTICATED, Problem
 
@@ -21,6 +21,34 @@ router = APIRouter(tags=["operations"])
 # from the worker threads that requests and transfers share: a busy replica still answers
 # its probes (review H4).
 _READINESS_THREADS = anyio.CapacityLimiter(2)
+
+
+HEALTHZ_BODY = b'{"status":"ok"}'
+
+
+class LivenessFirst:
+    """ASGI middleware, outermost: ``GET``/``HEAD /healthz`` is answered here, before the
+    request-context middleware, the guard and the router.
+
+    Under load the event loop thread waits for the GIL at every step of a request, and a probe
+    that goes through the whole stack takes ~10 loop steps; answered here it takes two. The
+    route below stays for the API description (and answers the same if this is not installed).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/healthz" and \
+                scope["method"] in ("GET", "HEAD"):
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(HEALTHZ_BODY)).encode()),
+                (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body",
+                        "body": HEALTHZ_BODY if scope["method"] == "GET" else b""})
+            return
+        await self.app(scope, receive, send)
 
 
 @router.get("/healthz")
