@@ -276,6 +276,9 @@ class LoopbackCluster:
         # the S3 identities below keep their own 0700/0600 modes.
         self.state_dir.chmod(0o711)
         (self.state_dir / "logs").mkdir(exist_ok=True)
+        # EVX_DATA_DIR exists before any evx command, as the image's /var/lib/evx does:
+        # server-side commands refuse a missing one (only `evx init` creates it)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self._start_seaweed(weed)
         self._create_database()
         self._prepare_keys()
@@ -460,7 +463,6 @@ class LoopbackCluster:
         from service.ledger.keys import load_or_create_log_key
         from storage.keyring import DirectoryKeySource
 
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # what evx init makes
         DirectoryKeySource(self.kek_dir, create=True).load()
         load_or_create_log_key(self.log_key_file)
 
