@@ -94,6 +94,15 @@ def problem_response(kind: ProblemType, detail: str, instance: str | None = None
 _DOMAIN: dict[type[BaseException], ProblemType] = {}
 
 
+# Problems whose cause is described in the operator's terms (object names, file paths, key ids):
+# the caller gets this text, the log gets the cause.
+INTERNAL_DETAIL: dict[ProblemType, str] = {
+    INTEGRITY: "Stored evidence failed its integrity check, so nothing was served. The "
+               "operator finds the cause in the service log under this response's request id.",
+    STORE_UNAVAILABLE: "The evidence store is unavailable; nothing was done. Retry later.",
+}
+
+
 def register_error(error: type[BaseException], kind: ProblemType) -> None:
     """Declare how a domain error class is rendered (the most specific registered class wins)."""
     _DOMAIN[error] = kind
@@ -151,8 +160,15 @@ def install(app: FastAPI) -> None:
         extensions = getattr(exc, "problem_extensions", None) or {}
         if kind is UPLOAD_IN_PROGRESS and "upload" in extensions:
             headers = {"Location": extensions["upload"]}
-        return problem_response(kind, str(exc) or kind.title, request.url.path, headers=headers,
-                                **extensions)
+        detail = str(exc) or kind.title
+        internal = INTERNAL_DETAIL.get(kind)
+        if internal is not None:
+            # The store's own words name objects, paths and KEK ids: for the operator's log
+            # (with the request id), never for the caller (review L7).
+            logger.warning("storage_error", path=request.url.path, error=type(exc).__name__,
+                           reason=detail)
+            detail = internal
+        return problem_response(kind, detail, request.url.path, headers=headers, **extensions)
 
     for error_class in _DOMAIN:
         app.add_exception_handler(error_class, _domain)

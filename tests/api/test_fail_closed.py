@@ -111,3 +111,25 @@ def test_replaced_log_key_is_refused_not_served(world: World) -> None:
     assert r.status_code == 503 and r.json()["checks"]["log_key"].startswith("mismatch")
     r = world.client.get("/v1/ledger/checkpoint", headers=h)
     assert r.status_code == 500 and r.json()["type"].endswith("/ledger-inconsistent")
+
+
+def test_integrity_errors_name_no_object_or_key_to_the_caller(world: World) -> None:
+    # Review L7: a recipient was shown "object not found: items/92/a30337a3..." and "data key
+    # does not unwrap under kek-20261128-...". The cause is the operator's, in the log.
+    first = world.sealed_shared_package({"a.bin": b"a" * 1000})
+    second = world.sealed_shared_package({"b.bin": b"b" * 1000})
+    root = world.settings.objects_dir
+    envelopes = sorted(root.rglob("*.keys"), key=lambda p: p.stat().st_mtime_ns)
+    flipped = bytearray(envelopes[0].read_bytes())
+    flipped[-1] ^= 0x01  # the wrapped data key: it no longer unwraps under the KEK
+    envelopes[0].write_bytes(bytes(flipped))
+    envelopes[1].unlink()  # the other item's key envelope is gone
+    kek_ids = [p.name for p in world.settings.resolved_kek_dir.iterdir()]
+    for package_id, name, cause in ((first, "a.bin", "unwrap"), (second, "b.bin", "not found")):
+        r = world.client.get(f"/v1/packages/{package_id}/items/{name}/content",
+                             headers=world.headers(RECIPIENT))
+        assert r.status_code == 500 and r.json()["type"].endswith("/integrity-failure"), r.text
+        detail = r.json()["detail"]
+        assert cause not in detail and "items/" not in detail and "kek" not in detail.lower()
+        assert not any(k in r.text for k in kek_ids)
+        assert "request id" in detail

@@ -21,6 +21,18 @@ def test_every_problem_type_has_a_client_mapping() -> None:
             assert issubclass(error_class, IntegrityFailure | UnavailableError), kind
 
 
+def test_integrity_problems_from_the_service_exit_1() -> None:
+    # Review L7: a ledger the server found inconsistent (500 ledger-inconsistent) made
+    # `evx custody` exit 5 ("unavailable"): it is an integrity failure, exit 1.
+    from evx.cli.exits import EXIT_INTEGRITY, exit_code_for
+
+    for kind in (problems.LEDGER_INCONSISTENT, problems.INTEGRITY, problems.DIGEST_MISMATCH):
+        found = problem_advice(kind.slug)
+        assert found is not None
+        error_class, advice = found
+        assert exit_code_for(error_class(advice)) == EXIT_INTEGRITY == 1, kind
+
+
 def test_the_service_renders_the_shared_types() -> None:
     from service import problems as service_problems
 
