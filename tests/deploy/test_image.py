@@ -12,6 +12,7 @@ under EVX_REQUIRE_BACKENDS=1 their absence fails the test.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -182,9 +183,12 @@ def test_shipped_image_round_trip_and_custody(shipped: Container, tmp_path: Path
     # The image's own HEALTHCHECK command (what `docker run` and compose-less hosts use).
     assert podman("healthcheck", "run", shipped.id, check=False).returncode == 0
     round_trip_and_custody(shipped, tmp_path)
-    # What the client read is what the container stored, in its own data folder.
+    # What the client read is what the container stored, in its own data folder -- which is
+    # what `evx init` makes: run there, it finds nothing to do.
     stored = podman("exec", shipped.id, "ls", "/var/lib/evx").stdout.split()
     assert {"evidence.db", "objects", "keys"} <= set(stored)
+    report = json.loads(shipped.exec("init", "--json"))
+    assert (report["data_dir"], report["changed"]) == ("/var/lib/evx", False), report
 
 
 def test_runs_as_unprivileged_user_without_installer(shipped: Container) -> None:
