@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from evx.cli.app import PANEL_AUDIT, command, group
-from evx.cli.options import JSON, RETRIES, TOKEN, URL, connect, trust_state
-from evx.cli.render import Output, add_row
+from evx.cli.options import JSON, OUTPUT, RETRIES, TOKEN, URL, WIDE, connect, trust_state
+from evx.cli.render import Column, Output
 from evx.client.http import Api, package_path
+from evx.protocol.names import display
 
 group("ledger", "The custody ledger: monitor, export, and verify exports offline.",
       panel=PANEL_AUDIT)
@@ -47,7 +47,7 @@ def custody(
         None, "--report", help="Also write the verified timeline as a PDF with the bundle "
         "attached (needs evidence-exchange[report])."),
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
-    retries: int = RETRIES,
+    retries: int = RETRIES, output_format: str = OUTPUT, wide: bool = WIDE,
 ) -> None:
     """A package's (or a request's, req_...) chain of custody as a timeline, verified on this machine.
 
@@ -77,7 +77,7 @@ def custody(
         witnessed_checkpoint,
     )
 
-    output = Output(as_json=as_json)
+    output = Output(as_json=as_json, fmt=output_format, wide=wide)
     if not verify and (bundle_file or report_file):
         raise UsageError("--bundle and --report need the verification (drop --no-verify)")
 
@@ -133,10 +133,13 @@ def custody(
                 result["extends_entry"] = previous.index
     raw_entries = [e["entry"] for page in pages for e in page["entries"]]
     result["entries"] = raw_entries
-    if as_json:
-        output.result(result)
+    if output.as_json or output.tsv:
+        output.rows(result, raw_entries, TIMELINE_COLUMNS, empty="")
+        if output.tsv:  # what was checked, beside the rows (stderr)
+            output.note("VERIFIED" if verify else "NOT verified (--no-verify)")
         return
-    output.out.print(_timeline(package_id, raw_entries))
+    output.rows(result, raw_entries, TIMELINE_COLUMNS, empty="no entries",
+                title=f"custody of {package_id}")
     if verify:
         cp = result["checkpoint"]
         since = "" if cp["previous_size"] is None else \
@@ -176,24 +179,35 @@ def _write_proofs(api: Api, package_id: str, entries: list[Any], policy: Any, wi
     return written
 
 
-def _timeline(package_id: str, entries: list[dict[str, Any]]) -> Table:
-    table = Table("#", "time (UTC)", "authority / subject / role", "action", "outcome",
-                  "item", "legal reference", title=escape(f"custody of {package_id}"))
-    table.columns[0].no_wrap = table.columns[1].no_wrap = True
-    for e in entries:
-        actor = e["actor"]
-        outcome = e["outcome"] if e["outcome"] == "allowed" else \
-            f"{e['outcome']}: {e.get('reason') or ''}"
-        legal = e.get("legal")
-        details = e.get("details") or {}
-        extra = ""
-        if e["action"] == "share.created" and details.get("authority"):
-            extra = f" → {details['authority']}"
-        add_row(table, str(e["index"]), e["time"][:19].replace("T", " "),
-                      f"{actor['authority']} / {actor['subject']} / {actor['role']}",
-                      e["action"] + extra, outcome, e.get("item") or "",
-                      f"{legal['basis']}; {legal['request_reference']}" if legal else "")
-    return table
+def _outcome(e: dict[str, Any]) -> str:
+    return e["outcome"] if e["outcome"] == "allowed" else \
+        f"{e['outcome']}: {e.get('reason') or ''}"
+
+
+def _action(e: dict[str, Any]) -> str:
+    details = e.get("details") or {}
+    if e["action"] == "share.created" and details.get("authority"):
+        return f"{e['action']} → {details['authority']}"
+    return str(e["action"])
+
+
+def _legal(e: dict[str, Any]) -> str:
+    legal = e.get("legal")
+    return f"{legal['basis']}; {legal['request_reference']}" if legal else ""
+
+
+#: ``evx custody``'s timeline (also its ``-o tsv``): index and time never wrapped.
+TIMELINE_COLUMNS = (
+    Column("#", lambda e: str(e["index"]), id=True),
+    Column("time (UTC)", lambda e: e["time"][:19].replace("T", " "), id=True),
+    Column("authority / subject / role",
+           lambda e: f"{e['actor']['authority']} / {e['actor']['subject']} / "
+                     f"{e['actor']['role']}"),
+    Column("action", _action),
+    Column("outcome", _outcome),
+    Column("item", lambda e: display(e.get("item") or "")),
+    Column("legal reference", _legal),
+)
 
 
 # -- ledger ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ ODD = "a\tb\u202e.txt"  # a tab and a right-to-left override in one name
 class Hub:
     server: EvxServer
     anna: User
+    olga: User  # an auditor of DE-BKA
     package: str
     upload_out: str
 
@@ -35,6 +36,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     server.add_authority("DE-BKA", "DE", "investigator,auditor")
     server.add_authority("FR-OCRTEH", "FR", "investigator")
     anna = server.user("DE-BKA", "investigator", "anna")
+    olga = server.user("DE-BKA", "auditor", "olga")
     server.start()
     try:
         package = anna.run("package", "create", "--case-ref", "BKA-2026-17", "--title", TITLE,
@@ -44,7 +46,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         (folder / ODD).write_bytes(b"x" * 1024)
         (folder / "notes.txt").write_bytes(b"y" * 512)
         uploaded = anna.run("upload", package, str(folder))
-        yield Hub(server, anna, package, uploaded.stdout + uploaded.stderr)
+        yield Hub(server, anna, olga, package, uploaded.stdout + uploaded.stderr)
     finally:
         server.stop()
 
@@ -154,3 +156,20 @@ def test_server_side_listings(hub: Hub) -> None:
 def test_sizes_in_iec_units_in_summaries(hub: Hub) -> None:
     assert "2 uploaded, 0 skipped (1.5 KiB)" in hub.upload_out
     assert "MB" not in hub.upload_out and "kB" not in hub.upload_out
+
+
+def test_custody_timeline_as_tsv(hub: Hub) -> None:
+    env = hub.olga.env()
+    entries = json.loads(_run(env, "custody", hub.package, "--json").stdout)["entries"]
+    timeline = _run(env, "custody", hub.package, "-o", "tsv")
+    lines = timeline.stdout.splitlines()
+    assert lines[0] == ("#\ttime (UTC)\tauthority / subject / role\taction\toutcome\titem\t"
+                        "legal reference")
+    # the same entries first (reads since then are on the record too)
+    assert [line.split("\t")[0] for line in lines[1:1 + len(entries)]] == [
+        str(e["index"]) for e in entries]
+    first = entries[0]
+    assert lines[1] == (f"{first['index']}\t{first['time'][:19].replace('T', ' ')}\t"
+                        "DE-BKA / anna / investigator\tpackage.created\tallowed\t\t")
+    assert any("\titem.uploaded\tallowed\tev/a\\x09b\\u202e.txt\t" in line for line in lines)
+    assert timeline.stderr == "VERIFIED\n"
