@@ -156,6 +156,20 @@ MESSAGES: dict[str, str] = {
     "custody.export": "Export as JSON",
     "custody.loading": "Loading and verifying…",
     "custody.need_js": "Verification runs in this browser and needs JavaScript.",
+    "nav.ledger": "Ledger",
+    "ledger.title": "The whole ledger",
+    "ledger.explain": "The hub's whole custody ledger, exported into this browser and checked "
+                      "here: every entry's hash, the hash chain, each package's chain, and the "
+                      "root over all entries against the checkpoint signed by the log key you "
+                      "pinned. The newest entries are listed below.",
+    "ledger.independent": "The independent path is evx ledger verify (or python -m custody "
+                          "verify on the export file) on a machine of your own.",
+    "ledger.ok": "Verified: all {count} entries, and their root is the one the pinned key "
+                 "signed.",
+    "ledger.bad": "FAILED after {count} entries: {reason}",
+    "ledger.col.package": "Package or request",
+    "ledger.export": "Download the export (JSON Lines)",
+    "ledger.operator_only": "The whole ledger is for the hub operator's auditors.",
     "requests.title": "Requests",
     "requests.intro": "Incoming and outgoing mutual legal assistance requests, next deadline "
                       "first (overdue at the top).",

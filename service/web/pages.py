@@ -105,8 +105,12 @@ def _session(request: Request) -> WebSession | None:
 
 def _render(request: Request, template: str, session: WebSession | None, status: int = 200,
             **context: Any) -> HTMLResponse:
+    officer = session.principal if session else None
+    operator = _runtime(request).settings.operator_authority
     return templates.TemplateResponse(request, template, {
-        "session": session, "officer": session.principal if session else None,
+        "session": session, "officer": officer,
+        "ledger_reader": officer is not None and officer.authority == operator and
+        officer.role == "auditor",
         "csrf": session.csrf if session else "", **context}, status_code=status)
 
 
@@ -417,6 +421,20 @@ async def custody_page(request: Request, package_id: str) -> Response:
         return _to_sign_in()
     return _render(request, "custody.html", session, package_id=package_id,
                    messages={k: v for k, v in MESSAGES.items() if k.startswith("custody.")})
+
+
+@router.get("/ledger", response_class=HTMLResponse)
+async def ledger_page(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_sign_in()
+    officer = session.principal
+    if officer.authority != _runtime(request).settings.operator_authority or \
+            officer.role != "auditor":
+        raise WebError(403, t("ledger.operator_only"))
+    return _render(request, "ledger.html", session,
+                   messages={k: v for k, v in MESSAGES.items()
+                             if k.startswith(("custody.", "ledger."))})
 
 
 # -- requests ------------------------------------------------------------------------------

@@ -158,6 +158,23 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
                  "a tampered checkpoint fails")
         assert "FAILED" in olga.find_element(By.ID, "checkpoint-state").text
         assert set(_results(olga).values()) == {"no"}
+
+        # The whole ledger, for the operator's auditors: verified, then a tampered export.
+        proxy.tamper = None
+        olga.get(proxy.url + "/app/ledger")
+        ledger = olga.find_element(By.ID, "ledger")
+        wait_for(olga, lambda b: ledger.get_attribute("data-result") == "verified",
+                 "the whole ledger verified")
+        assert "Verified: all" in olga.find_element(By.ID, "ledger-state").text
+        _accessible(olga, "ledger")
+        screenshot(olga, "ledger")
+        proxy.tamper = "entry"
+        olga.refresh()
+        ledger = olga.find_element(By.ID, "ledger")
+        wait_for(olga, lambda b: ledger.get_attribute("data-result") == "failed",
+                 "a tampered export fails")
+        assert "2: the entry's hash is not the one recorded" in olga.find_element(
+            By.ID, "ledger-state").text
     finally:
         proxy.stop()
 

@@ -113,6 +113,9 @@ def test_every_page_has_a_strict_csp_and_no_inline_script(hub: Hub) -> None:
         assert not re.search(r"\son[a-z]+\s*=", page.text), path  # no inline handlers
         assert not re.search(r"\sstyle\s*=", page.text), path
         assert "http://" not in page.text.replace(hub.url, "") or path == "/app/sign-in"
+    # The whole ledger is the operator's auditors' alone.
+    assert httpx.get(hub.url + "/app/ledger", headers={"Cookie": f"{SESSION}={token}"}
+                     ).status_code == 403
 
 
 def test_session_cookie_flags_and_no_fixation(hub: Hub) -> None:

@@ -1,0 +1,100 @@
+// Transparency-log verification shared by the custody and ledger pages (docs/ledger-format.md):
+// leaf hashes over RFC 8785 bytes, RFC 9162 inclusion proofs and tree roots, and C2SP signed
+// notes checked with WebCrypto Ed25519 against the key the auditor pinned.
+import { canonical } from "./canonical.js";
+import { fromBase64, hex, sha256 } from "./sha256.js";
+
+export const keySlot = `evx.pinned-log-key:${location.origin}`;
+const encoder = new TextEncoder();
+
+export const concat = (...parts) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+};
+export const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+export const leafHash = async (entry) => sha256(concat(new Uint8Array([0]), encoder.encode(canonical(entry))));
+export const nodeHash = (l, r) => sha256(concat(new Uint8Array([1]), l, r));
+
+// RFC 9162 section 2.1.3.2, with indices as plain numbers (< 2^53).
+export async function rootFromInclusion(index, size, leaf, proof) {
+  if (index >= size || proof.length > 64) return null;
+  let fn = index, sn = size - 1, r = leaf;
+  for (const p of proof) {
+    if (p.length !== 32 || sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await nodeHash(p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  return sn === 0 ? r : null;
+}
+
+export function parseKey(text) {
+  const first = text.indexOf("+"), second = text.indexOf("+", first + 1);
+  if (first < 1 || second < 0) throw new Error("not a verifier key (name+id+key)");
+  const name = text.slice(0, first), id = text.slice(first + 1, second);
+  const raw = fromBase64(text.slice(second + 1));
+  if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 verifier key");
+  return { name, id, pub: raw.slice(1) };
+}
+
+// C2SP signed note with the pinned key; returns {size, root} of the checkpoint body.
+export async function verifyCheckpoint(note, key) {
+  const computedId = hex((await sha256(concat(encoder.encode(key.name), new Uint8Array([10, 1]), key.pub))).slice(0, 4));
+  if (computedId !== key.id) throw new Error("the pinned key's id does not match its key");
+  const split = note.lastIndexOf("\n\n");
+  if (split < 0 || !note.endsWith("\n")) throw new Error("not a signed note");
+  const body = note.slice(0, split + 1);
+  const lines = note.slice(split + 2, -1).split("\n");
+  const publicKey = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
+  let verified = 0;
+  const seen = new Set();
+  for (const line of lines) {
+    const match = /^\u2014 (\S+) (\S+)$/.exec(line);
+    if (!match) throw new Error("malformed signature line");
+    const raw = fromBase64(match[2]);
+    const id = hex(raw.slice(0, 4));
+    if (seen.has(`${match[1]} ${id}`)) throw new Error("duplicate signature");
+    seen.add(`${match[1]} ${id}`);
+    if (match[1] !== key.name || id !== key.id) continue; // a witness or another key
+    if (raw.length !== 68) throw new Error("malformed signature");
+    const ok = await crypto.subtle.verify({ name: "Ed25519" }, publicKey, raw.slice(4), encoder.encode(body));
+    if (!ok) throw new Error("the checkpoint signature does not verify with the pinned key");
+    verified += 1;
+  }
+  if (!verified) throw new Error("the checkpoint is not signed by the pinned key");
+  const [origin, size, rootText] = body.split("\n");
+  if (origin !== key.name) throw new Error("the checkpoint is for another log");
+  if (!/^(0|[1-9][0-9]*)$/.test(size)) throw new Error("malformed tree size");
+  const treeRoot = fromBase64(rootText);
+  if (treeRoot.length !== 32) throw new Error("malformed root");
+  return { size: Number(size), root: treeRoot };
+}
+
+// RFC 9162 tree head over leaf hashes added one by one, in O(log n) memory
+// (docs/ledger-format.md section 3).
+export class RunningRoot {
+  constructor() { this.stack = []; this.size = 0; }
+
+  async add(leaf) {
+    let node = leaf;
+    for (let n = this.size; n % 2 === 1; n = Math.floor(n / 2)) node = await nodeHash(this.stack.pop(), node);
+    this.stack.push(node);
+    this.size += 1;
+  }
+
+  async root() {
+    if (!this.stack.length) return sha256(new Uint8Array(0));
+    let node = this.stack[this.stack.length - 1];
+    for (let i = this.stack.length - 2; i >= 0; i--) node = await nodeHash(this.stack[i], node);
+    return node;
+  }
+}
