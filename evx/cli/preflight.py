@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -76,9 +77,15 @@ def unknown_variables(environ: Mapping[str, str], known: set[str]) -> list[tuple
 
 
 def warn_unknown_variables(environ: Mapping[str, str] | None = None) -> None:
-    """One line on stderr per unknown ``EVX_*`` variable of ``environ`` (default: ours)."""
-    for name, suggestion in unknown_variables(os.environ if environ is None else environ,
-                                              known_variables()):
+    """One line on stderr per unknown ``EVX_*`` variable of ``environ`` (default: ours); a
+    JSON log line each when ``EVX_LOG_FORMAT=json`` (a collector parses every line)."""
+    environ = os.environ if environ is None else environ
+    as_log = environ.get("EVX_LOG_FORMAT") == "json"
+    for name, suggestion in unknown_variables(environ, known_variables()):
+        if as_log:
+            sys.stderr.write(json.dumps({"event": "unknown_setting", "level": "warning",
+                                         "variable": name, "suggestion": suggestion}) + "\n")
+            continue
         also = f" (did you mean {suggestion}?)" if suggestion else ""
         sys.stderr.write(f"warning: {name} is not an evx setting and is ignored{also}\n")
     sys.stderr.flush()

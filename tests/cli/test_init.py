@@ -174,6 +174,14 @@ def test_unknown_variables_are_warned_with_a_suggestion(tmp_path: Path) -> None:
         "EVX_OBJECT_STORE?)",
         "warning: EVX_ZZZ is not an evx setting and is ignored"]
     assert proc.stderr.startswith("warning: EVX_DATA_DIRR")  # at start, before anything else
+    logged = _evx("init", "--json", env={**env, "EVX_LOG_FORMAT": "json"})
+    assert [json.loads(line) for line in logged.stderr.splitlines()[:3]] == [
+        {"event": "unknown_setting", "level": "warning", "variable": "EVX_DATA_DIRR",
+         "suggestion": "EVX_DATA_DIR"},
+        {"event": "unknown_setting", "level": "warning", "variable": "EVX_OBJECT_STOR",
+         "suggestion": "EVX_OBJECT_STORE"},
+        {"event": "unknown_setting", "level": "warning", "variable": "EVX_ZZZ",
+         "suggestion": None}]
 
 
 def _click_envvars(command: Any) -> set[str]:
