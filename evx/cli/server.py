@@ -158,7 +158,7 @@ def serve(
     except SystemExit:  # uvicorn exits when it cannot bind or the app does not start
         if not server.started:
             raise UsageError(f"evx serve could not start on {listen_host}:{listen_port} "
-                             f"(the line above says why)", slug="cannot-listen",
+                             f"(the ERROR line above says why)", slug="cannot-listen",
                              hint="Choose another --port or --host.") from None
         raise
     except KeyboardInterrupt:

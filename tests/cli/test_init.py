@@ -291,3 +291,21 @@ def test_dev_serve_starts_on_a_fresh_data_folder(tmp_path: Path) -> None:
         process.wait(timeout=60)
     assert (data / "evidence.db").exists() and _private(data) == []
     assert f"evx serve: listening on http://127.0.0.1:{port}" in log.read_text()
+
+
+def test_serve_on_a_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    """Not exit 1 (which means tampering): exit 2, one line, the advice."""
+    import socket
+
+    env = {**_base_env(), "EVX_DATA_DIR": str(tmp_path / "data")}
+    assert _evx("init", env=env).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _evx("serve", "--port", str(port), env=env)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert "address already in use" in proc.stderr
+    assert proc.stderr.splitlines()[-2:] == [
+        f"error: evx serve could not start on 127.0.0.1:{port} (the ERROR line above says why)",
+        "  Choose another --port or --host."]
