@@ -97,7 +97,7 @@ def main() -> None:
             rows[label] = (size, up, down)
         print(f"{'file':>10} {'upload s':>9} {'MiB/s':>7} {'peak RSS':>10} "
               f"{'download s':>11} {'MiB/s':>7} {'peak RSS':>10}")
-        for label, (size, up, down) in rows.items():
+        for size, up, down in rows.values():
             mib = size / BLOCK
             print(f"{_human(size):>10} {up.seconds:9.2f} {mib / up.seconds:7.0f} "
                   f"{up.peak_rss_mib:7.1f} MiB {down.seconds:11.2f} {mib / down.seconds:7.0f} "

@@ -147,7 +147,7 @@ def run_database(db: str, args: argparse.Namespace, work: Path,
          "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)],
         env={**os.environ, "EVX_BENCH_DOCUMENT": str(doc_path)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    cleanups.append(lambda: (peer.terminate(), peer.wait(timeout=30)) and None)
+    cleanups.append(lambda: (peer.terminate(), peer.wait(timeout=30)))
     peer_url = f"http://127.0.0.1:{peer_port}/v1/packages/{package}"
     _wait_ready(peer_url)
 
@@ -187,7 +187,8 @@ def run_database(db: str, args: argparse.Namespace, work: Path,
           f"{evx_p99:>9.1f}{evx_err:>8}")
     print(f"  ratio evx / peer: {evx_rate / peer_rate:.2f}x (goal >= 0.5x), evx p99 "
           f"{evx_p99:.0f} ms (goal < 100 ms); per-slice ratios: "
-          + ", ".join(f"{e.rate / p.rate:.2f}" for e, p in zip(slices["evx"], slices["peer"])))
+          + ", ".join(f"{e.rate / p.rate:.2f}"
+                      for e, p in zip(slices["evx"], slices["peer"], strict=True)))
     print(f"  ledger: package.read entries grew by {grew}; server answered "
           f"{served if served is not None else 'n/a (several workers)'} reads with 200; "
           f"wrk received {evx_n} responses")

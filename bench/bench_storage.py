@@ -19,6 +19,7 @@ This is a benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -91,10 +92,8 @@ def run_phase(args: argparse.Namespace) -> dict[str, float]:
     record = work / "stored.json"
     if args.backend == "fs" and args.phase in ("raw-read", "vault-read"):
         _evict(work)  # cold read: the bytes come from the disk, not the page cache
-    try:  # reset the peak so imports and setup are not counted
+    with contextlib.suppress(OSError):  # reset the peak so imports and setup are not counted
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
     rss_start = _status("VmRSS")
     started = time.perf_counter()
     moved = 0
@@ -154,7 +153,9 @@ def _evict(work: Path) -> None:
                 os.close(fd)
 
 
-def measure(backend: str, size_gib: float, work: Path, extra: list[str]) -> dict[str, dict[str, float]]:
+def measure(
+    backend: str, size_gib: float, work: Path, extra: list[str]
+) -> dict[str, dict[str, float]]:
     results = {}
     for phase in PHASES:
         out = subprocess.run(

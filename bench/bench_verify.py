@@ -47,17 +47,25 @@ def _entries(count: int, seed: int, packages: int) -> Iterator[Entry]:
     for index in range(count):
         action = rng.choice(actions)
         roll = rng.random()
-        outcome = Outcome.ALLOWED if roll < 0.85 else Outcome.DENIED if roll < 0.95 else Outcome.FAILED
+        outcome = (
+            Outcome.ALLOWED if roll < 0.85 else Outcome.DENIED if roll < 0.95 else Outcome.FAILED
+        )
         package = None if action.value.startswith(("ledger.", "key.", "authority.")) else \
             f"pkg-{rng.randrange(packages):06d}"
         details: dict[str, str | int | bool | None] = {}
         if action.value.startswith("download."):
-            details = {"offset": 0, "length": rng.randrange(1, 10**10), "sha256": f"{rng.getrandbits(256):064x}"}
+            details = {
+                "offset": 0,
+                "length": rng.randrange(1, 10**10),
+                "sha256": f"{rng.getrandbits(256):064x}",
+            }
         elif action.value.startswith("item."):
             details = {"size": rng.randrange(1, 10**11), "sha256": f"{rng.getrandbits(256):064x}",
                        "encrypted": True}
         elif action is Action.PACKAGE_CREATED:
-            details = {"case_reference": f"AZ {rng.randrange(10**5)}/{rng.randrange(20, 26)} — Ermittlung"}
+            details = {
+                "case_reference": f"AZ {rng.randrange(10**5)}/{rng.randrange(20, 26)} — Ermittlung"
+            }
         elif action is Action.PACKAGE_LISTED or action is Action.LEDGER_READ:
             details = {"count": rng.randrange(100), "offset": rng.randrange(10**4)}
         elif action.value.startswith("share."):
@@ -66,14 +74,19 @@ def _entries(count: int, seed: int, packages: int) -> Iterator[Entry]:
         entry = Entry(
             index=index,
             time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{index % 10**6:06d}Z",
-            actor=Actor(rng.choice(AUTHORITIES), f"officer-{rng.randrange(5000)}",
-                        rng.choice((Role.INVESTIGATOR, Role.INVESTIGATOR, Role.AUDITOR, Role.OPERATOR))),
+            actor=Actor(
+                rng.choice(AUTHORITIES),
+                f"officer-{rng.randrange(5000)}",
+                rng.choice((Role.INVESTIGATOR, Role.INVESTIGATOR, Role.AUDITOR, Role.OPERATOR)),
+            ),
             action=action,
             outcome=outcome,
             package=package,
             item=rng.choice(ITEMS) if package is not None and rng.random() < 0.5 else None,
             reason=None if outcome is Outcome.ALLOWED else rng.choice(REASONS),
-            legal=Legal(rng.choice(BASES), f"REQ-{rng.randrange(10**6):06d}") if rng.random() < 0.4 else None,
+            legal=Legal(rng.choice(BASES), f"REQ-{rng.randrange(10**6):06d}")
+            if rng.random() < 0.4
+            else None,
             details=details,
             prev=prev,
             package_prev=heads.get(package) if package is not None else None,
@@ -84,7 +97,9 @@ def _entries(count: int, seed: int, packages: int) -> Iterator[Entry]:
         yield entry
 
 
-def write_synthetic_export(count: int, out: IO[bytes], *, seed: int = 7, packages: int = 20_000) -> Signer:
+def write_synthetic_export(
+    count: int, out: IO[bytes], *, seed: int = 7, packages: int = 20_000
+) -> Signer:
     """Write a valid export of ``count`` entries to ``out``; return the (fresh) signing key.
 
     Holds all entries in memory: run it in another process when measuring the verifier's RSS.
@@ -110,7 +125,9 @@ def generate_file(count: int, path: str) -> VerifierKey:
         return VerifierKey.parse(pool.submit(_generate, count, path).result())
 
 
-def _timed(path: str, key: VerifierKey, *, fast_path: bool, workers: int = 1) -> tuple[VerifiedLedger, float]:
+def _timed(
+    path: str, key: VerifierKey, *, fast_path: bool, workers: int = 1
+) -> tuple[VerifiedLedger, float]:
     start = time.perf_counter()
     if fast_path:
         result = verify_file(path, key, workers=workers)
@@ -133,7 +150,10 @@ def main() -> None:
     reference_count = args.reference_entries or args.entries
 
     with tempfile.TemporaryDirectory() as tmp:
-        path, reference_path = os.path.join(tmp, "export.jsonl"), os.path.join(tmp, "reference.jsonl")
+        path, reference_path = (
+            os.path.join(tmp, "export.jsonl"),
+            os.path.join(tmp, "reference.jsonl"),
+        )
         start = time.perf_counter()
         key = generate_file(args.entries, path)
         size = os.path.getsize(path)
@@ -148,18 +168,33 @@ def main() -> None:
         else:
             reference_key = generate_file(reference_count, reference_path)
         slow, slow_s = _timed(reference_path, reference_key, fast_path=False)
-        if (fast.tree_size, parallel.tree_size, slow.tree_size) != (args.entries, args.entries, reference_count):
+        if (fast.tree_size, parallel.tree_size, slow.tree_size) != (
+            args.entries,
+            args.entries,
+            reference_count,
+        ):
             raise SystemExit("verification returned the wrong size")  # pragma: no cover
         fast_rate, slow_rate = args.entries / fast_s, reference_count / slow_s
         print(f"{'path':<44} {'entries':>10} {'seconds':>8} {'entries/s':>10}")
-        print(f"{'fast path, one process':<44} {args.entries:>10,} {fast_s:>8.2f} {fast_rate:>10,.0f}")
-        print(f"{f'fast path, {cpus} worker processes (CLI default)':<44} {args.entries:>10,} {parallel_s:>8.2f} "
-              f"{args.entries / parallel_s:>10,.0f}")
-        print(f"{'reference (fast_path=False: every Entry)':<44} {reference_count:>10,} {slow_s:>8.2f} "
-              f"{slow_rate:>10,.0f}")
-        print(f"fast / reference: {fast_rate / slow_rate:.1f}x one process, "
-              f"{args.entries / parallel_s / slow_rate:.1f}x with workers; {fast.package_count:,} packages; "
-              f"peak RSS {fast_rss:.0f} MiB after the fast run, {_peak_rss_mib():.0f} MiB after both")
+        print(
+            f"{'fast path, one process':<44} {args.entries:>10,} {fast_s:>8.2f} {fast_rate:>10,.0f}"
+        )
+        print(
+            f"{f'fast path, {cpus} worker processes (CLI default)':<44} {args.entries:>10,} "
+            f"{parallel_s:>8.2f} "
+            f"{args.entries / parallel_s:>10,.0f}"
+        )
+        print(
+            f"{'reference (fast_path=False: every Entry)':<44} {reference_count:>10,} "
+            f"{slow_s:>8.2f} "
+            f"{slow_rate:>10,.0f}"
+        )
+        print(
+            f"fast / reference: {fast_rate / slow_rate:.1f}x one process, "
+            f"{args.entries / parallel_s / slow_rate:.1f}x with workers; "
+            f"{fast.package_count:,} packages; "
+            f"peak RSS {fast_rss:.0f} MiB after the fast run, {_peak_rss_mib():.0f} MiB after both"
+        )
 
 
 if __name__ == "__main__":

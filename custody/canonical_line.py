@@ -84,7 +84,7 @@ def _json_machinery() -> tuple[Callable[[str, int], tuple[Any, int]],
         return c_scanner(json.JSONDecoder()), encoder, True
     python = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False,
                               sort_keys=True, separators=(",", ":"))
-    return (json.scanner.py_make_scanner(json.JSONDecoder()),
+    return (json.scanner.py_make_scanner(json.JSONDecoder()),  # type: ignore[attr-defined]
             lambda obj, _level: python.iterencode(obj), False)
 
 
@@ -96,7 +96,7 @@ _fromisoformat = datetime.fromisoformat
 class CanonicalEntryLine(NamedTuple):
     """What the ledger walk needs of a checked entry line."""
 
-    index: int
+    entry_index: int  # not ``index``: that would shadow tuple.index
     leaf_hash: bytes
     leaf_hex: str
     prev: str | None
@@ -142,14 +142,16 @@ def check_canonical_entry_line(line: bytes | str) -> CanonicalEntryLine | None:
     leaf_hex = leaf.hex()
     if line[_HASH_AT:-2] != leaf_hex.encode("ascii"):
         return None
-    return CanonicalEntryLine(obj["index"], leaf, leaf_hex, obj["prev"], obj["package"], obj["package_prev"])
+    return CanonicalEntryLine(
+        obj["index"], leaf, leaf_hex, obj["prev"], obj["package"], obj["package_prev"]
+    )
 
 
 class CheckedRun(NamedTuple):
     """The longest run of entry lines from a chunk that checked out, ready for the ledger walk."""
 
     start: int  # the ledger position of its first entry
-    count: int
+    entries: int  # how many lines checked out (not ``count``: that would shadow tuple.count)
     first_prev: str | None  # the first entry's prev (to link to the ledger so far)
     last_leaf_hex: str
     first_package_prevs: dict[str, str | None]  # package -> package_prev of its first entry here
@@ -159,7 +161,8 @@ class CheckedRun(NamedTuple):
 
 
 def check_entry_run(start: int, lines: list[bytes]) -> CheckedRun:
-    """Check consecutive entry lines meant for positions ``start``, ``start + 1``, ... (a worker's job).
+    """Check consecutive entry lines meant for positions ``start``, ``start + 1``, ... (a worker's
+    job).
 
     Stops before the first line that :func:`check_canonical_entry_line` refuses, that is not at
     its position, or whose ``prev``/``package_prev`` does not link to an earlier line of the run;
@@ -171,9 +174,9 @@ def check_entry_run(start: int, lines: list[bytes]) -> CheckedRun:
     first_prev: str | None = None
     prev_hex = ""
     count = 0
-    for count, line in enumerate(lines):  # noqa: B007 - count is the run length after the loop
+    for count, line in enumerate(lines):
         checked = check_canonical_entry_line(line)
-        if checked is None or checked.index != start + count:
+        if checked is None or checked.entry_index != start + count:
             break
         if count == 0:
             first_prev = checked.prev
@@ -200,7 +203,7 @@ def check_entry_run(start: int, lines: list[bytes]) -> CheckedRun:
     return CheckedRun(start, count, first_prev, prev_hex, firsts, lasts, bytes(leaves), subtree)
 
 
-def _entry_fields_valid(obj: dict[str, object]) -> bool:  # noqa: C901, PLR0911 - one rule per line
+def _entry_fields_valid(obj: dict[str, object]) -> bool:
     """The rules of ``Entry.from_dict`` and ``Entry.__post_init__`` over parsed JSON (exact types).
 
     Keep in step with ``custody/entry.py``: a rule missing here would let the fast path accept
@@ -267,7 +270,9 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:  # noqa: C901, PLR0911 
     prev, package_prev = obj["prev"], obj["package_prev"]
     if prev is not None and (type(prev) is not str or not _HEX_HASH_RE.match(prev)):
         return False
-    if package_prev is not None and (type(package_prev) is not str or not _HEX_HASH_RE.match(package_prev)):
+    if package_prev is not None and (
+        type(package_prev) is not str or not _HEX_HASH_RE.match(package_prev)
+    ):
         return False
     if (index == 0) != (prev is None):
         return False

@@ -48,12 +48,18 @@ class Checkpoint:
 
     def to_note_body(self) -> str:
         """The checkpoint text that gets signed."""
-        lines = [self.origin, str(self.size), base64.b64encode(self.root).decode(), *self.extensions]
+        lines = [
+            self.origin,
+            str(self.size),
+            base64.b64encode(self.root).decode(),
+            *self.extensions,
+        ]
         return "\n".join(lines) + "\n"
 
     @classmethod
     def from_note_body(cls, text: str) -> Checkpoint:
-        """Parse checkpoint text (the note body, not yet trusted unless it came from :meth:`verify`).
+        """Parse checkpoint text (the note body, not yet trusted unless it came from
+        :meth:`verify`).
 
         Raises:
             FormatError: The text is not a checkpoint.

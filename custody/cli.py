@@ -29,8 +29,16 @@ from custody.note import MAX_NOTE_BYTES, VerifierKey
 from custody.rules import RuleViolation, RulesViolated, RulesWalk
 from custody.verify import VerifiedLedger, verify_export_lines
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "available_cpus", "check_file_rules", "load_verifier_key",
-           "main", "verify_file"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "available_cpus",
+    "check_file_rules",
+    "load_verifier_key",
+    "main",
+    "verify_file",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -101,8 +109,12 @@ def verify_file(
         OSError: The file cannot be read.
     """
     with open(export_path, "rb") as handle:
-        return verify_export_lines(_bounded_lines(handle), verifier_key, trusted_checkpoint=trusted_checkpoint,
-                                   workers=workers)
+        return verify_export_lines(
+            _bounded_lines(handle),
+            verifier_key,
+            trusted_checkpoint=trusted_checkpoint,
+            workers=workers,
+        )
 
 
 def check_file_rules(export_path: str | Path) -> list[RuleViolation]:
@@ -131,13 +143,17 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m custody",
         description="Verify a custody ledger export offline, trusting only the log's public key.",
         epilog="Exit status: 0 verified; 1 the export or checkpoint does not verify (tampered, "
-               "malformed, a broken rule); 2 usage (bad arguments, a malformed key, an unreadable file).",
+        "malformed, a broken rule); 2 usage (bad arguments, a malformed key, an unreadable file).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="verify an export file")
     verify.add_argument("export", help="the JSON Lines export file")
-    verify.add_argument("--key", required=True, help="verifier key name+hex+base64, or a file holding it")
-    verify.add_argument("--checkpoint", help="a signed checkpoint saved from an earlier verification")
+    verify.add_argument(
+        "--key", required=True, help="verifier key name+hex+base64, or a file holding it"
+    )
+    verify.add_argument(
+        "--checkpoint", help="a signed checkpoint saved from an earlier verification"
+    )
     verify.add_argument("--save-checkpoint", help="write the newly verified signed checkpoint here")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.add_argument("--workers", type=_positive_int, default=None,
@@ -170,7 +186,9 @@ def _report_failure(exc: Exception, as_json: bool, out: TextIO, err: TextIO) -> 
         err.write(f"NOT VERIFIED: {type(exc).__name__}: {exc}\n")
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Run the command line; return the exit status (does not call ``sys.exit``)."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -199,9 +217,19 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         Path(args.save_checkpoint).write_text(result.checkpoint_note, encoding="utf-8")
     root = base64.b64encode(result.root).decode()
     if args.json:
-        out.write(json.dumps({"verified": True, "origin": result.origin, "tree_size": result.tree_size,
-                              "entries": result.entry_count, "packages": result.package_count,
-                              "root": root}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "verified": True,
+                    "origin": result.origin,
+                    "tree_size": result.tree_size,
+                    "entries": result.entry_count,
+                    "packages": result.package_count,
+                    "root": root,
+                }
+            )
+            + "\n"
+        )
     else:
         out.write(f"VERIFIED {result.entry_count} entries of {result.origin}\n"
                   f"  tree size {result.tree_size}, root {root}\n"

@@ -31,8 +31,8 @@ from custody.note import parse_note
 __all__ = [
     "ALG_COSIGNATURE_V1",
     "MAX_TIMESTAMP",
-    "CosignerKey",
     "Cosigner",
+    "CosignerKey",
     "cosigned_message",
     "cosigner_key_id",
     "verify_cosignatures",
@@ -183,13 +183,16 @@ class Cosigner:
         return f"Cosigner({self.key})"
 
 
-def verify_cosignatures(note: str | bytes, keys: Iterable[CosignerKey]) -> Mapping[CosignerKey, int]:
+def verify_cosignatures(
+    note: str | bytes, keys: Iterable[CosignerKey]
+) -> Mapping[CosignerKey, int]:
     """The witnesses among ``keys`` that validly cosigned the checkpoint ``note``, with the
     timestamp of each cosignature.
 
     As in a note verifier: signature lines whose name and key id match none of ``keys`` are
     ignored (the log's own signature among them); a matching line that does not verify, or two
-    lines with the same name and key id, make the whole note invalid. The log's signature is not checked here.
+    lines with the same name and key id, make the whole note invalid. The log's signature is not
+    checked here.
 
     Raises:
         FormatError: The note is malformed, or has two lines with one key name and key id.

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from custody import jcs, merkle
 from custody.errors import FormatError
@@ -26,6 +26,7 @@ from custody.errors import FormatError
 __all__ = [
     "ENTRY_VERSION",
     "MAX_ENTRY_BYTES",
+    "SUPPORTED_VERSIONS",
     "Action",
     "Actor",
     "DetailValue",
@@ -33,7 +34,6 @@ __all__ = [
     "Legal",
     "Outcome",
     "Role",
-    "SUPPORTED_VERSIONS",
     "TokenRef",
     "format_time",
 ]
@@ -44,7 +44,7 @@ SUPPORTED_VERSIONS = frozenset((1, 2))
 # verifier hash and hold arbitrarily large objects.
 MAX_ENTRY_BYTES = 64 * 1024
 
-DetailValue = Union[str, int, bool, None]
+DetailValue = str | int | bool | None
 
 _TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z", re.ASCII)
 _HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
@@ -136,7 +136,9 @@ def _opt_str(value: object, what: str, index: int | None) -> str | None:
 _MEMBERS: dict[type[StrEnum], dict[str, StrEnum]] = {}
 
 
-def _enum(kind: type[Action] | type[Outcome] | type[Role], value: object, what: str, index: int | None) -> Any:
+def _enum(
+    kind: type[Action] | type[Outcome] | type[Role], value: object, what: str, index: int | None
+) -> Any:
     table = _MEMBERS.get(kind)
     if table is None:
         table = _MEMBERS[kind] = {member.value: member for member in kind}
@@ -190,7 +192,9 @@ class TokenRef:
             if not isinstance(value, str) or not value:
                 raise FormatError(f"token.{name} must be a non-empty string")
         if not isinstance(self.jkt, str) or not _JKT_RE.match(self.jkt):
-            raise FormatError("token.jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)")
+            raise FormatError(
+                "token.jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)"
+            )
 
 
 def _token_valid(value: object) -> bool:
@@ -209,7 +213,7 @@ def format_time(moment: datetime) -> str:
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("time must be timezone-aware")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +318,9 @@ class Entry:
         if data.keys() != keys:
             missing = sorted(keys - data.keys())
             extra = sorted(data.keys() - keys)
-            raise FormatError(f"entry keys wrong (missing {missing}, unexpected {extra})", index=index)
+            raise FormatError(
+                f"entry keys wrong (missing {missing}, unexpected {extra})", index=index
+            )
         token = data.get("token")
         if token is not None and (not isinstance(token, dict) or token.keys() != _TOKEN_KEYS):
             raise FormatError("token must be null or an object with kid, jkt, jti", index=index)
@@ -323,7 +329,9 @@ class Entry:
             raise FormatError("actor must be an object with authority, subject, role", index=index)
         legal = data["legal"]
         if legal is not None and (not isinstance(legal, dict) or legal.keys() != _LEGAL_KEYS):
-            raise FormatError("legal must be null or an object with basis, request_reference", index=index)
+            raise FormatError(
+                "legal must be null or an object with basis, request_reference", index=index
+            )
         try:
             return cls(
                 index=data["index"],
@@ -369,20 +377,28 @@ class Entry:
             "v": self.v,
             "index": self.index,
             "time": self.time,
-            "actor": {"authority": actor.authority, "subject": actor.subject, "role": actor.role.value},
+            "actor": {
+                "authority": actor.authority,
+                "subject": actor.subject,
+                "role": actor.role.value,
+            },
             "action": self.action.value,
             "package": self.package,
             "item": self.item,
             "outcome": self.outcome.value,
             "reason": self.reason,
-            "legal": None if legal is None else {"basis": legal.basis, "request_reference": legal.request_reference},
+            "legal": None
+            if legal is None
+            else {"basis": legal.basis, "request_reference": legal.request_reference},
             "details": dict(self.details),
             "prev": self.prev,
             "package_prev": self.package_prev,
         }
         if self.v >= 2:
             token = self.token
-            obj["token"] = None if token is None else {"kid": token.kid, "jkt": token.jkt, "jti": token.jti}
+            obj["token"] = (
+                None if token is None else {"kid": token.kid, "jkt": token.jkt, "jti": token.jti}
+            )
         return obj
 
     def canonical_bytes(self) -> bytes:
@@ -396,7 +412,7 @@ class Entry:
     @property
     def timestamp(self) -> datetime:
         """``time`` as an aware UTC datetime."""
-        return datetime.fromisoformat(self.time[:-1]).replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(self.time[:-1]).replace(tzinfo=UTC)
 
 
 def _details(details: object, index: int) -> dict[str, DetailValue]:
@@ -412,6 +428,8 @@ def _details(details: object, index: int) -> dict[str, DetailValue]:
             if not -jcs.MAX_SAFE_INTEGER <= value <= jcs.MAX_SAFE_INTEGER:
                 raise FormatError(f"details[{key!r}] outside +-(2**53-1)", index=index)
         else:
-            raise FormatError(f"details[{key!r}] must be a string, integer, boolean or null", index=index)
+            raise FormatError(
+                f"details[{key!r}] must be a string, integer, boolean or null", index=index
+            )
         copy[key] = value
     return copy

@@ -95,4 +95,5 @@ class ForkError(VerificationError):
 
 
 class SignatureError(VerificationError):
-    """A signed note has no valid signature by a trusted key, or a trusted key's signature is bad."""
+    """A signed note has no valid signature by a trusted key, or a trusted key's signature is
+    bad."""

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Union
+from typing import IO
 
 from custody import jcs
 from custody.checkpoint import Checkpoint
@@ -76,7 +76,7 @@ class ExportTrailer:
     checkpoint_note: str
 
 
-ExportItem = Union[ExportHeader, ExportRecord, ExportTrailer]
+ExportItem = ExportHeader | ExportRecord | ExportTrailer
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ def write_export(
         ValueError: ``leaf_hashes`` and ``entries`` differ in length, or a hash is not 32 bytes.
     """
     checkpoint = Checkpoint.from_note_body(parse_note(checkpoint_note).text)
-    header = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+    header: dict[str, jcs.JSONValue] = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
               "origin": checkpoint.origin, "tree_size": checkpoint.size}
     out.write(jcs.canonicalize(header) + b"\n")
     count = 0
@@ -117,7 +117,13 @@ def write_export(
     for entry, leaf in pairs:
         if len(leaf) != 32:
             raise ValueError("leaf hash must be 32 bytes")
-        out.write(b'{"entry":' + entry.canonical_bytes() + b',"leaf_hash":"' + leaf.hex().encode() + b'"}\n')
+        out.write(
+            b'{"entry":'
+            + entry.canonical_bytes()
+            + b',"leaf_hash":"'
+            + leaf.hex().encode()
+            + b'"}\n'
+        )
         count += 1
     out.write(jcs.canonicalize({"checkpoint": checkpoint_note}) + b"\n")
     return count
@@ -127,10 +133,7 @@ def _load(line: bytes | str, number: int, position: int | None) -> dict[str, obj
     """Parse one line; ``position`` is the entry position the line would hold, for errors."""
     if len(line) > MAX_LINE_BYTES:
         raise FormatError(f"line longer than {MAX_LINE_BYTES} bytes", index=position, line=number)
-    if isinstance(line, bytes):
-        line = line.removesuffix(b"\n")
-    else:
-        line = line.removesuffix("\n")
+    line = line.removesuffix(b"\n") if isinstance(line, bytes) else line.removesuffix("\n")
     try:
         obj = jcs.loads_strict(line)
     except ValueError as exc:
@@ -143,7 +146,11 @@ def _load(line: bytes | str, number: int, position: int | None) -> dict[str, obj
 def _header(obj: dict[str, object]) -> ExportHeader:
     if obj.keys() != _HEADER_KEYS:
         raise FormatError("first line is not an export header", line=1)
-    if obj["format"] != EXPORT_FORMAT or type(obj["version"]) is not int or obj["version"] != EXPORT_VERSION:
+    if (
+        obj["format"] != EXPORT_FORMAT
+        or type(obj["version"]) is not int
+        or obj["version"] != EXPORT_VERSION
+    ):
         raise FormatError(f"not a {EXPORT_FORMAT} version {EXPORT_VERSION} file", line=1)
     origin, size = obj["origin"], obj["tree_size"]
     if not isinstance(origin, str) or not origin or type(size) is not int or size < 0:
@@ -151,8 +158,11 @@ def _header(obj: dict[str, object]) -> ExportHeader:
     return ExportHeader(origin, size)
 
 
-def read_export_line(line: bytes | str, number: int, position: int, *, after_checkpoint: bool = False) -> ExportItem:
-    """Parse line ``number`` (1-based) of an export, the reference way: one step of :func:`iter_export`.
+def read_export_line(
+    line: bytes | str, number: int, position: int, *, after_checkpoint: bool = False
+) -> ExportItem:
+    """Parse line ``number`` (1-based) of an export, the reference way: one step of
+    :func:`iter_export`.
 
     ``position`` is the number of entry lines before it (the entry position it would hold);
     ``after_checkpoint`` says whether the checkpoint line was already read.
@@ -169,7 +179,9 @@ def read_export_line(line: bytes | str, number: int, position: int, *, after_che
     if keys == _RECORD_KEYS:
         leaf, raw_entry = obj["leaf_hash"], obj["entry"]
         if not isinstance(leaf, str) or not _HEX_HASH_RE.match(leaf):
-            raise FormatError("leaf_hash must be 64 lowercase hex digits", index=position, line=number)
+            raise FormatError(
+                "leaf_hash must be 64 lowercase hex digits", index=position, line=number
+            )
         try:
             entry = Entry.from_dict(raw_entry)
         except FormatError as exc:
@@ -205,7 +217,7 @@ def iter_export(lines: Iterable[bytes | str]) -> Iterator[ExportItem]:
     number = 0
     position = 0
     done = False
-    for number, line in enumerate(lines, start=1):  # noqa: B007 - number used after the loop
+    for number, line in enumerate(lines, start=1):
         item = read_export_line(line, number, position, after_checkpoint=done)
         if isinstance(item, ExportRecord):
             position += 1
@@ -237,10 +249,24 @@ def read_export(lines: Iterable[bytes | str]) -> Export:
 
 def dumps_export(export: Export) -> bytes:
     """Serialize an :class:`Export` model back to export bytes (for tests and tools)."""
-    lines = [jcs.canonicalize({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                               "origin": export.header.origin, "tree_size": export.header.tree_size})]
+    lines = [
+        jcs.canonicalize(
+            {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "origin": export.header.origin,
+                "tree_size": export.header.tree_size,
+            }
+        )
+    ]
     for record in export.records:
-        lines.append(json.dumps({"entry": record.entry.to_dict(), "leaf_hash": record.leaf_hash.hex()},
-                                sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        lines.append(
+            json.dumps(
+                {"entry": record.entry.to_dict(), "leaf_hash": record.leaf_hash.hex()},
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+            ).encode()
+        )
     lines.append(jcs.canonicalize({"checkpoint": export.checkpoint_note}))
     return b"\n".join(lines) + b"\n"

@@ -1,8 +1,8 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS) for the value domain of ledger entries.
 
-The domain is ``dict`` (``str`` keys) / ``list`` / ``str`` / ``int`` / ``bool`` / ``None``.  Floats are
-outside it on purpose: the ledger has none, and refusing them removes the only hard part of JCS
-(ECMAScript number formatting).  Within the domain JCS is:
+The domain is ``dict`` (``str`` keys) / ``list`` / ``str`` / ``int`` / ``bool`` / ``None``.
+Floats are outside it on purpose: the ledger has none, and refusing them removes the only hard
+part of JCS (ECMAScript number formatting).  Within the domain JCS is:
 
 * object members sorted by their keys as arrays of UTF-16 code units;
 * strings escaped as ECMAScript ``JSON.stringify`` does: ``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``,
@@ -23,11 +23,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 __all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "JSONValue", "canonicalize"]
 
-JSONValue = Union[None, bool, int, str, Sequence["JSONValue"], Mapping[str, "JSONValue"]]
+JSONValue = None | bool | int | str | Sequence["JSONValue"] | Mapping[str, "JSONValue"]
 
 # ECMAScript Number.MAX_SAFE_INTEGER: beyond it JCS (which prints IEEE doubles) is not exact,
 # and I-JSON (RFC 7493) says not to rely on such numbers.
@@ -41,7 +40,15 @@ _FIRST_UNSAFE_KEY_CHAR = "\ud800"
 # Built once: json.dumps with non-default options constructs an encoder on every call.
 _FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _ESCAPE_RE = re.compile(r'[\x00-\x1f"\\]')
-_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
 
 
 def canonicalize(value: JSONValue) -> bytes:
@@ -53,10 +60,7 @@ def canonicalize(value: JSONValue) -> bytes:
             dict/list/tuple/str/int/bool/None, or nesting deeper than ``MAX_DEPTH``.
     """
     fast = _check(value, 0)
-    if fast:
-        text = _FAST_ENCODER.encode(value)
-    else:
-        text = _serialize(value)
+    text = _FAST_ENCODER.encode(value) if fast else _serialize(value)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -141,7 +141,9 @@ def root_from_leaf_hashes(leaves: Iterable[bytes]) -> bytes:
     return compact.root()
 
 
-def _check_hash(value: bytes, what: str, error: type[InclusionProofError | ConsistencyProofError]) -> None:
+def _check_hash(
+    value: bytes, what: str, error: type[InclusionProofError | ConsistencyProofError]
+) -> None:
     if len(value) != HASH_SIZE:
         raise error(f"{what} must be {HASH_SIZE} bytes, got {len(value)}")
 

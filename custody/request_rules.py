@@ -13,8 +13,16 @@ from dataclasses import dataclass
 
 from custody.entry import Action, Entry, Outcome, Role
 
-__all__ = ["DELIVERABLE", "FINAL", "REQUEST_RULES", "REQUESTING", "EXECUTING", "TRANSITIONS",
-           "RequestChecker", "Transition"]
+__all__ = [
+    "DELIVERABLE",
+    "EXECUTING",
+    "FINAL",
+    "REQUESTING",
+    "REQUEST_RULES",
+    "TRANSITIONS",
+    "RequestChecker",
+    "Transition",
+]
 
 REQUESTING, EXECUTING = "requesting", "executing"
 

@@ -21,7 +21,7 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from custody import jcs
 from custody.entry import Action, Entry, Outcome, Role
@@ -121,11 +121,11 @@ def manifest_sha256(package_id: str,
     Raises:
         ValueError: A value JCS cannot encode.
     """
-    listed = []
+    listed: list[jcs.JSONValue] = []
     for item in sorted(items, key=lambda item: item[0]):
         name, size, sha256 = item[0], item[1], item[2]
-        entry: dict[str, object] = {"name": name, "size": size, "sha256": sha256}
-        kind = item[3] if len(item) > 3 else "file"  # type: ignore[misc]
+        entry: dict[str, jcs.JSONValue] = {"name": name, "size": size, "sha256": sha256}
+        kind = item[3] if len(item) > 3 else "file"
         if kind != "file":
             entry["kind"] = kind
         if kind == "link":
@@ -145,7 +145,7 @@ def _parse_expiry(value: object) -> tuple[bool, datetime | None]:
         return False, None
     if moment.tzinfo is None:
         return False, None
-    return True, moment.astimezone(timezone.utc)
+    return True, moment.astimezone(UTC)
 
 
 class _Checker:
@@ -196,7 +196,9 @@ class _Checker:
             self.report(entry, "details", "item.uploaded needs an item, its size and sha256")
             return
         if self.sealed:
-            self.report(entry, "lifecycle.upload_after_seal", f"item {name!r} uploaded after the seal")
+            self.report(
+                entry, "lifecycle.upload_after_seal", f"item {name!r} uploaded after the seal"
+            )
         if name in self.uploads:
             self.report(entry, "lifecycle.upload_once",
                         f"item {name!r} was already uploaded at entry {self.uploads[name].index}")
@@ -256,7 +258,9 @@ class _Checker:
         if actor.role is not Role.INVESTIGATOR:
             self.report(entry, "access.role",
                         f"content of {name!r} read by {actor.authority}/{actor.role.value}")
-        elif actor.authority != self.owner and not self.share_live(actor.authority, entry.timestamp):
+        elif actor.authority != self.owner and not self.share_live(
+            actor.authority, entry.timestamp
+        ):
             self.report(entry, "access.share",
                         f"{actor.authority} read {name!r} with no live share.created for it")
         self.started.add((actor.authority, actor.subject, name))

@@ -32,7 +32,14 @@ from custody.errors import (
     SequenceError,
 )
 from custody.canonical_line import CanonicalEntryLine, CheckedRun, check_canonical_entry_line
-from custody.export import Export, ExportHeader, ExportRecord, ExportTrailer, check_export_end, read_export_line
+from custody.export import (
+    Export,
+    ExportHeader,
+    ExportRecord,
+    ExportTrailer,
+    check_export_end,
+    read_export_line,
+)
 from custody.merkle import HASH_SIZE, CompactRange, verify_consistency, verify_inclusion
 from custody.note import VerifierKey
 
@@ -96,20 +103,27 @@ class _LedgerWalk:
         position = self._compact.size
         entry = record.entry
         if entry.index != position:
-            raise SequenceError(f"entry at position {position} has index {entry.index}", index=position)
+            raise SequenceError(
+                f"entry at position {position} has index {entry.index}", index=position
+            )
         leaf = entry.leaf_hash()
         if not hmac.compare_digest(leaf, record.leaf_hash):
-            raise LeafHashMismatch("recorded leaf hash is not the hash of the entry", index=position)
+            raise LeafHashMismatch(
+                "recorded leaf hash is not the hash of the entry", index=position
+            )
         # Entry guarantees prev is None exactly at index 0.
         if entry.prev is not None and not hmac.compare_digest(entry.prev, self._prev or ""):
-            raise ChainError(f"prev {entry.prev} is not the leaf hash of entry {position - 1}", index=position)
+            raise ChainError(
+                f"prev {entry.prev} is not the leaf hash of entry {position - 1}", index=position
+            )
         leaf_hex = leaf.hex()
         if entry.package is not None:
             head = self._heads.get(entry.package)
             if entry.package_prev != head:
                 expected = "null (first entry of the package)" if head is None else head
                 raise ChainError(
-                    f"package_prev {entry.package_prev} of package {entry.package!r} should be {expected}",
+                    f"package_prev {entry.package_prev} of package {entry.package!r} "
+                    f"should be {expected}",
                     index=position,
                 )
             self._heads[entry.package] = leaf_hex
@@ -124,7 +138,7 @@ class _LedgerWalk:
         caller then reads the line the reference way and :meth:`add` raises the exact error.
         Raises ForkError as :meth:`add` does.
         """
-        if line.index != self._compact.size or line.prev != self._prev:
+        if line.entry_index != self._compact.size or line.prev != self._prev:
             return False
         package = line.package
         if package is not None:
@@ -157,9 +171,9 @@ class _LedgerWalk:
         self._prev = run.last_leaf_hex
         trusted = self._trusted
         compact = self._compact
-        end = run.start + run.count
+        end = run.start + run.entries
         if run.subtree is not None and (trusted is None or not run.start < trusted.size < end):
-            compact.append_subtree(run.count.bit_length() - 1, run.subtree)
+            compact.append_subtree(run.entries.bit_length() - 1, run.subtree)
             self._check_trusted_prefix()
         else:
             leaves = run.leaf_hashes
@@ -171,12 +185,15 @@ class _LedgerWalk:
 
     def _check_trusted_prefix(self) -> None:
         trusted = self._trusted
-        if trusted is not None and self._compact.size == trusted.size:
-            if not hmac.compare_digest(self._compact.root(), trusted.root):
-                raise ForkError(
-                    f"the first {trusted.size} entries are not the ones of the trusted checkpoint "
-                    "(history was rewritten)"
-                )
+        if (
+            trusted is not None
+            and self._compact.size == trusted.size
+            and not hmac.compare_digest(self._compact.root(), trusted.root)
+        ):
+            raise ForkError(
+                f"the first {trusted.size} entries are not the ones of the trusted checkpoint "
+                "(history was rewritten)"
+            )
 
     def finish(self, header: ExportHeader, note: str, verifier_key: VerifierKey) -> VerifiedLedger:
         checkpoint = Checkpoint.verify(note, verifier_key)
@@ -190,7 +207,8 @@ class _LedgerWalk:
             raise RootMismatch("root over the entries is not the checkpoint's root")
         if self._trusted is not None and count < self._trusted.size:
             raise RollbackError(
-                f"log has {count} entries, fewer than the {self._trusted.size} of the trusted checkpoint",
+                f"log has {count} entries, fewer than the {self._trusted.size} of the trusted "
+                "checkpoint",
                 index=count,
             )
         if header.origin != checkpoint.origin or header.tree_size != checkpoint.size:
@@ -200,7 +218,9 @@ class _LedgerWalk:
 
 def _check_trusted(trusted: Checkpoint | None, verifier_key: VerifierKey) -> None:
     if trusted is not None and trusted.origin != verifier_key.name:
-        raise ValueError(f"trusted checkpoint is of log {trusted.origin!r}, the key of {verifier_key.name!r}")
+        raise ValueError(
+            f"trusted checkpoint is of log {trusted.origin!r}, the key of {verifier_key.name!r}"
+        )
 
 
 def verify_export(
@@ -234,7 +254,8 @@ def verify_export(
 
 
 class _ExportReading:
-    """Reading an export line by line into a :class:`_LedgerWalk` (the state of one verification)."""
+    """Reading an export line by line into a :class:`_LedgerWalk` (the state of one
+    verification)."""
 
     __slots__ = ("fast_path", "header", "note", "number", "walk")
 
@@ -252,7 +273,9 @@ class _ExportReading:
             checked = check_canonical_entry_line(line)
             if checked is not None and self.walk.add_checked(checked):
                 return
-        item = read_export_line(line, number, self.walk.count, after_checkpoint=self.note is not None)
+        item = read_export_line(
+            line, number, self.walk.count, after_checkpoint=self.note is not None
+        )
         if isinstance(item, ExportRecord):
             self.walk.add(item)
         elif isinstance(item, ExportTrailer):
@@ -298,7 +321,7 @@ def verify_export_lines(
     _check_trusted(trusted_checkpoint, verifier_key)
     reading = _ExportReading(_LedgerWalk(trusted_checkpoint), fast_path)
     if workers > 1 and fast_path:
-        from custody.verify_parallel import feed_in_parallel  # noqa: PLC0415 - only when asked
+        from custody.verify_parallel import feed_in_parallel
 
         feed_in_parallel(reading, lines, workers)
     else:
@@ -326,7 +349,8 @@ def verify_consistency_from(
     new = Checkpoint.verify(new_checkpoint_note, verifier_key)
     if new.size < trusted_checkpoint.size:
         raise RollbackError(
-            f"new checkpoint size {new.size} is smaller than trusted size {trusted_checkpoint.size}",
+            f"new checkpoint size {new.size} is smaller than trusted size "
+            f"{trusted_checkpoint.size}",
             index=new.size,
         )
     if trusted_checkpoint.size == 0:  # the empty tree is a prefix of every tree
@@ -381,7 +405,9 @@ def verify_package(
         entry, proof = (item.entry, item.proof) if isinstance(item, ProvenEntry) else item
         index = entry.index
         if entry.package != package_id:
-            raise ChainError(f"entry belongs to package {entry.package!r}, not {package_id!r}", index=index)
+            raise ChainError(
+                f"entry belongs to package {entry.package!r}, not {package_id!r}", index=index
+            )
         try:
             verify_inclusion(entry.leaf_hash(), index, checkpoint.size, proof, checkpoint.root)
         except InclusionProofError as exc:

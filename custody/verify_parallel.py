@@ -39,7 +39,8 @@ _AHEAD_PER_WORKER = 2
 
 
 def feed_in_parallel(reading: _ExportReading, lines: Iterable[bytes | str], workers: int) -> None:
-    """Feed all ``lines`` into ``reading`` as ``reading.feed`` would, checking entry lines in workers.
+    """Feed all ``lines`` into ``reading`` as ``reading.feed`` would, checking entry lines in
+    workers.
 
     Exports of at most one chunk after the header are read in this process (no workers).
 
@@ -75,8 +76,8 @@ def feed_in_parallel(reading: _ExportReading, lines: Iterable[bytes | str], work
 
 def _apply(reading: _ExportReading, lines: list[bytes | str], run: CheckedRun) -> None:
     taken = 0
-    if run.count and reading.note is None and reading.walk.add_checked_run(run):
-        taken = run.count
+    if run.entries and reading.note is None and reading.walk.add_checked_run(run):
+        taken = run.entries
         reading.number += taken
     feed = reading.feed
     for line in lines[taken:] if taken else lines:

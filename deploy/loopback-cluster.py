@@ -49,6 +49,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+import contextlib
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "evx-loopback-cluster"
@@ -135,10 +136,8 @@ class Part:
         """Send ``signum`` to the part's process group (it is a session leader)."""
         if self.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if self.pid is None:
@@ -493,7 +492,7 @@ class LoopbackCluster:
 
     def api_requests_served(self, i: int) -> int:
         """Requests replica ``i`` has answered since it started (its Prometheus counter)."""
-        with urllib.request.urlopen(f"{self.api_url(i)}/metrics", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(f"{self.api_url(i)}/metrics", timeout=5) as r:
             text = r.read().decode()
         return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                        if line.startswith("evx_http_requests_total{")))
@@ -697,7 +696,7 @@ def write_self_signed_cert(cert_path: Path, key_path: Path, host: str = "127.0.0
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evx loopback cluster")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
@@ -726,7 +725,7 @@ def _id_ranges(text: str) -> list[int]:
 def _http_ok(url: str, *, accept: tuple[int, ...] = (200,), cafile: Path | None = None) -> bool:
     context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
-        with urllib.request.urlopen(url, timeout=3, context=context) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=3, context=context) as response:
             return response.status in accept
     except urllib.error.HTTPError as exc:
         return exc.code in accept
@@ -736,7 +735,7 @@ def _http_ok(url: str, *, accept: tuple[int, ...] = (200,), cafile: Path | None 
 
 def _http_json(url: str) -> Any:
     try:
-        with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=3) as response:
             return json.loads(response.read())
     except (OSError, ValueError):
         return None

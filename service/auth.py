@@ -63,7 +63,8 @@ async def current_principal(
                           f"Too many requests from this {throttled.scope}; retry in "
                           f"{throttled.retry_after} s.",
                           headers={"Retry-After": str(throttled.retry_after)})
-    return principal  # type: ignore[no-any-return]
+    assert isinstance(principal, Principal)
+    return principal
 
 
 def authenticate_request(runtime: Any, authorization: str | None, path: str,

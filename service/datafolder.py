@@ -158,7 +158,8 @@ def initialise(settings: Settings) -> InitReport:
         finally:
             engine.dispose()
         outcome = (f"up to date ({head})" if before == head else
-                   f"migrated to {head} (was empty)" if before is None else f"migrated {before} -> {head}")
+                   f"migrated to {head} (was empty)" if before is None else
+                   f"migrated {before} -> {head}")
         report.steps.append(Step("database", database_location(settings), outcome,
                                  before != head))
         return report

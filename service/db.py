@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from datetime import UTC
 
 #: Constraint names are deterministic so migrations can create and drop them by name.
 NAMING_CONVENTION: dict[str, str] = {
@@ -112,7 +113,9 @@ def _configure_sqlite(engine: Engine) -> None:
             # Straight to the driver: through exec_driver_sql (an execution context, events, a
             # result) this BEGIN cost a tenth of a metadata read's CPU. A deferred BEGIN takes
             # no lock, so it cannot fail on one (errors of the others stay SQLAlchemy's).
-            conn.connection.driver_connection.execute("BEGIN DEFERRED")
+            driver = conn.connection.driver_connection
+            assert driver is not None  # a checked-out connection has its DBAPI connection
+            driver.execute("BEGIN DEFERRED")
         else:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
@@ -120,10 +123,10 @@ def _configure_sqlite(engine: Engine) -> None:
 def as_utc(value: Any) -> Any:
     """``value`` as an aware UTC datetime if it is a naive one (SQLite keeps no offset; everything
     stored is UTC); anything else unchanged."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

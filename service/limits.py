@@ -19,9 +19,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+
+K = TypeVar("K")
 
 log = structlog.get_logger("evx.limits")
 
@@ -194,10 +196,14 @@ class TransferSlots:
         officer = (caller.authority, caller.subject)
         with self._lock:
             self.reserved -= cost
-            for table, key in ((self._officers, officer),
-                               (self._authorities, caller.authority)):
-                left = table.get(key, 1) - 1
-                if left:
-                    table[key] = left
-                else:
-                    table.pop(key, None)
+            _release_one(self._officers, officer)
+            _release_one(self._authorities, caller.authority)
+
+
+def _release_one(table: dict[K, int], key: K) -> None:
+    """One running transfer fewer for ``key``; the key goes when it has none left."""
+    left = table.get(key, 1) - 1
+    if left:
+        table[key] = left
+    else:
+        table.pop(key, None)

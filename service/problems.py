@@ -91,7 +91,7 @@ def problem_response(kind: ProblemType, detail: str, instance: str | None = None
 
 
 # Domain error class -> problem type. Filled in one place: register_domain_errors().
-_DOMAIN: dict[type[BaseException], ProblemType] = {}
+_DOMAIN: dict[type[Exception], ProblemType] = {}
 
 
 # Problems whose cause is described in the operator's terms (object names, file paths, key ids):
@@ -103,7 +103,7 @@ INTERNAL_DETAIL: dict[ProblemType, str] = {
 }
 
 
-def register_error(error: type[BaseException], kind: ProblemType) -> None:
+def register_error(error: type[Exception], kind: ProblemType) -> None:
     """Declare how a domain error class is rendered (the most specific registered class wins)."""
     _DOMAIN[error] = kind
 
@@ -227,6 +227,12 @@ def register_domain_errors() -> None:
     ]:
         register_error(error, kind)
 
+
+#: The OpenAPI ``responses`` value of an error answered with a problem document (a route's
+#: ``responses={404: {"description": ..., **AS_PROBLEM}}``).
+AS_PROBLEM: dict[str, Any] = {"model": None, "content": {"application/problem+json": {}}}
+#: A route's ``responses`` argument, as FastAPI types it.
+Responses = dict[int | str, dict[str, Any]]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",

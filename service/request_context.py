@@ -86,9 +86,10 @@ class RequestContext:
                     return
                 log.error("unhandled_error", path=path, error=type(exc).__name__, exc_info=exc)
                 status = 500
-                await problems.problem_response(
+                response = problems.problem_response(
                     problems.INTERNAL, "An internal error occurred; quote the request id "
-                    "when you report it.", path, request_id=request_id)(scope, receive, send_with_id)
+                    "when you report it.", path, request_id=request_id)
+                await response(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             route_path = getattr(route, "path", "unmatched")

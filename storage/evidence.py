@@ -3,7 +3,8 @@
 This is the recipe the HTTP service calls. Each item becomes two objects in an ``ObjectStore``:
 
 * ``items/<xx>/<32 hex>``       the content: header and AES-256-GCM chunks (``storage.stream``)
-* ``items/<xx>/<32 hex>.keys``  its key envelope: the data key wrapped by KEKs (``storage.envelope``)
+* ``items/<xx>/<32 hex>.keys``  its key envelope: the data key wrapped by KEKs
+                                (``storage.envelope``)
 
 Object names are random, never derived from ids or file names. The database record
 (``StoredItem``) says where an item lives; the envelope authenticates its size and binding.
@@ -11,6 +12,7 @@ Object names are random, never derived from ids or file names. The database reco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -256,7 +258,7 @@ class EvidenceVault:
                 continue
             others = tuple(w for w in envelope.wraps if w.wrap_type != WRAP_KEK_AES256GCM)
             rewrapped_envelope = envelope.replace_wraps(
-                (wrap_dek(dek, active_id, kek, envelope),) + others)
+                (wrap_dek(dek, active_id, kek, envelope), *others))
             self.store.put(name, [rewrapped_envelope.to_bytes()])
             rewrapped += 1
         return RewrapReport(examined, rewrapped, current, tuple(failed))
@@ -292,10 +294,9 @@ class EvidenceVault:
 
     def _discard(self, name: str) -> None:
         for victim in (name + ENVELOPE_SUFFIX, name):
-            try:
+            # best effort: the orphan sweeper removes what is left
+            with contextlib.suppress(StorageError, ValueError):
                 self.store.delete(victim)
-            except (StorageError, ValueError):
-                pass  # best effort: the orphan sweeper removes what is left
 
 
 def _checked_name(object_name: str) -> str:

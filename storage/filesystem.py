@@ -23,6 +23,7 @@ from storage.objectstore import (
     validate_prefix,
     validate_range,
 )
+import contextlib
 
 READ_SIZE = 1 << 20  # bytes per read(); bounds memory per open object
 TEMP_PREFIX = ".tmp-"
@@ -106,10 +107,8 @@ class FileSystemStore:
             os.replace(temp, path)
             _fsync_directory(path.parent)
         except BaseException as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(temp)
-            except OSError:
-                pass
             if isinstance(exc, OSError):
                 raise BackendUnavailable(f"cannot write {name}: {exc}") from exc
             raise
@@ -236,8 +235,11 @@ class FileSystemStore:
                 relative = Path(directory).relative_to(self.root).as_posix()
                 base = "" if relative == "." else relative + "/"
                 # prune directories that cannot contain a match
-                dirnames[:] = [d for d in dirnames
-                               if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")]
+                dirnames[:] = [
+                    d
+                    for d in dirnames
+                    if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")
+                ]
                 for filename in filenames:
                     name = base + filename
                     if name.startswith(prefix) and OBJECT_NAME_PATTERN.fullmatch(name):

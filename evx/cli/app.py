@@ -13,8 +13,10 @@ here, and :func:`mount` hangs them all on a Typer app (the root ``evx`` or a tes
 
 from __future__ import annotations
 
+
 import functools
 import importlib.util
+import itertools
 import os
 import traceback
 from collections.abc import Callable
@@ -126,7 +128,7 @@ def json_requested(kwargs: dict[str, Any]) -> bool:
 
 def json_in_arguments(args: list[str]) -> bool:
     """``--json`` or ``-o json`` on a command line that did not parse (usage errors)."""
-    pairs = zip(args, args[1:])
+    pairs = itertools.pairwise(args)
     return ("--json" in args or any(a in ("-o", "--output") and b == "json" for a, b in pairs)
             or any(a in ("-ojson", "--output=json") for a in args))
 
@@ -161,7 +163,7 @@ def guard(function: F, *, server: bool = False, data_folder: bool = True,
                 return guarded.__wrapped__(*args, **kwargs)  # type: ignore[attr-defined]
         except typer.Exit:
             raise
-        except (Exception, KeyboardInterrupt) as exc:  # the table decides; nothing escapes
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the table decides; nothing escapes
             raise typer.Exit(report(exc, as_json=json_requested(kwargs))) from None
 
     guarded.__evx_guarded__ = True  # type: ignore[attr-defined]

@@ -49,7 +49,8 @@ def custody(
     url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
     retries: int = RETRIES, output_format: str = OUTPUT, wide: bool = WIDE,
 ) -> None:
-    """A package's (or a request's, req_...) chain of custody as a timeline, verified on this machine.
+    """A package's (or a request's, req_...) chain of custody as a timeline, verified on this
+    machine.
 
     Inclusion proofs, the package chain and the checkpoint signature are checked against the
     log key (EVX_LOG_KEY, `evx trust log --key`, or pinned on first use), and the checkpoint
@@ -284,7 +285,8 @@ def ledger_export(
 ) -> None:
     """Export the whole ledger to a file and verify it (operator's auditors).
 
-    Streamed to the file, then verified offline; `evx ledger verify FILE --key "$(evx ledger key)"` repeats the check anywhere."""
+    Streamed to the file, then verified offline; `evx ledger verify FILE --key "$(evx ledger key)"`
+    repeats the check anywhere."""
     from evx.client.trust import advance_checkpoint, pinned_log_key
 
     output = Output(as_json=as_json)

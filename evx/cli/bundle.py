@@ -34,7 +34,7 @@ def verify_bundle_command(
     from custody.bundle import verify_bundle
     from custody.errors import VerificationError
 
-    from evx.cli.audit import _timeline
+    from evx.cli.audit import TIMELINE_COLUMNS
     from evx.client.errors import IntegrityFailure, UsageError
     from evx.client.witnessed import load_policy
 
@@ -69,7 +69,8 @@ def verify_bundle_command(
     if as_json:
         output.result(result)
         return
-    output.out.print(_timeline(verified.package_id, entries))
+    output.rows(result, entries, TIMELINE_COLUMNS, empty="no entries",
+                title=f"custody of {verified.package_id}")
     names = ", ".join(sorted(verified.witnessed.cosigned)) or "no witness"
     output.out.print(escape(
         f"VERIFIED {len(entries)} entries of {verified.package_id}: inclusion proofs and the "

@@ -52,9 +52,9 @@ EXIT_MEANINGS: dict[int, str] = {
 
 EXIT_CODES_HELP = (
     "Exit status: 0 ok; 1 verification/integrity failure; 2 usage, bad settings, invalid "
-    "request or no data folder; 3 authentication (missing, expired or refused token); 4 not found or not "
-    "allowed; 5 server, database, store or ledger unavailable; 6 local file system (disk "
-    "full, permission, -o is a file); 7 internal error; 130 interrupted."
+    "request or no data folder; 3 authentication (missing, expired or refused token); 4 not "
+    "found or not allowed; 5 server, database, store or ledger unavailable; 6 local file system "
+    "(disk full, permission, -o is a file); 7 internal error; 130 interrupted."
 )
 
 

@@ -28,12 +28,14 @@ ClickException = _click_class("ClickException")
 ClickUsageError = _click_class("UsageError")
 
 
-def build() -> typer.main.TyperGroup:
+def build() -> typer.core.TyperGroup:
     """The root command with every command group mounted."""
     from evx.cli import commands
 
     commands.register(app)
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    assert isinstance(command, typer.core.TyperGroup)  # an app with groups is a group
+    return command
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +56,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         hint = f"See: {context.command_path} --help" \
             if isinstance(exc, ClickUsageError) and context is not None else None
         return report(exc, as_json=json_in_arguments(args), hint=hint)
-    except (Exception, KeyboardInterrupt) as exc:  # outside any command: still the table
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - outside any command: still the table
         return report(exc, as_json=json_in_arguments(args))
     return result if isinstance(result, int) else EXIT_OK
 

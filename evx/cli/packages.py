@@ -48,9 +48,12 @@ def package_create(
     case_reference: str = typer.Option(..., "--case-ref", help="Your case reference."),
     title: str = typer.Option(..., "--title", help="What the package holds."),
     description: str = typer.Option("", "--description"),
-    quiet: bool = typer.Option(False, "--quiet", "-q",
-                               help="Print only the package id (PKG=$(evx package create -q ...))."),
-    url: str = URL, token: str | None = TOKEN, as_json: bool = JSON,
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print only the package id (PKG=$(evx package create -q ...))."
+    ),
+    url: str = URL,
+    token: str | None = TOKEN,
+    as_json: bool = JSON,
     retries: int = RETRIES,
 ) -> None:
     """Create an evidence package owned by your authority (investigators)."""

@@ -11,6 +11,7 @@ from evx.cli.app import PANEL_SERVER, command, group
 from evx.cli.options import JSON
 from evx.cli.render import Output
 from evx.client.errors import UsageError
+from datetime import UTC
 
 group("db", "Database schema management.", panel=PANEL_SERVER)
 
@@ -202,7 +203,7 @@ def sweep_command(
                                    help="Also remove objects that no item or upload owns."),
 ) -> None:
     """Remove evidence objects left by uploads that died (crash mid-upload)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from service.packages.sweeper import sweep
     from service.runtime import build_runtime
@@ -213,7 +214,7 @@ def sweep_command(
     try:
         grace = timedelta(seconds=older_than if older_than is not None
                           else settings.sweep_grace_seconds)
-        report = sweep(runtime.engine, runtime.vault, now=datetime.now(timezone.utc),
+        report = sweep(runtime.engine, runtime.vault, now=datetime.now(UTC),
                        grace=grace, reconcile=reconcile, recorder=runtime.recorder,
                        operator_authority=settings.operator_authority)
     finally:

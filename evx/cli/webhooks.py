@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import typer
 
@@ -42,7 +42,7 @@ def webhook_add(
     with _registry_session() as (conn, _):
         TrustRegistry(conn).get_authority(authority)  # unknown: refused by the exit table
         endpoint = add_endpoint(conn, authority=authority, url=url, secret=secret,
-                                event_types=types, now=datetime.now(timezone.utc))
+                                event_types=types, now=datetime.now(UTC))
     if as_json:
         typer.echo(json.dumps({"id": endpoint.id, "authority": authority, "url": url,
                                "secret": secret, "event_types": types}))
@@ -85,7 +85,7 @@ def webhook_disable(endpoint_id: str = typer.Argument(..., metavar="ID"),
     from service.events.repository import disable_endpoint
 
     with _registry_session() as (conn, _):
-        changed = disable_endpoint(conn, endpoint_id, datetime.now(timezone.utc))
+        changed = disable_endpoint(conn, endpoint_id, datetime.now(UTC))
     if not changed:
         raise DeniedError(f"no active webhook endpoint {endpoint_id}")
     typer.echo(json.dumps({"disabled": endpoint_id}) if as_json else f"disabled {endpoint_id}")

@@ -55,7 +55,7 @@ def _read_logs(values: list[str], logs_file: Path | None) -> dict[str, list]:
     return logs
 
 
-def _cosigner(name: str, key_file: Path, create: bool):  # noqa: ANN202
+def _cosigner(name: str, key_file: Path, create: bool):
     from custody.cosignature import Cosigner
     from evx.witness.server import WitnessKeyError, load_or_create_witness_key
 

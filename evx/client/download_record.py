@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def record_files(package: dict[str, Any], origin: str, received: list[dict[str, 
         "server": origin,
         "case_reference": package.get("case_reference"),
         "owner_authority": package.get("owner_authority"),
-        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "complete": complete,
         "manifest_sha256": computed,
         "sealed_manifest_sha256": package.get("manifest_sha256"),
@@ -138,14 +138,14 @@ def _check_item(out: OutputFolder, item: dict[str, Any], report: FolderReport) -
             report.problem("changed", name, f"{out.shown(local)} points to "
                            f"{display(encode_bytes(target))}, not {display(item['target'])}")
         return
-    fd = out.open_existing(local)
-    if fd is None:
+    opened = out.open_existing(local)
+    if opened is None:
         report.problem("changed", name, f"{out.shown(local)} is no longer a regular file")
         return
     try:
-        sha256, size = _hash_fd(fd)
+        sha256, size = _hash_fd(opened)
     finally:
-        os.close(fd)
+        os.close(opened)
     if size != item["size"] or not hmac.compare_digest(sha256, item["sha256"]):
         report.problem("changed", name, f"{out.shown(local)} has sha256 {sha256} ({size} "
                        f"bytes); received with {item['sha256']} ({item['size']} bytes)")

@@ -166,5 +166,5 @@ def local_paths(names: Iterable[bytes], profile: Profile) -> dict[bytes, bytes]:
     for parent in sorted(tree, key=len):
         mapped = _map_siblings(sorted(tree[parent]), profile, top=not parent)
         for raw, local in mapped.items():
-            local_dir[parent + (raw,)] = local_dir[parent] + (local,)
+            local_dir[(*parent, raw)] = local_dir[parent] + (local,)
     return {name: b"/".join(local_dir[tuple(name.split(b"/"))]) for name in wanted}

@@ -22,6 +22,7 @@ from pathlib import Path
 from evx.client.errors import LocalFileError, UsageError
 from evx.client.localnames import PARTIAL_DIR, RECORD_DIR
 from evx.protocol.names import display, encode_bytes
+import contextlib
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -258,10 +259,8 @@ class OutputFolder:
         fd = self.directory((RECORD_DIR.encode(), package.encode()))
         temporary = f".{filename}.tmp".encode()
         try:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary, dir_fd=fd)
-            except FileNotFoundError:
-                pass
             out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
                           0o644, dir_fd=fd)
             try:

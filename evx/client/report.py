@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from custody.bundle import VerifiedBundle
@@ -37,7 +37,7 @@ def render_report(verified: VerifiedBundle, bundle: bytes, policy: Policy, *,
     except ImportError:
         raise UsageError("the PDF report needs fpdf2",
                          hint='pip install "evidence-exchange[report]"') from None
-    verified_at = verified_at or datetime.now(timezone.utc)
+    verified_at = verified_at or datetime.now(UTC)
     pdf = FPDF(orientation="L", format="A4")
     pdf.set_title(f"Chain of custody of {verified.package_id}")
     pdf.set_creator("evidence-exchange (evx custody --report)")
@@ -62,7 +62,7 @@ def render_report(verified: VerifiedBundle, bundle: bytes, policy: Policy, *,
     pdf.set_font(family, size=9)
     checkpoint = verified.witnessed.checkpoint
     cosigned = ", ".join(
-        f"{name} ({datetime.fromtimestamp(t, timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+        f"{name} ({datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S} UTC)"
         for name, t in sorted(verified.witnessed.cosigned.items())) or "none"
     lines = [
         f"VERIFIED on {verified_at:%Y-%m-%d %H:%M:%S} UTC: {len(verified.entries)} entries, each "
@@ -89,7 +89,9 @@ def render_report(verified: VerifiedBundle, bundle: bytes, policy: Policy, *,
     pdf.set_font(family, size=12)
     pdf.cell(0, 8, "Timeline", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(family, size=8)
-    heading = FontFace(emphasis="BOLD" if family == "helvetica" else None, fill_color=(225, 225, 225))
+    heading = FontFace(
+        emphasis="BOLD" if family == "helvetica" else None, fill_color=(225, 225, 225)
+    )
     with pdf.table(col_widths=tuple(w for _, w in _COLUMNS), headings_style=heading,
                    line_height=4.5, text_align="LEFT") as table:
         table.row([name for name, _ in _COLUMNS])

@@ -314,7 +314,7 @@ class _LoopbackListener:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 if parts.path != "/callback" or listener._arrived.is_set():
                     self.send_error(404)
@@ -331,7 +331,7 @@ class _LoopbackListener:
                 self.end_headers()
                 self.wfile.write(page)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
         self._server = HTTPServer(("127.0.0.1", 0), Handler)

@@ -54,8 +54,10 @@ def pinned_log_key(api: Api, state: TrustState, *, announced: str | None = None)
         raise LogKeyChanged(
             f"THE LOG KEY OF {api.origin} CHANGED. Pinned: {pinned}  Now presented: {served}",
             hint="Nothing from this server can be verified any more. Do not re-pin unless the "
-                 "operator announced a key change through another channel (then: evx trust "
-                 f"log --key KEY); the pin is {state.key_path}, or EVX_LOG_KEY when set.", details={"pinned": str(pinned), "presented": str(served)})
+            "operator announced a key change through another channel (then: evx trust "
+            f"log --key KEY); the pin is {state.key_path}, or EVX_LOG_KEY when set.",
+            details={"pinned": str(pinned), "presented": str(served)},
+        )
     return PinnedKey(pinned, False)
 
 

@@ -168,7 +168,7 @@ def make_handler(witness: Witness, prefix: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             if self.path != prefix + "/add-checkpoint":
                 self._send(404, "not found\n")
                 return
@@ -197,7 +197,7 @@ def make_handler(witness: Witness, prefix: str) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(200, cosignature)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parts = self.path[len(prefix):].split("/") if self.path.startswith(prefix) else []
             if len(parts) == 3 and parts[0] == "" and parts[2] == "checkpoint":
                 note = witness.checkpoint_for(parts[1])
@@ -206,7 +206,7 @@ def make_handler(witness: Witness, prefix: str) -> type[BaseHTTPRequestHandler]:
                     return
             self._send(404, "not found\n")
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("%s %s", self.address_string(), format % args)
 
     return Handler

@@ -22,7 +22,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("client_id", sa.String(200), nullable=True))
         batch.create_unique_constraint("uq_authorities_issuer", ["issuer"])
         batch.create_check_constraint(
-            op.f("ck_authorities_client_id_needs_issuer"), "client_id IS NULL OR issuer IS NOT NULL")
+            op.f("ck_authorities_client_id_needs_issuer"), "client_id IS NULL OR issuer IS NOT NULL"
+        )
     with op.batch_alter_table("authority_keys") as batch:
         batch.add_column(sa.Column("source", sa.String(16), nullable=False,
                                    server_default="manual"))

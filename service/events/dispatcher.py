@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import httpx
@@ -46,7 +46,7 @@ MAX_RESPONSE_BYTES = 64 * 1024  # a receiver's answer is never needed beyond its
 def payload(event_type: str, occurred_at: datetime, data: dict[str, Any]) -> bytes:
     """The delivered body: fixed per event, so a repeat is byte-identical."""
     return json.dumps({"type": event_type, "timestamp": occurred_at.astimezone(
-        timezone.utc).isoformat().replace("+00:00", "Z"), "data": data},
+        UTC).isoformat().replace("+00:00", "Z"), "data": data},
         separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
@@ -59,7 +59,7 @@ class Notifier:
 
     def __init__(self, engine: Engine, *, retry_schedule: list[float], timeout: float,
                  poll_seconds: float, warning: timedelta,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._schedule = retry_schedule
         self._timeout = timeout

@@ -95,7 +95,8 @@ def last_seq(conn: Connection, authority: str) -> int:
         events.c.authority == authority)).scalar_one())
 
 
-# -- webhook endpoints ------------------------------------------------------------------------------
+# -- webhook endpoints -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EndpointRow:
@@ -133,7 +134,8 @@ def disable_endpoint(conn: Connection, endpoint_id: str, now: datetime) -> bool:
     return result.rowcount == 1
 
 
-# -- the outbox -------------------------------------------------------------------------------------
+# -- the outbox ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DueDelivery:

@@ -18,11 +18,10 @@ from service.auth import Officer
 from service.identity.authorities import AUTHORITY_ID_PATTERN, Authority
 from service.identity.errors import UnknownAuthority
 from service.identity.registry import TrustRegistry
-from service.problems import NOT_FOUND, Problem
+from service.problems import NOT_FOUND, AS_PROBLEM, Problem
 
 router = APIRouter(prefix="/v1/authorities", tags=["authorities"])
 
-_PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
 
 
 class AuthorityOut(BaseModel):
@@ -50,7 +49,7 @@ def _directory(request: Request) -> list[Authority]:
 
 
 @router.get("", response_model=AuthorityList, responses={
-    401: {"description": "Missing or refused token", **_PROBLEM}})
+    401: {"description": "Missing or refused token", **AS_PROBLEM}})
 def list_authorities(request: Request, officer: Officer) -> AuthorityList:
     """The partner authorities packages can be shared with (and this service's operator)."""
     del officer  # any authenticated officer may read the directory
@@ -60,7 +59,7 @@ def list_authorities(request: Request, officer: Officer) -> AuthorityList:
 
 
 @router.get("/{authority_id}/sign-in", response_model=SignIn, responses={
-    404: {"description": "No such authority, or it has no identity provider", **_PROBLEM}})
+    404: {"description": "No such authority, or it has no identity provider", **AS_PROBLEM}})
 def sign_in(
     request: Request,
     authority_id: Annotated[str, Path(max_length=64, pattern=AUTHORITY_ID_PATTERN.pattern)],

@@ -59,7 +59,8 @@ class PublicKey:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Strict unpadded base64url (RFC 7515 section 2): no padding, no whitespace, no other alphabet."""
+    """Strict unpadded base64url (RFC 7515 section 2): no padding, no whitespace, no other
+    alphabet."""
     if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not unpadded base64url")
     try:
@@ -119,7 +120,9 @@ def public_key_from_jwk(
             _, curve_class, size = curve
             x, y = _jwk_bytes(jwk, "x"), _jwk_bytes(jwk, "y")
             if len(x) != size or len(y) != size:
-                raise KeyRejected(f"{crv} coordinates must be exactly {size} bytes (RFC 7518 6.2.1)")
+                raise KeyRejected(
+                    f"{crv} coordinates must be exactly {size} bytes (RFC 7518 6.2.1)"
+                )
             key = ec.EllipticCurvePublicNumbers(
                 int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve_class()
             ).public_key()
@@ -175,8 +178,8 @@ def public_key_from_key(
         if curve is None:
             raise KeyRejected(f"EC curve {key.curve.name} is not accepted (P-256 or P-384)")
         crv, _, size = curve
-        numbers = key.public_numbers()
-        jwk = {"kty": "EC", "crv": crv, "x": _uint(numbers.x, size), "y": _uint(numbers.y, size)}
+        point = key.public_numbers()
+        jwk = {"kty": "EC", "crv": crv, "x": _uint(point.x, size), "y": _uint(point.y, size)}
         alg = algorithm or EC_ALGORITHM_BY_CURVE[crv]
         if alg != EC_ALGORITHM_BY_CURVE[crv]:
             raise KeyRejected(f"a {crv} key can only be bound to {EC_ALGORITHM_BY_CURVE[crv]}")

@@ -178,7 +178,7 @@ class TrustRegistrar:
                        if k.source == "jwks" and k.thumbprint not in published_prints]
             if not adds and not retires:
                 return KeyChanges(skipped=tuple(skipped))
-            self._record(conn, 
+            self._record(conn,
                 [_key_added(actor, authority_id, k, "jwks", issuer, jwks_uri) for k in adds] +
                 [_key_retired(actor, k, f"no longer published at {jwks_uri}") for k in retires])
             added = tuple(registry.add_key(authority_id, k, source="jwks", now=now)

@@ -111,7 +111,8 @@ class TrustRegistry:
         self, authority_id: str, key: PublicKey, *, source: KeySource = "manual",
         now: datetime | None = None,
     ) -> AuthorityKey:
-        """Register an active public key. Raises UnknownAuthority, KeyRejected (kid or key reused)."""
+        """Register an active public key. Raises UnknownAuthority, KeyRejected (kid or key
+        reused)."""
         if self._authority_row(authority_id) is None:
             raise UnknownAuthority(authority_id)
         if self._key_row(authority_id, key.kid) is not None:

@@ -1,4 +1,5 @@
-"""Trust-registry tables on the shared :data:`service.db.metadata` (created by ``0002_authorities``)."""
+"""Trust-registry tables on the shared :data:`service.db.metadata` (created by
+``0002_authorities``)."""
 
 from __future__ import annotations
 

@@ -47,8 +47,11 @@ class Event:
     def to_entry(self, *, index: int, time: str, prev: str | None,
                  package_prev: str | None) -> Entry:
         """The entry this event becomes at ``index``. Raises :class:`custody.errors.FormatError`."""
-        return Entry(index=index, time=time, actor=self.actor, action=self.action,
-                     outcome=self.outcome, package=self.package, item=self.item,
+        # Entry converts (and checks) an action or outcome given as a string.
+        return Entry(index=index, time=time, actor=self.actor,
+                     action=self.action,  # type: ignore[arg-type]
+                     outcome=self.outcome,  # type: ignore[arg-type]
+                     package=self.package, item=self.item,
                      reason=self.reason, legal=self.legal, details=self.details, prev=prev,
                      package_prev=package_prev, token=self.token)
 

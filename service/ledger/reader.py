@@ -8,6 +8,7 @@ its leaves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from datetime import UTC
 from typing import Any, TypeVar
 
@@ -201,7 +202,7 @@ class LedgerReader:
                       for start, end in merkle.inclusion_proof_ranges(index, tree_size)
                       for key in merkle.perfect_nodes(start, end)}
             nodes = _nodes(conn, wanted)
-            return [_fold(lambda i=index: merkle.inclusion_proof(i, tree_size, lambda _: nodes))
+            return [_fold(partial(merkle.inclusion_proof, index, tree_size, lambda _: nodes))
                     for index in indexes]
         return self._read(work)
 

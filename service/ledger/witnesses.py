@@ -296,8 +296,12 @@ class CosignatureCollector:
         if witness.key not in found:
             st.last_error = "no cosignature by the configured key in the answer"
             return "bad-cosignature"
-        line = next(ln + "\n" for ln in text.splitlines() if ln.startswith(f"\u2014 {witness.key.name} ")
-                    and _line_verifies(target.note, ln, witness.key))
+        line = next(
+            ln + "\n"
+            for ln in text.splitlines()
+            if ln.startswith(f"\u2014 {witness.key.name} ")
+            and _line_verifies(target.note, ln, witness.key)
+        )
         store_cosignature(self.engine, witness, target, line, found[witness.key])
         st.cosigned_size = max(st.cosigned_size or 0, target.tree_size)
         st.known_size = target.tree_size

@@ -14,6 +14,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from evx.protocol.names import InvalidName, decode_text
 from service.auth import Officer
 from service.guard import streams_body
+from service.problems import AS_PROBLEM, Responses
 from service.transfer_limits import (
     DOWNLOAD_BUFFER_BYTES,
     UPLOAD_BUFFER_BYTES,
@@ -56,8 +57,7 @@ register_url_convertor("item", ItemNameConvertor())
 
 router = APIRouter(prefix="/v1/packages", tags=["packages"])
 
-_PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
-ERRORS = {status: {"description": text, **_PROBLEM} for status, text in {
+ERRORS: Responses = {status: {"description": text, **AS_PROBLEM} for status, text in {
     401: "Missing or refused token", 403: "Not allowed (role, share expired or revoked)",
     404: "No such package for this authority", 503: "Ledger or store unavailable",
 }.items()}
@@ -174,9 +174,9 @@ def get_package(package_id: str, officer: Officer, request: Request) -> PackageO
 
 
 @router.put("/{package_id}/items/{name:item}", status_code=201, response_model=ItemOut,
-            responses={**ERRORS, 409: {"description": "Sealed, or the item exists", **_PROBLEM},
-                       413: {"description": "Too large", **_PROBLEM},
-                       422: {"description": "Content-Digest mismatch or bad name", **_PROBLEM}},
+            responses={**ERRORS, 409: {"description": "Sealed, or the item exists", **AS_PROBLEM},
+                       413: {"description": "Too large", **AS_PROBLEM},
+                       422: {"description": "Content-Digest mismatch or bad name", **AS_PROBLEM}},
             openapi_extra={"requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {"type": "string",
                                                         "format": "binary"}}}}})
@@ -191,7 +191,8 @@ async def upload_item(
     upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
 ) -> ItemOut | Response:
     """Upload one item as the raw request body, streamed and encrypted as it arrives; or, with
-    ``Upload-Complete: ?0``, create a resumable upload of it (draft-ietf-httpbis-resumable-upload)."""
+    ``Upload-Complete: ?0``, create a resumable upload of it
+    (draft-ietf-httpbis-resumable-upload)."""
     from service.packages.upload_endpoints import create_upload, parse_sf_boolean, \
         parse_sf_integer
 
@@ -220,8 +221,8 @@ async def upload_item(
 @router.post("/{package_id}/items", status_code=201, response_model=ItemOut,
              responses={**ERRORS, 409: {"description": "Sealed, the item exists, or a file or "
                                                       "link would be another item's directory",
-                                        **_PROBLEM},
-                        422: {"description": "Bad name, kind or target", **_PROBLEM}})
+                                        **AS_PROBLEM},
+                        422: {"description": "Bad name, kind or target", **AS_PROBLEM}})
 def add_entry(package_id: str, body: EntryCreate, officer: Officer, request: Request,
               response: Response) -> ItemOut:
     """Add a symbolic link (target recorded, never followed) or an empty directory as an item."""
@@ -244,7 +245,7 @@ def add_receipt(package_id: str, body: ReceiptCreate, officer: Officer,
 
 
 @router.post("/{package_id}/seal", response_model=SealOut,
-             responses={**ERRORS, 409: {"description": "Already sealed", **_PROBLEM}})
+             responses={**ERRORS, 409: {"description": "Already sealed", **AS_PROBLEM}})
 def seal_package(package_id: str, officer: Officer, request: Request) -> SealOut:
     """Freeze the package; its manifest hash goes into the ledger."""
     package, index = _service(request).seal(officer, package_id)
@@ -254,8 +255,8 @@ def seal_package(package_id: str, officer: Officer, request: Request) -> SealOut
 
 
 @router.post("/{package_id}/shares", status_code=201, response_model=ShareOut,
-             responses={**ERRORS, 409: {"description": "Not sealed", **_PROBLEM},
-                        422: {"description": "Unknown authority or bad expiry", **_PROBLEM}})
+             responses={**ERRORS, 409: {"description": "Not sealed", **AS_PROBLEM},
+                        422: {"description": "Unknown authority or bad expiry", **AS_PROBLEM}})
 def share_package(package_id: str, body: ShareCreate, officer: Officer,
                   request: Request) -> ShareOut:
     """Share a sealed package with another authority under a legal basis."""
@@ -295,7 +296,7 @@ def item_content_head(package_id: str, name: str, officer: Officer, request: Req
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     206: {"description": "The requested byte range", "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-    416: {"description": "Range not satisfiable", **_PROBLEM}},
+    416: {"description": "Range not satisfiable", **AS_PROBLEM}},
     response_class=StreamingResponse)
 async def download_item(
     package_id: str, name: str, officer: Officer, request: Request,

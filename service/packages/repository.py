@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -67,10 +67,9 @@ class ShareRow:
 
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything stored here is UTC.
-    from datetime import timezone
 
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

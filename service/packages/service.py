@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from custody import rules
 from service.events import repository as events
@@ -161,7 +161,7 @@ class PackageService:
                         "expires_at is in the past"), outcome="failed")
                 # Stored and recorded in UTC: SQLite keeps no offset, and the ledger and the
                 # share row must say the same instant.
-                expires_at = expires_at.astimezone(timezone.utc)
+                expires_at = expires_at.astimezone(UTC)
             self._gate.recorder.record(
                 caller, "share.created", package=package_id, legal=legal,
                 details={"authority": authority,

@@ -165,7 +165,7 @@ class ItemTransfers:
                 "it is)"), item=name, outcome="failed")
         try:
             selected = byte_range(item)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the endpoint's refusal, recorded then re-raised
             raise self._gate.refuse(caller, "download.started", package_id, exc, item=name,
                                outcome="failed") from None
         start, end = selected if selected else (0, item.size)

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from service.auth import Officer
 from service.guard import streams_body
+from service.problems import AS_PROBLEM
 from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
 from service.packages import repository as repo
 from service.packages.errors import InvalidRequest
@@ -32,7 +33,6 @@ router = APIRouter(prefix="/v1/uploads", tags=["packages"])
 
 PARTIAL_UPLOAD = "application/partial-upload"
 _SF_INTEGER = re.compile(r"[0-9]{1,15}")  # RFC 9651 sf-integer, non-negative
-_PROBLEM = {"model": None, "content": {"application/problem+json": {}}}
 
 
 def parse_sf_boolean(value: str | None, field: str) -> bool | None:
@@ -127,7 +127,7 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
 
 
 @router.head("/{upload_id}", status_code=204, responses={
-    404: {"description": "No such upload", **_PROBLEM}})
+    404: {"description": "No such upload", **AS_PROBLEM}})
 def upload_offset(upload_id: str, officer: Officer, request: Request) -> Response:
     """Offset retrieval: how many bytes of the upload are stored durably."""
     session = _uploads(request).status(officer, upload_id)
@@ -136,11 +136,11 @@ def upload_offset(upload_id: str, officer: Officer, request: Request) -> Respons
 
 @router.patch("/{upload_id}", status_code=204, responses={
     201: {"description": "Upload complete: the item, digest-checked and on the record"},
-    400: {"description": "Inconsistent upload length", **_PROBLEM},
-    404: {"description": "No such upload", **_PROBLEM},
-    409: {"description": "Mismatching offset, or superseded", **_PROBLEM},
-    415: {"description": "Not application/partial-upload", **_PROBLEM},
-    422: {"description": "Repr-Digest mismatch or missing", **_PROBLEM}},
+    400: {"description": "Inconsistent upload length", **AS_PROBLEM},
+    404: {"description": "No such upload", **AS_PROBLEM},
+    409: {"description": "Mismatching offset, or superseded", **AS_PROBLEM},
+    415: {"description": "Not application/partial-upload", **AS_PROBLEM},
+    422: {"description": "Repr-Digest mismatch or missing", **AS_PROBLEM}},
     openapi_extra={"requestBody": {"required": True, "content": {
         PARTIAL_UPLOAD: {"schema": {"type": "string", "format": "binary"}}}}})
 @streams_body
@@ -177,7 +177,7 @@ async def upload_append(
 
 
 @router.delete("/{upload_id}", status_code=204, responses={
-    404: {"description": "No such upload", **_PROBLEM}})
+    404: {"description": "No such upload", **AS_PROBLEM}})
 def upload_cancel(upload_id: str, officer: Officer, request: Request) -> Response:
     """Upload cancellation: the staged bytes are removed; the cancellation is on the record."""
     _uploads(request).cancel(officer, upload_id)

@@ -24,7 +24,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -194,7 +194,7 @@ def period_end(event: datetime, amount: int, unit: Unit, zone: ZoneInfo) -> date
     local = event.astimezone(zone)
     if unit is Unit.HOURS:
         # Whole hours in UTC: local wall-clock hours repeat or vanish at DST changes.
-        start = event.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        start = event.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         return start + timedelta(hours=amount + 1)
     if unit is Unit.DAYS:
         last_day = local.date() + timedelta(days=amount)
@@ -204,7 +204,7 @@ def period_end(event: datetime, amount: int, unit: Unit, zone: ZoneInfo) -> date
         day = min(local.day, calendar.monthrange(year, month)[1])
         last_day = local.date().replace(year=year, month=month, day=day)
     end_local = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=zone)
-    return end_local.astimezone(timezone.utc)
+    return end_local.astimezone(UTC)
 
 
 # -- a request's deadlines -------------------------------------------------------------------------
@@ -286,9 +286,11 @@ def compute_deadlines(t: Timeline, rules: RulesTable, zone: ZoneInfo) -> list[De
     result = []
     for rule in rules[(t.instrument, t.urgency)]:
         applies = _open_and_met(rule.milestone, t)
-        if applies is None or applies[0] is None:
+        if applies is None:
             continue
         start, is_open = applies
+        if start is None:
+            continue
         due = period_end(start, rule.amount, rule.unit, zone)
         result.append(Deadline(rule.milestone, due, rule, None if is_open else
                                _met_at(rule.milestone, t), is_open))

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from service.auth import Officer
 from service.packages.custody_endpoints import CustodyOut, proven_record
-from service.packages.endpoints import ERRORS, _PROBLEM
+from service.packages.endpoints import ERRORS
+from service.problems import AS_PROBLEM, Responses
 from service.requests import repository as repo
 from service.requests.deadlines import LEGAL_BASIS, Deadline, Instrument, State, \
     parse_duration, rules_document
@@ -33,9 +34,12 @@ from service.requests.service import Filing, RequestService, RequestView
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
-RESPONSES = {**ERRORS, 404: {"description": "No such request for this authority", **_PROBLEM},
-             409: {"description": "Not possible in the request's state", **_PROBLEM},
-             422: {"description": "Invalid values", **_PROBLEM}}
+RESPONSES: Responses = {
+    **ERRORS,
+    404: {"description": "No such request for this authority", **AS_PROBLEM},
+    409: {"description": "Not possible in the request's state", **AS_PROBLEM},
+    422: {"description": "Invalid values", **AS_PROBLEM},
+}
 
 
 class TransitionName(enum.StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -215,7 +215,7 @@ class RequestService:
                 if until.tzinfo is None or until <= now:
                     raise self._refuse(caller, t.action, request, InvalidRequestData(
                         "until must be a future time with a time zone"), outcome="failed")
-                until = until.astimezone(timezone.utc)
+                until = until.astimezone(UTC)
             details: dict[str, str | int | bool | None] = {
                 "from": request.state, "to": target.value}
             if until is not None:
@@ -294,8 +294,9 @@ class RequestService:
         assert package.manifest_sha256 is not None
         now = self._gate.now()
         with self._gate.mutating() as conn:
-            request = repo.lock_request(conn, request_id)
-            assert request is not None
+            locked = repo.lock_request(conn, request_id)
+            assert locked is not None
+            request = locked
             index = self._gate.recorder.record(
                 caller, action, package=request.id, legal=legal,
                 details={"delivered_package": package_id,

@@ -16,7 +16,8 @@ COUNTRY_ZONES = {
     "LV": "Europe/Riga", "LT": "Europe/Vilnius", "LU": "Europe/Luxembourg", "MT": "Europe/Malta",
     "NL": "Europe/Amsterdam", "PL": "Europe/Warsaw", "PT": "Europe/Lisbon",
     "RO": "Europe/Bucharest", "SK": "Europe/Bratislava", "SI": "Europe/Ljubljana",
-    "ES": "Europe/Madrid", "SE": "Europe/Stockholm", "NO": "Europe/Oslo", "IS": "Atlantic/Reykjavik",
+    "ES": "Europe/Madrid", "SE": "Europe/Stockholm", "NO": "Europe/Oslo",
+    "IS": "Atlantic/Reykjavik",
     "CH": "Europe/Zurich", "GB": "Europe/London", "UA": "Europe/Kyiv", "US": "America/New_York",
     "CA": "America/Toronto", "JP": "Asia/Tokyo", "AU": "Australia/Sydney",
 }

@@ -382,11 +382,13 @@ async def share_package(request: Request, package_id: str) -> Response:
     fields = await _form(request, session)
     expires = fields.get("expires_at", "").strip()
     try:
-        body = ShareCreate(authority=fields.get("authority", "").strip(),
-                           legal_basis=fields.get("legal_basis", ""),
-                           request_reference=fields.get("request_reference", ""),
-                           expires_at=(expires if "+" in expires or expires.endswith("Z")
-                                       else expires + "Z") if expires else None)
+        body = ShareCreate.model_validate({
+            "authority": fields.get("authority", "").strip(),
+            "legal_basis": fields.get("legal_basis", ""),
+            "request_reference": fields.get("request_reference", ""),
+            # a form gives text; the model parses it (as it parses the JSON API's)
+            "expires_at": (expires if "+" in expires or expires.endswith("Z")
+                           else expires + "Z") if expires else None})
     except ValidationError as exc:
         return _back(package_id, "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors()))
     service = _runtime(request).packages

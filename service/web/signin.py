@@ -110,7 +110,8 @@ def finish(runtime: Any, pending: PendingSignIn, code: str) -> SignedIn:
         body = None
     if response.status_code != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
-        raise SignInRefused(f"the sign-in service refused the code ({error or response.status_code})")
+        raise SignInRefused("the sign-in service refused the code "
+                            f"({error or response.status_code})")
     access = body.get("access_token")
     if not isinstance(access, str):
         raise SignInRefused("the sign-in service sent no access token")

@@ -5,7 +5,7 @@ are not, and that strangers cannot tell an existing package id from a made-up on
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import httpx
 import pytest
@@ -84,7 +84,7 @@ LISTED = dict(owner_investigator=True, owner_auditor=True, recipient_investigato
 def _package(w: World, share_state: str) -> str:
     expires = None
     if share_state == "expired":
-        expires = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+        expires = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     package_id = w.sealed_shared_package({"statement.txt": SECRET}, expires_at=expires)
     if share_state == "revoked":
         r = w.client.delete(f"/v1/packages/{package_id}/shares/{RECIPIENT}",
@@ -125,12 +125,12 @@ def test_matrix(world: World, caller: str) -> None:
     for endpoint, expected_by_caller in MATRIX.items():
         package_id = _package(world, share_state)
         if expired:
-            later = datetime.now(timezone.utc) + timedelta(days=400)
-            world.runtime.gate.clock = lambda: later  # time travel
+            later = datetime.now(UTC) + timedelta(days=400)
+            world.runtime.gate.clock = lambda: later  # noqa: B023 - time travel, this iteration
         headers = world.headers(authority, role) if authority else {}
         before = world.ledger_size()
         response = _call(world, endpoint, package_id, headers)
-        world.runtime.gate.clock = lambda: datetime.now(timezone.utc)
+        world.runtime.gate.clock = lambda: datetime.now(UTC)
         expected = expected_by_caller[caller]
         assert response.status_code == expected, (endpoint, caller, response.text)
         if expected >= 400:
@@ -163,7 +163,7 @@ def test_listing_shows_only_visible_packages(world: World, caller: str) -> None:
     authority, role, share_state = CALLERS[caller]
     package_id = _package(world, share_state)
     if share_state == "expired":
-        later = datetime.now(timezone.utc) + timedelta(days=400)
+        later = datetime.now(UTC) + timedelta(days=400)
         world.runtime.gate.clock = lambda: later
     r = world.client.get("/v1/packages", headers=world.headers(authority, role))
     assert r.status_code == 200

@@ -1,5 +1,6 @@
 """The two-authority flow of the issue, end to end, on the embedded defaults and on real
-PostgreSQL + SeaweedFS: create, upload with digests, seal, share, retrieve, audit, export, verify."""
+PostgreSQL + SeaweedFS: create, upload with digests, seal, share, retrieve, audit, export,
+verify."""
 
 from __future__ import annotations
 

@@ -34,11 +34,17 @@ def test_officer_entries_record_kid_thumbprint_and_jti(world: World) -> None:
     entries = world.entries(start)
     assert entries and all(e["v"] == 2 for e in entries)
     with world.runtime.engine.connect() as conn:
-        jwks = {row.kid: json.loads(row.public_jwk) for row in conn.execute(sa.select(authority_keys))}
+        jwks = {
+            row.kid: json.loads(row.public_jwk) for row in conn.execute(sa.select(authority_keys))
+        }
     for entry in entries:
         token = world.tokens[(entry["actor"]["authority"], entry["actor"]["role"])]
         kid = _jws_header(token)["kid"]
-        assert entry["token"] == {"kid": kid, "jkt": jwk_thumbprint(jwks[kid]), "jti": _jti(token)}, entry
+        assert entry["token"] == {
+            "kid": kid,
+            "jkt": jwk_thumbprint(jwks[kid]),
+            "jti": _jti(token),
+        }, entry
     actions = [e["action"] for e in entries]
     assert {"package.created", "item.uploaded", "package.sealed", "share.created",
             "download.started", "download.completed"} <= set(actions)

@@ -44,7 +44,7 @@ def test_download_refused_with_zero_bytes_when_ledger_fails(world: World) -> Non
     assert b"protected witness" not in r.content
     _fix(world)
     assert world.ledger_size() == size_before
-    assert world.runtime.metrics.ledger_failures._value.get() >= 1  # noqa: SLF001
+    assert world.runtime.metrics.ledger_failures._value.get() >= 1
 
 
 def test_every_operation_refused_when_ledger_fails(world: World) -> None:
@@ -106,7 +106,7 @@ def test_replaced_log_key_is_refused_not_served(world: World) -> None:
     # The operator swaps the signing key under a running replica.
     world.runtime.ledger = Ledger(world.runtime.engine, Ed25519PrivateKey.generate(),
                                   origin=world.settings.log_origin)
-    world.runtime.recorder._ledger = world.runtime.ledger  # noqa: SLF001
+    world.runtime.recorder._ledger = world.runtime.ledger
     r = world.client.get("/readyz")
     assert r.status_code == 503 and r.json()["checks"]["log_key"].startswith("mismatch")
     r = world.client.get("/v1/ledger/checkpoint", headers=h)

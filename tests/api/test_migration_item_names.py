@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from service.packages import repository as repo
 from service.packages.tables import items
 from tests.api.conftest import OWNER, World
 
-NOW = datetime(2026, 11, 28, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
 def _legacy_rows(url: str) -> None:
@@ -29,7 +29,7 @@ def _legacy_rows(url: str) -> None:
                 "INSERT INTO package_items (package_id, name, size, sha256, object_name, "
                 "storage, uploaded_by, uploaded_at) VALUES ('pkg_1', :n, 1, :h, :o, :s, 'anna',"
                 " :t)"), {"n": name, "h": "0" * 64, "o": obj, "t": NOW,
-                          "s": '{"object_name": "%s", "key_ids": []}' % obj})
+                          "s": f'{{"object_name": "{obj}", "key_ids": []}}'})
     engine.dispose()
 
 

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -112,7 +112,7 @@ def _resume_round_trip(w: World) -> None:
                        headers=w.headers(OWNER))
     assert got.status_code == 200 and got.content == data
     assert _uploaded_entries(w, start) == [("allowed", None)]
-    entry = [e for e in w.entries(start) if e["action"] == "item.uploaded"][0]
+    entry = next(e for e in w.entries(start) if e["action"] == "item.uploaded")
     assert entry["details"] == {"size": SIZE, "sha256": hashlib.sha256(data).hexdigest()}
     assert _staged_objects(w) == []
     assert w.client.head(location, headers=w.headers(OWNER)).status_code == 404
@@ -190,7 +190,7 @@ def test_cancel_and_expiry_are_recorded(rworld: World) -> None:
     assert len(_staged_objects(rworld)) == 1
     # the sweeper leaves an upload alone while it is not idle for longer than the grace...
     runtime = rworld.runtime
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report = sweep(runtime.engine, runtime.vault, now=now, grace=timedelta(hours=1),
                    recorder=runtime.recorder, operator_authority=OPERATOR)
     assert report.expired_uploads == 0

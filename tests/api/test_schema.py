@@ -54,7 +54,8 @@ def test_every_operation_conforms(schema_world: World) -> None:
                 case.path_parameters["package_id"] = known  # exercise the deep paths too
             headers = {**(case.headers or {}), **w.headers(*caller)}
             case.call_and_validate(headers=headers, checks=CHECKS)
-            tried[operation.label] = tried.get(operation.label, 0) + 1
+            # run() is called right below, inside this iteration
+            tried[operation.label] = tried.get(operation.label, 0) + 1  # noqa: B023
 
         run()
     assert set(tried) == {op.label for op in operations}

@@ -3,7 +3,7 @@ never touches an item's objects or an upload still in progress."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import sqlalchemy as sa
 
@@ -39,7 +39,7 @@ def test_sweeper_removes_dead_uploads_only(world: World) -> None:
     package_id = world.create_package()
     world.upload(package_id, "kept.bin", b"evidence that stays")
     kept = _objects(world)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     dead = _crashed_upload(world, now - timedelta(days=2), package_id)
     in_progress = _crashed_upload(world, now - timedelta(minutes=1), package_id)
     assert {dead, dead + ENVELOPE_SUFFIX} <= _objects(world)
@@ -69,7 +69,7 @@ def test_reconcile_removes_unowned_objects(world: World) -> None:
     world.upload(package_id, "kept.bin", b"stays")
     kept = _objects(world)
     orphan = world.runtime.vault.put_item("pkg_y", "y.bin", [b"owned by nobody"]).object_name
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report = _sweep(world, now, reconcile=True)
     assert report.unowned == 1
     assert orphan not in _objects(world)
@@ -86,7 +86,7 @@ def test_half_written_temporaries_of_a_killed_writer_are_removed(world: World) -
     old, fresh = root / ".tmp-0123456789abcdef", root / ".tmp-fedcba9876543210"
     old.write_bytes(b"half of a ciphertext")
     fresh.write_bytes(b"a write in progress")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     two_days_ago = (now - timedelta(days=2)).timestamp()
     os.utime(old, (two_days_ago, two_days_ago))
     report = _sweep(world, now)
@@ -103,7 +103,7 @@ def test_downloads_whose_server_died_are_recorded_as_aborted(world: World) -> No
                          headers=world.headers(RECIPIENT))
     assert r.status_code == 200
     with world.runtime.engine.connect() as conn:  # a finished download leaves no open row
-        assert repo.open_downloads_before(conn, datetime.now(timezone.utc)
+        assert repo.open_downloads_before(conn, datetime.now(UTC)
                                           + timedelta(days=1)) == []
     # What a replica killed mid-transfer leaves: a started entry and its open row.
     started = world.runtime.recorder.record(
@@ -112,9 +112,9 @@ def test_downloads_whose_server_died_are_recorded_as_aborted(world: World) -> No
     with world.runtime.engine.begin() as conn:
         repo.add_open_download(conn, started_index=started, package_id=package_id, item="d.bin",
                                authority=RECIPIENT, subject="luc", role="investigator",
-                               started_at=datetime.now(timezone.utc) - timedelta(days=2))
+                               started_at=datetime.now(UTC) - timedelta(days=2))
     size = world.ledger_size()
-    report = _sweep(world, datetime.now(timezone.utc))
+    report = _sweep(world, datetime.now(UTC))
     assert report.unfinished_downloads == 1
     (aborted,) = world.entries(size)
     assert (aborted["action"], aborted["outcome"], aborted["package"]) == (

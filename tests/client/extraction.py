@@ -16,7 +16,7 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 #: One component per class of issue 9.1 (as bytes, the way a file system holds them).
 NAME_CLASSES: dict[str, bytes] = {
-    "colon and reserved": 'IMG 2026-11-02 06:10:00 *?"<>|.jpg'.encode(),
+    "colon and reserved": b'IMG 2026-11-02 06:10:00 *?"<>|.jpg',
     "backslash": b"C:\\Users\\anna\\notes.txt",
     "trailing dot": b"trailing.",
     "trailing space": b"trailing ",

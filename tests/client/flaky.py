@@ -4,6 +4,7 @@ after N bytes, or holds a request until the test releases it. Everything else is
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections import defaultdict
@@ -58,10 +59,9 @@ class FlakyProxy:
                 return None
 
             def _handle(self) -> None:
-                try:
+                # the client went away: what a real proxy sees too
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._forward()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client went away: what a real proxy sees too
 
             def _forward(self) -> None:
                 action = proxy._next_action(self.path)

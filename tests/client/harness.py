@@ -1,9 +1,10 @@
 """A real `evx serve` process and real `evx` client processes, as users run them.
 
 The server is started with ``python -m evx serve`` on a free port with its own data
-directory, initialised first with ``evx init`` as an operator does; authorities are registered with ``evx authority add --generate-key`` and tokens minted
-with ``evx token`` beforehand. Each user runs the client with only ``EVX_URL``, ``EVX_TOKEN`` and
-their own ``EVX_STATE_DIR`` -- nothing of the server's configuration.
+directory, initialised first with ``evx init`` as an operator does; authorities are registered
+with ``evx authority add --generate-key`` and tokens minted with ``evx token`` beforehand. Each
+user runs the client with only ``EVX_URL``, ``EVX_TOKEN`` and their own ``EVX_STATE_DIR`` --
+nothing of the server's configuration.
 """
 
 from __future__ import annotations

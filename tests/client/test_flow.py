@@ -18,7 +18,8 @@ REQUEST_REF = "MLA-FR-2026-0042"
 
 
 def _evidence(root: Path) -> dict[str, bytes]:
-    """A seized-handset directory: nested files, an empty one, a non-ASCII name, an internal link."""
+    """A seized-handset directory: nested files, an empty one, a non-ASCII name, an internal
+    link."""
     ev = root / "handset-17"
     write_random(ev / "extraction" / "phone.ufdr", 3 * 1024 * 1024 + 17)
     (ev / "extraction" / "notes.txt").write_text("seized 2026-11-02 at 06:10\n")

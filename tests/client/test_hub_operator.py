@@ -8,6 +8,7 @@ administrator can) and to the store, and re-encrypts under the real KEK.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -51,10 +52,8 @@ class Hub:
 
     def operator(self) -> HostileAdmin:
         admin = HostileAdmin(self.engine)
-        try:
+        with contextlib.suppress(AssertionError):  # dropped by an earlier move
             admin.drop_triggers()
-        except AssertionError:
-            pass  # dropped by an earlier move
         return admin
 
 
@@ -141,8 +140,11 @@ def _entries(hub: Hub, package: str) -> list[Entry]:
 
 def test_forged_content_is_refused_by_the_recipient(hub: Hub, tmp_path: Path) -> None:
     package, genuine = _shared_package(hub, tmp_path, "h1")
-    vault = EvidenceVault(build_store(hub.settings),
-                          Keyring(DirectoryKeySource(hub.settings.resolved_kek_dir)), chunk_size=64 * 1024)
+    vault = EvidenceVault(
+        build_store(hub.settings),
+        Keyring(DirectoryKeySource(hub.settings.resolved_kek_dir)),
+        chunk_size=64 * 1024,
+    )
     forged = b"FORGED: the suspect was elsewhere\n"
     stored = vault.put_item(package, "statement.txt", [forged])
     with hub.engine.begin() as conn:
@@ -162,17 +164,22 @@ def test_forged_content_is_refused_by_the_recipient(hub: Hub, tmp_path: Path) ->
     assert not (out / "statement.txt").exists()
 
 
-# -- H1: a share row inserted for a third country ---------------------------------------------------
+# -- H1: a share row inserted for a third country --------------------------------------------------
+
 
 def test_forged_share_is_caught_by_the_owners_auditor(hub: Hub, tmp_path: Path) -> None:
     package, genuine = _shared_package(hub, tmp_path, "share")
     hub.de_auditor.run("custody", package)  # the owner's auditors saw it before
     with hub.engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO package_shares (package_id, authority, legal_basis, request_reference, "
-            "expires_at, created_by, created_at, revoked_at, revoked_by) SELECT package_id, :a, "
-            "'forged basis', 'none', NULL, created_by, created_at, NULL, NULL FROM package_shares "
-            "WHERE package_id = :p AND authority = :r"), {"a": STRANGER, "p": package, "r": RECIPIENT})
+        conn.execute(
+            sa.text(
+                "INSERT INTO package_shares (package_id, authority, legal_basis, "
+                "request_reference, expires_at, created_by, created_at, revoked_at, revoked_by) "
+                "SELECT package_id, :a, 'forged basis', 'none', NULL, created_by, created_at, "
+                "NULL, NULL FROM package_shares WHERE package_id = :p AND authority = :r"
+            ),
+            {"a": STRANGER, "p": package, "r": RECIPIENT},
+        )
     stranger = hub.server.user(STRANGER, "investigator", "mario")
     response = httpx.get(f"{hub.server.url}/v1/packages/{package}/items/statement.txt/content",
                          headers={"Authorization": f"Bearer {stranger.token}"}, timeout=30)
@@ -183,10 +190,14 @@ def test_forged_share_is_caught_by_the_owners_auditor(hub: Hub, tmp_path: Path) 
 
     error = _fails(hub.de_auditor, "custody", package)
     assert error["error"] == "custody-rules-broken"
-    assert f"entry {started[0].index}: access.share: {STRANGER} read 'statement.txt'" in error["message"]
+    assert (
+        f"entry {started[0].index}: access.share: {STRANGER} read 'statement.txt'"
+        in error["message"]
+    )
 
 
-# -- M1: a package's latest entries deleted, its head repointed --------------------------------------
+# -- M1: a package's latest entries deleted, its head repointed ------------------------------------
+
 
 def test_deleted_latest_entries_are_missed_by_the_recipient(hub: Hub, tmp_path: Path) -> None:
     package, _ = _shared_package(hub, tmp_path, "m1")
@@ -205,7 +216,8 @@ def test_deleted_latest_entries_are_missed_by_the_recipient(hub: Hub, tmp_path: 
                      .values(last_index=keep[-1].index, last_leaf_hash=keep[-1].leaf_hash(),
                              count=len(keep)))
     assert admin.postgres == (hub.engine.dialect.name == "postgresql")
-    hub.server.restart()  # the service reads the repointed head afresh: new entries chain past the gap
+    # the service reads the repointed head afresh: new entries chain past the gap
+    hub.server.restart()
 
     error = _fails(hub.fr_auditor, "custody", package)
     assert error["error"] == "custody-rules-broken"
@@ -218,7 +230,7 @@ def test_deleted_latest_entries_are_missed_by_the_recipient(hub: Hub, tmp_path: 
 
 def _thumbprint_of_keys(hub: Hub, authority: str) -> list[str]:
     folder = hub.server.data_dir / "authorities" / authority
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization
 
     prints = []
     for pem in sorted(folder.glob("*.pem")):
@@ -290,7 +302,7 @@ def test_trust_log_key_given_out_of_band(hub: Hub, tmp_path: Path) -> None:
     auditor.run("trust", "log", "--key", real)
     shown = auditor.json("trust", "show")
     assert shown["log_key"] == real and shown["how"] == "explicit"
-    from custody.note import Signer  # noqa: PLC0415
+    from custody.note import Signer
 
     other = str(Signer.generate(real.split("+")[0]).verifier_key)
     proc = subprocess.run([*EVX, "ledger", "sync"], env={**auditor.env(), "EVX_LOG_KEY": other},

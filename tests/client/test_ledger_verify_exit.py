@@ -16,8 +16,14 @@ from tests.custody.broken_exports import INTEGRITY_FAILURES, KEY, LEDGER
 
 
 def evx(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evx", "ledger", "verify", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "evx", "ledger", "verify", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_good_export_exits_0(tmp_path: Path) -> None:
@@ -42,8 +48,10 @@ def test_every_integrity_failure_exits_1(case: str, tmp_path: Path) -> None:
         assert result["index"] == index
 
 
-@pytest.mark.parametrize("argv", [["absent.jsonl", "--key", KEY], ["ledger.jsonl", "--key", "not-a-key"],
-                                  ["ledger.jsonl"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["absent.jsonl", "--key", KEY], ["ledger.jsonl", "--key", "not-a-key"], ["ledger.jsonl"]],
+)
 def test_usage_exits_2(argv: list[str], tmp_path: Path) -> None:
     (tmp_path / "ledger.jsonl").write_bytes(LEDGER.export_bytes())
     argv = [str(tmp_path / a) if a.endswith(".jsonl") else a for a in argv]

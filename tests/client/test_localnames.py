@@ -116,6 +116,6 @@ def test_the_cases_of_the_issue() -> None:
     nfc, nfd = "caf\u00e9".encode(), unicodedata.normalize("NFD", "caf\u00e9").encode()
     assert {mac[nfc], mac[nfd]} & {nfc, nfd} and mac[nfc] != mac[nfd]
     assert mac[b"IMG 2026-11-02 06:10:00.jpg"] == b"IMG 2026-11-02 06:10:00.jpg"
-    posix = local_paths(raw + [b".evx/x", b".evx-partial"], Profile.posix())
+    posix = local_paths([*raw, b".evx/x", b".evx-partial"], Profile.posix())
     assert posix[b".evx/x"] == b"_.evx/x" and posix[b".evx-partial"] == b"_.evx-partial"
     assert posix[b"bad\xffbyte"] == b"bad\xffbyte"

@@ -64,9 +64,8 @@ def test_the_lock_excludes_another_process(tmp_path: Path) -> None:
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(Timeout):
-            with platform.lock(path, timeout=0.2):
-                pass
+        with pytest.raises(Timeout), platform.lock(path, timeout=0.2):
+            pass
     finally:
         assert holder.stdin is not None
         holder.stdin.write("\n")

@@ -29,10 +29,14 @@ def test_a_legitimate_record_holds() -> None:
 def test_a_vanished_pinned_entry_is_named() -> None:
     gone = PACKAGE[-1]
     problems = check_record(PACKAGE[:-1], PackagePin(gone.index, gone.leaf_hash().hex()), {})
-    assert problems == [f"entry {gone.index}: verified here before (leaf hash {gone.leaf_hash().hex()}) "
-                        "and no longer in the package's record: entries were removed or rewritten"]
+    assert problems == [
+        f"entry {gone.index}: verified here before (leaf hash {gone.leaf_hash().hex()}) "
+        "and no longer in the package's record: entries were removed or rewritten"
+    ]
     rewritten = replace(gone, time="2030-01-01T00:00:00.000000Z")  # type: ignore[call-arg]
-    assert check_record(PACKAGE[:-1] + [rewritten], PackagePin(gone.index, gone.leaf_hash().hex()), {})
+    assert check_record(
+        [*PACKAGE[:-1], rewritten], PackagePin(gone.index, gone.leaf_hash().hex()), {}
+    )
 
 
 def test_an_undeclared_key_is_named() -> None:

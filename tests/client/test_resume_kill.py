@@ -22,6 +22,7 @@ import pytest
 
 from tests.client.conftest import World, build_world
 from tests.client.harness import EVX, EvxServer, User
+import contextlib
 
 GIB = 1024 * 1024 * 1024
 BLOCK = 1024 * 1024
@@ -72,10 +73,8 @@ class CountingProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._stop = True
@@ -189,7 +188,7 @@ def test_upload_survives_sigkill_of_the_server(world: World, tmp_path: Path) -> 
     server.process.wait()
     server.process = None
     server.start()  # same port, same data: the client reconnects by itself
-    out, err = process.communicate(timeout=UPLOAD_TIMEOUT_S)
+    _out, err = process.communicate(timeout=UPLOAD_TIMEOUT_S)
     note = f"seed {seed}, server killed after {kill_at - start} bytes"
     if process.returncode != 0:  # it gave up while the server was down: run it again
         rerun = subprocess.run([*EVX, "upload", package, str(path)],

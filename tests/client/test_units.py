@@ -112,14 +112,12 @@ def test_a_file_swapped_for_a_link_after_listing_is_refused(tmp_path: Path) -> N
     (source,) = collect_sources([root])
     os.unlink(root / "b.txt")
     os.symlink(tmp_path / "secret.txt", root / "b.txt")
-    with pytest.raises(UsageError, match="without following links"):
-        with open_source(source):
-            pass
+    with pytest.raises(UsageError, match="without following links"), open_source(source):
+        pass
     os.unlink(root / "b.txt")
     (root / "b.txt").write_text("listed")  # same content, another file: refused too
-    with pytest.raises(UsageError, match="not the file listed"):
-        with open_source(source):
-            pass
+    with pytest.raises(UsageError, match="not the file listed"), open_source(source):
+        pass
 
 
 def test_the_client_never_imports_server_or_store_internals() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from custody.checkpoint import Checkpoint
 from tests.custody.ledgers import ORIGIN, Ledger, chain, exchange_ledger
@@ -65,18 +65,45 @@ INTEGRITY_FAILURES: dict[str, tuple[Callable[[], bytes], str, int | None]] = {
     "cut mid-line": (lambda: LEDGER.export_bytes()[:-40], "FormatError", None),
     "empty file": (lambda: b"", "FormatError", None),
     "only the header": (lambda: _join(_lines()[:1]), "FormatError", None),
-    "content after the checkpoint": (lambda: _join(_lines() + [_lines()[1]]), "FormatError", None),
-    "duplicate key": (lambda: _join([_lines()[0], _lines()[1].replace(b'{"entry"', b'{"leaf_hash":"00","entry"', 1),
-                                     *_lines()[2:]]), "FormatError", 0),
-    "header tree size": (lambda: _join([_lines()[0].replace(b'"tree_size":9', b'"tree_size":8'), *_lines()[1:]]),
-                         "FormatError", None),
-    "header origin": (lambda: _join([_lines()[0].replace(ORIGIN.encode(), b"evx.test/other"), *_lines()[1:]]),
-                      "FormatError", None),
+    "content after the checkpoint": (lambda: _join([*_lines(), _lines()[1]]), "FormatError", None),
+    "duplicate key": (
+        lambda: _join(
+            [
+                _lines()[0],
+                _lines()[1].replace(b'{"entry"', b'{"leaf_hash":"00","entry"', 1),
+                *_lines()[2:],
+            ]
+        ),
+        "FormatError",
+        0,
+    ),
+    "header tree size": (
+        lambda: _join([_lines()[0].replace(b'"tree_size":9', b'"tree_size":8'), *_lines()[1:]]),
+        "FormatError",
+        None,
+    ),
+    "header origin": (
+        lambda: _join([_lines()[0].replace(ORIGIN.encode(), b"evx.test/other"), *_lines()[1:]]),
+        "FormatError",
+        None,
+    ),
     "bad signature": (lambda: _signature_line(_flip_signature), "SignatureError", None),
-    "a second, bad, line by the pinned key": (lambda: _signature_line(_second_bad_line), "FormatError", None),
+    "a second, bad, line by the pinned key": (
+        lambda: _signature_line(_second_bad_line),
+        "FormatError",
+        None,
+    ),
     "not UTF-8": (lambda: LEDGER.export_bytes().replace(b"\xc3\xa9", b"\xe9", 1), "FormatError", 2),
-    "entry text edited": (lambda: LEDGER.export_bytes().replace(b'"bram"', b'"brom"', 1), "LeafHashMismatch", 4),
-    "two entries swapped": (lambda: _join([_lines()[0], _lines()[2], _lines()[1], *_lines()[3:]]), "SequenceError", 0),
+    "entry text edited": (
+        lambda: LEDGER.export_bytes().replace(b'"bram"', b'"brom"', 1),
+        "LeafHashMismatch",
+        4,
+    ),
+    "two entries swapped": (
+        lambda: _join([_lines()[0], _lines()[2], _lines()[1], *_lines()[3:]]),
+        "SequenceError",
+        0,
+    ),
     "root not the checkpoint's": (_bad_root, "RootMismatch", None),
     "share removed and re-signed": (lambda: resigned("share.created"), "RulesViolated", 5),
     "upload removed and re-signed": (lambda: resigned("item.uploaded"), "RulesViolated", 1),

@@ -52,7 +52,9 @@ def test_malformed_bodies(body: str) -> None:
         Checkpoint.from_note_body(body)
 
 
-@pytest.mark.parametrize("args", [("", 1, ROOT), ("a\nb", 1, ROOT), ("log", -1, ROOT), ("log", 1, b"x")])
+@pytest.mark.parametrize(
+    "args", [("", 1, ROOT), ("a\nb", 1, ROOT), ("log", -1, ROOT), ("log", 1, b"x")]
+)
 def test_constructor_rejects_misuse(args: tuple[str, int, bytes]) -> None:
     with pytest.raises(ValueError):
         Checkpoint(*args)

@@ -37,15 +37,26 @@ def test_valid_export(export: Path, tmp_path: Path) -> None:
     key_file = tmp_path / "key.pub"
     key_file.write_text(KEY + "\n")
     saved = tmp_path / "saved.note"
-    code, out, _ = run("verify", str(export), "--key", str(key_file), "--json", "--save-checkpoint", str(saved))
+    code, out, _ = run(
+        "verify", str(export), "--key", str(key_file), "--json", "--save-checkpoint", str(saved)
+    )
     result = json.loads(out)
-    assert code == EXIT_OK and result["verified"] and result["tree_size"] == 9 and result["entries"] == 9
+    assert (
+        code == EXIT_OK
+        and result["verified"]
+        and result["tree_size"] == 9
+        and result["entries"] == 9
+    )
     assert saved.read_text() == LEDGER.note()
 
 
 def test_tampered_export_exits_1_with_index(export: Path) -> None:
     lines = export.read_bytes().split(b"\n")
-    lines[4] = lines[4].replace(b'"index":3', b'"index":3 ', 1).replace(b'"time":"2025', b'"time":"2026', 1)
+    lines[4] = (
+        lines[4]
+        .replace(b'"index":3', b'"index":3 ', 1)
+        .replace(b'"time":"2025', b'"time":"2026', 1)
+    )
     export.write_bytes(b"\n".join(lines))
     code, out, _ = run("verify", str(export), "--key", KEY, "--json")
     result = json.loads(out)
@@ -69,7 +80,9 @@ def test_other_key_exits_1(export: Path) -> None:
     assert code == EXIT_FAILED and "SignatureError" in err
 
 
-@pytest.mark.parametrize("argv", [["verify"], ["verify", "x.jsonl", "--key", "not-a-key"], ["frobnicate"]])
+@pytest.mark.parametrize(
+    "argv", [["verify"], ["verify", "x.jsonl", "--key", "not-a-key"], ["frobnicate"]]
+)
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     assert run(*argv)[0] == EXIT_USAGE
 
@@ -81,8 +94,13 @@ def test_malformed_export_exits_1_with_line(export: Path) -> None:
 
 
 def test_module_entry_point(export: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "custody", "verify", str(export), "--key", KEY],
-                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "custody", "verify", str(export), "--key", KEY],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "VERIFIED 9 entries" in proc.stdout
 

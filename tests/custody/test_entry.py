@@ -12,7 +12,16 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custody.entry import MAX_ENTRY_BYTES, Action, Actor, Entry, Outcome, Role, TokenRef, format_time
+from custody.entry import (
+    MAX_ENTRY_BYTES,
+    Action,
+    Actor,
+    Entry,
+    Outcome,
+    Role,
+    TokenRef,
+    format_time,
+)
 from custody.errors import FormatError
 
 H = "ab" * 32
@@ -20,12 +29,19 @@ H = "ab" * 32
 
 def base(**changes: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "v": 1, "index": 3, "time": "2025-03-01T12:00:00.123456Z",
+        "v": 1,
+        "index": 3,
+        "time": "2025-03-01T12:00:00.123456Z",
         "actor": {"authority": "fr-pj", "subject": "alice", "role": "investigator"},
-        "action": "download.completed", "package": "pkg-1", "item": "disk.img", "outcome": "allowed",
-        "reason": None, "legal": {"basis": "EIO", "request_reference": "REQ-1"},
+        "action": "download.completed",
+        "package": "pkg-1",
+        "item": "disk.img",
+        "outcome": "allowed",
+        "reason": None,
+        "legal": {"basis": "EIO", "request_reference": "REQ-1"},
         "details": {"sha256": "00" * 32, "bytes_sent": 1234, "resumed": False, "expires_at": None},
-        "prev": H, "package_prev": None,
+        "prev": H,
+        "package_prev": None,
     }
     entry.update(changes)
     return entry
@@ -59,22 +75,39 @@ def test_constructor_coerces_enums_and_validates() -> None:
 
 
 BAD: list[tuple[str, dict[str, Any]]] = [
-    ("v", {"v": 2}), ("v", {"v": True}), ("index", {"index": -1}), ("index", {"index": 2**53}),
-    ("index", {"index": "3"}), ("index", {"index": True}),
-    ("time", {"time": "2025-03-01T12:00:00Z"}), ("time", {"time": "2025-03-01 12:00:00.123456Z"}),
-    ("time", {"time": "2025-13-01T12:00:00.123456Z"}), ("time", {"time": "2025-03-01T12:00:00.123456+00:00"}),
-    ("time", {"time": "２025-03-01T12:00:00.123456Z"}),
+    ("v", {"v": 2}),
+    ("v", {"v": True}),
+    ("index", {"index": -1}),
+    ("index", {"index": 2**53}),
+    ("index", {"index": "3"}),
+    ("index", {"index": True}),
+    ("time", {"time": "2025-03-01T12:00:00Z"}),
+    ("time", {"time": "2025-03-01 12:00:00.123456Z"}),
+    ("time", {"time": "2025-13-01T12:00:00.123456Z"}),
+    ("time", {"time": "2025-03-01T12:00:00.123456+00:00"}),
+    ("time", {"time": "\uff12025-03-01T12:00:00.123456Z"}),  # FULLWIDTH DIGIT TWO
     ("actor", {"actor": {"authority": "x", "subject": "y"}}),
     ("role", {"actor": {"authority": "x", "subject": "y", "role": "admin"}}),
-    ("action", {"action": "package.deleted"}), ("outcome", {"outcome": "ok"}),
-    ("reason", {"outcome": "denied"}), ("reason", {"outcome": "failed", "reason": ""}),
-    ("legal", {"legal": {"basis": "x"}}), ("legal", {"legal": "EIO"}),
-    ("details", {"details": {"x": 1.5}}), ("details", {"details": {"x": [1]}}),
-    ("details", {"details": {"x": 2**53}}), ("details", {"details": []}),
-    ("unicode", {"details": {"x": "\ud800"}}), ("unicode", {"item": "a\udfffb"}),
-    ("prev", {"prev": H.upper()}), ("prev", {"prev": "ab"}), ("prev", {"prev": None}),
-    ("prev", {"index": 0}), ("package_prev", {"package": None, "package_prev": H}),
-    ("package", {"package": ""}), ("package", {"package": 5}), ("size", {"reason": "x" * MAX_ENTRY_BYTES}),
+    ("action", {"action": "package.deleted"}),
+    ("outcome", {"outcome": "ok"}),
+    ("reason", {"outcome": "denied"}),
+    ("reason", {"outcome": "failed", "reason": ""}),
+    ("legal", {"legal": {"basis": "x"}}),
+    ("legal", {"legal": "EIO"}),
+    ("details", {"details": {"x": 1.5}}),
+    ("details", {"details": {"x": [1]}}),
+    ("details", {"details": {"x": 2**53}}),
+    ("details", {"details": []}),
+    ("unicode", {"details": {"x": "\ud800"}}),
+    ("unicode", {"item": "a\udfffb"}),
+    ("prev", {"prev": H.upper()}),
+    ("prev", {"prev": "ab"}),
+    ("prev", {"prev": None}),
+    ("prev", {"index": 0}),
+    ("package_prev", {"package": None, "package_prev": H}),
+    ("package", {"package": ""}),
+    ("package", {"package": 5}),
+    ("size", {"reason": "x" * MAX_ENTRY_BYTES}),
 ]
 
 
@@ -117,8 +150,12 @@ DETAIL_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2*
                           st.text(st.characters(exclude_categories=("Cs",)), max_size=10))
 
 
-@given(st.dictionaries(st.text(st.characters(exclude_categories=("Cs",)), max_size=6), DETAIL_VALUES, max_size=6),
-       st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=10))
+@given(
+    st.dictionaries(
+        st.text(st.characters(exclude_categories=("Cs",)), max_size=6), DETAIL_VALUES, max_size=6
+    ),
+    st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=10),
+)
 def test_canonical_bytes_equal_rfc8785(details: dict[str, Any], item: str) -> None:
     data = base(details=details, item=item)
     assert Entry.from_dict(data).canonical_bytes() == rfc8785.dumps(data)

@@ -9,7 +9,14 @@ import random
 import pytest
 
 from custody.errors import FormatError
-from custody.export import MAX_LINE_BYTES, ExportRecord, dumps_export, iter_export, read_export, write_export
+from custody.export import (
+    MAX_LINE_BYTES,
+    ExportRecord,
+    dumps_export,
+    iter_export,
+    read_export,
+    write_export,
+)
 from tests.custody.ledgers import random_ledger
 
 LEDGER = random_ledger(6, random.Random(3))
@@ -54,8 +61,16 @@ CASES = [
     ("wrong format", _replace(1, b'{"format":"x","version":1,"origin":"o","tree_size":1}\n'), 1),
     ("bad json", _replace(3, b'{"entry":\n'), 3),
     ("not utf-8", _replace(3, b'{"\xff":1}\n'), 3),
-    ("duplicate key", _replace(2, b'{"leaf_hash":"' + b"a" * 64 + b'","leaf_hash":"b","entry":{}}\n'), 2),
-    ("bad leaf hash", _replace(2, json.dumps({"leaf_hash": "AB" * 32, "entry": {}}).encode() + b"\n"), 2),
+    (
+        "duplicate key",
+        _replace(2, b'{"leaf_hash":"' + b"a" * 64 + b'","leaf_hash":"b","entry":{}}\n'),
+        2,
+    ),
+    (
+        "bad leaf hash",
+        _replace(2, json.dumps({"leaf_hash": "AB" * 32, "entry": {}}).encode() + b"\n"),
+        2,
+    ),
     ("unknown line", _replace(4, b'{"hello":1}\n'), 4),
     ("no checkpoint", _lines()[:-1], 8),
     ("after checkpoint", [*_lines(), b'{"x":1}\n'], 9),

@@ -49,10 +49,16 @@ def test_utf16_ordering_differs_from_code_points() -> None:
 
 
 def test_escapes_follow_ecmascript() -> None:
-    assert jcs.canonicalize("\x00\x1f\b\t\n\f\r\"\\\x7f\u2028/") == b'"\\u0000\\u001f\\b\\t\\n\\f\\r\\"\\\\\x7f\xe2\x80\xa8/"'
+    assert (
+        jcs.canonicalize('\x00\x1f\b\t\n\f\r"\\\x7f\u2028/')
+        == b'"\\u0000\\u001f\\b\\t\\n\\f\\r\\"\\\\\x7f\xe2\x80\xa8/"'
+    )
 
 
-@pytest.mark.parametrize("bad", [1.0, float("nan"), 2**53, -(2**53), {1: 2}, "\ud800", {"a": [b"x"]}, {"k": {"\udfff": 1}}])
+@pytest.mark.parametrize(
+    "bad",
+    [1.0, float("nan"), 2**53, -(2**53), {1: 2}, "\ud800", {"a": [b"x"]}, {"k": {"\udfff": 1}}],
+)
 def test_out_of_domain_is_rejected(bad: Any) -> None:
     with pytest.raises(ValueError):
         jcs.canonicalize(bad)
@@ -66,12 +72,27 @@ def test_depth_bound() -> None:
         jcs.canonicalize(value)
 
 
-@pytest.mark.parametrize("text", [b'{"a":1,"a":2}', b'{"a":1.5}', b"[1e3]", b"[NaN]", b"[-Infinity]", b"\xff\xfe{}",
-                                  b'\xef\xbb\xbf{}', b"{", b'"\xed\xa0\x80"', b"[" * 100_000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":1,"a":2}',
+        b'{"a":1.5}',
+        b"[1e3]",
+        b"[NaN]",
+        b"[-Infinity]",
+        b"\xff\xfe{}",
+        b"\xef\xbb\xbf{}",
+        b"{",
+        b'"\xed\xa0\x80"',
+        b"[" * 100_000,
+    ],
+)
 def test_loads_strict_rejects(text: bytes) -> None:
     with pytest.raises(ValueError):
         jcs.loads_strict(text)
 
 
 def test_loads_strict_accepts_plain_json() -> None:
-    assert jcs.loads_strict(b'{"a":[1,-0,true,null,"\\u00e9"]}') == {"a": [1, 0, True, None, "\u00e9"]}
+    assert jcs.loads_strict(b'{"a":[1,-0,true,null,"\\u00e9"]}') == {
+        "a": [1, 0, True, None, "\u00e9"]
+    }

@@ -19,7 +19,9 @@ from custody.verify import verify_export_lines
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ledger-format.md"
 BLOCKS = dict(
     (m.group(1), m.group(2))
-    for m in re.finditer(r"^```[a-z]* vector:([a-z-]+)\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.M | re.S)
+    for m in re.finditer(
+        r"^```[a-z]* vector:([a-z-]+)\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.M | re.S
+    )
 )
 
 
@@ -34,7 +36,15 @@ LEAVES = [e.leaf_hash() for e in ENTRIES]
 
 
 def test_all_vector_blocks_present() -> None:
-    assert set(BLOCKS) == {"key", "canonical", "leaf-hashes", "roots", "proofs", "checkpoint", "export"}
+    assert set(BLOCKS) == {
+        "key",
+        "canonical",
+        "leaf-hashes",
+        "roots",
+        "proofs",
+        "checkpoint",
+        "export",
+    }
 
 
 def test_key() -> None:
@@ -55,8 +65,12 @@ def test_leaf_hashes_and_roots() -> None:
 
 
 def test_proofs() -> None:
-    proofs = {k: [bytes.fromhex(h) for h in v.split()] for k, v in _fields(BLOCKS["proofs"]).items()}
-    nodes = {(0, i): leaf for i, leaf in enumerate(LEAVES)} | {(1, 0): merkle.node_hash(LEAVES[0], LEAVES[1])}
+    proofs = {
+        k: [bytes.fromhex(h) for h in v.split()] for k, v in _fields(BLOCKS["proofs"]).items()
+    }
+    nodes = {(0, i): leaf for i, leaf in enumerate(LEAVES)} | {
+        (1, 0): merkle.node_hash(LEAVES[0], LEAVES[1])
+    }
 
     def get(keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         return {k: nodes[k] for k in keys}
@@ -89,7 +103,7 @@ def test_export_is_exact_and_verifies() -> None:
 
 
 def test_every_rule_is_specified() -> None:
-    from custody.rules import RULES  # noqa: PLC0415
+    from custody.rules import RULES
 
     section = DOC.read_text(encoding="utf-8").split("## 9. Rules of the exchange", 1)[1]
     section = section.split("\n## ", 1)[0]  # section 9 only: section 10's tables name fields
@@ -98,7 +112,7 @@ def test_every_rule_is_specified() -> None:
 
 
 def test_every_request_rule_is_specified() -> None:
-    from custody.request_rules import REQUEST_RULES  # noqa: PLC0415
+    from custody.request_rules import REQUEST_RULES
 
     section = DOC.read_text(encoding="utf-8").split("### 1.1 Request entries", 1)[1]
     table = section.split("\n## ", 1)[0].split("| rule id |", 1)[1].split("\n\n", 1)[0]

@@ -1,4 +1,5 @@
-"""custody/merkle.py: RFC 6962/9162 vectors, proof generation against verification and a reference."""
+"""custody/merkle.py: RFC 6962/9162 vectors, proof generation against verification and a
+reference."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from custody import merkle
 from custody.errors import ConsistencyProofError, InclusionProofError
 from tests.custody.ledgers import VECTORS
+import itertools
 
 RFC6962 = VECTORS / "rfc6962"
 INCLUSION = sorted((RFC6962 / "inclusion").rglob("*.json"))
@@ -40,7 +42,13 @@ def test_vectors_are_there() -> None:
 @pytest.mark.parametrize("path", INCLUSION, ids=_id)
 def test_inclusion_vector(path: Path) -> None:
     case: dict[str, Any] = json.loads(path.read_text())
-    args = (_b64(case["leafHash"]), case["leafIdx"], case["treeSize"], _proof(case["proof"]), _b64(case["root"]))
+    args = (
+        _b64(case["leafHash"]),
+        case["leafIdx"],
+        case["treeSize"],
+        _proof(case["proof"]),
+        _b64(case["root"]),
+    )
     if case["wantErr"]:
         with pytest.raises(InclusionProofError):
             merkle.verify_inclusion(*args)
@@ -51,7 +59,13 @@ def test_inclusion_vector(path: Path) -> None:
 @pytest.mark.parametrize("path", CONSISTENCY, ids=_id)
 def test_consistency_vector(path: Path) -> None:
     case: dict[str, Any] = json.loads(path.read_text())
-    args = (case["size1"], case["size2"], _proof(case["proof"]), _b64(case["root1"]), _b64(case["root2"]))
+    args = (
+        case["size1"],
+        case["size2"],
+        _proof(case["proof"]),
+        _b64(case["root1"]),
+        _b64(case["root2"]),
+    )
     if case["wantErr"]:
         with pytest.raises(ConsistencyProofError):
             merkle.verify_consistency(*args)
@@ -98,8 +112,8 @@ def ref_path(m: int, d: list[bytes]) -> list[bytes]:
         return []
     k = _k(len(d))
     if m < k:
-        return ref_path(m, d[:k]) + [ref_mth(d[k:])]
-    return ref_path(m - k, d[k:]) + [ref_mth(d[:k])]
+        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
+    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
 
 
 def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
@@ -108,8 +122,8 @@ def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
         return [] if b else [ref_mth(d)]
     k = _k(n)
     if m <= k:
-        return ref_subproof(m, d[:k], b) + [ref_mth(d[k:])]
-    return ref_subproof(m - k, d[k:], False) + [ref_mth(d[:k])]
+        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
+    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
 
 
 MAX_N = 64
@@ -227,7 +241,7 @@ def test_proof_ranges_partition_the_tree(size: int, data: st.DataObject) -> None
     ranges = merkle.inclusion_proof_ranges(index, size)
     tiles = sorted([(index, index + 1), *ranges])
     assert tiles[0][0] == 0 and tiles[-1][1] == size
-    assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(tiles))
     assert len(ranges) <= merkle.MAX_PROOF_HASHES
     for start, end in ranges:
         nodes = merkle.perfect_nodes(start, end)

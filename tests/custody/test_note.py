@@ -7,12 +7,26 @@ import base64
 import pytest
 
 from custody.errors import FormatError, SignatureError
-from custody.note import MAX_SIGNATURES, Signer, VerifierKey, key_id, open_note, parse_note, sign_note
+from custody.note import (
+    MAX_SIGNATURES,
+    Signer,
+    VerifierKey,
+    key_id,
+    open_note,
+    parse_note,
+    sign_note,
+)
 
 # Known answer from /work/shared/vectors/README.md (golang.org/x/mod/sumdb/note).
 PN_KEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-PN_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-PN_SIG = "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+PN_TEXT = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+)
+PN_SIG = (
+    "\u2014 PeterNeumann "
+    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
 PN_NOTE = PN_TEXT + "\n" + PN_SIG
 
 

@@ -66,7 +66,7 @@ def test_a_bad_cosignature_by_a_policy_witness_is_refused() -> None:
     blob[-1] ^= 1
     bad = note.replace(last, last.split(" ")[0] + " " + last.split(" ")[1] + " "
                        + base64.b64encode(bytes(blob)).decode())
-    with pytest.raises(SignatureError, match="invalid cosignature by witness w2.example.org"):
+    with pytest.raises(SignatureError, match=r"invalid cosignature by witness w2\.example\.org"):
         policy_2_of_3().verify_checkpoint(bad)
 
 

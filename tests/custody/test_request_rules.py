@@ -4,7 +4,7 @@ stranger reading it, another reference) is reported once, at its entry, with its
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -14,9 +14,9 @@ from custody.rules import check_package_rules
 
 REQUEST = "req_" + "cd" * 16
 FR, DE, IT = "FR-OCRTEH", "DE-BKA", "IT-DCSA"
-BASE = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
+BASE = datetime(2026, 3, 2, 10, tzinfo=UTC)
 ZERO = "00" * 32
-I, A = Role.INVESTIGATOR, Role.AUDITOR
+I, A = Role.INVESTIGATOR, Role.AUDITOR  # noqa: E741 - one-letter roles keep the tables readable
 A_ = Action
 
 # (authority, role, action, details) -- the flow, as the service records it.

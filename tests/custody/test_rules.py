@@ -1,24 +1,32 @@
-"""custody.rules: generated valid histories pass; each rule broken alone is reported once, at its index."""
+"""custody.rules: generated valid histories pass; each rule broken alone is reported once, at its
+index."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import datetime, timedelta, UTC
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from custody.entry import Action, Actor, Entry, Legal, Outcome, Role, format_time
-from custody.rules import RULES, RulesViolated, check_package_rules, manifest_sha256, require_package_rules
+from custody.rules import (
+    RULES,
+    RulesViolated,
+    check_package_rules,
+    manifest_sha256,
+    require_package_rules,
+)
 
 PACKAGE = "pkg_" + "ab" * 16
 OWNER = "DE-BKA"
 PARTNERS = ("FR-OCRTEH", "NL-POLITIE")
 STRANGER = "IT-POLIZIA"
-BASE = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+BASE = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 ZERO = "00" * 32
 
 
@@ -86,7 +94,7 @@ def valid_histories(draw: st.DrawFn) -> History:
 
     def noise() -> None:
         for _ in range(draw(st.integers(0, 2))):
-            add(Spec(tick(), draw(st.sampled_from((OWNER, STRANGER) + PARTNERS)),
+            add(Spec(tick(), draw(st.sampled_from((OWNER, STRANGER, *PARTNERS))),
                      draw(st.sampled_from(list(Role))), draw(st.sampled_from(list(Action))),
                      outcome=draw(st.sampled_from((Outcome.DENIED, Outcome.FAILED))),
                      item=draw(st.none() | st.sampled_from(names))))
@@ -129,7 +137,7 @@ def valid_histories(draw: st.DrawFn) -> History:
                 add(Spec(now, OWNER, Role.INVESTIGATOR, Action.SHARE_REVOKED,
                          details={"authority": partner}))
             elif move == "download" and (live or draw(st.booleans())):
-                who = draw(st.sampled_from([OWNER] + live))
+                who = draw(st.sampled_from([OWNER, *live]))
                 name = draw(st.sampled_from(names))
                 size, sha = uploads[name]
                 add(Spec(now, who, Role.INVESTIGATOR, Action.DOWNLOAD_STARTED, item=name,
@@ -138,11 +146,11 @@ def valid_histories(draw: st.DrawFn) -> History:
                     add(Spec(tick(), who, Role.INVESTIGATOR, Action.DOWNLOAD_COMPLETED, item=name,
                              details={"bytes_sent": size}, subject="dl"))
             elif move == "read":
-                who = draw(st.sampled_from([OWNER] + live))
+                who = draw(st.sampled_from([OWNER, *live]))
                 add(Spec(now, who, Role.INVESTIGATOR,
                          draw(st.sampled_from((Action.PACKAGE_READ, Action.CUSTODY_READ)))))
             else:  # auditors read the record whatever the state of the shares
-                add(Spec(now, draw(st.sampled_from((OWNER, STRANGER) + PARTNERS)), Role.AUDITOR,
+                add(Spec(now, draw(st.sampled_from((OWNER, STRANGER, *PARTNERS))), Role.AUDITOR,
                          Action.CUSTODY_READ))
     else:
         noise()
@@ -177,8 +185,11 @@ def _after_seal(history: History, data: st.DataObject) -> int | None:
 
 def _after_upload(history: History, data: st.DataObject) -> tuple[int, str]:
     name = data.draw(st.sampled_from(sorted(history.uploads)))
-    uploaded = next(i for i, s in enumerate(history.specs)
-                    if s.action is Action.ITEM_UPLOADED and s.item == name and s.outcome is Outcome.ALLOWED)
+    uploaded = next(
+        i
+        for i, s in enumerate(history.specs)
+        if s.action is Action.ITEM_UPLOADED and s.item == name and s.outcome is Outcome.ALLOWED
+    )
     return data.draw(st.integers(uploaded + 1, len(history.specs))), name
 
 
@@ -205,16 +216,36 @@ def upload_after_seal(history: History, data: st.DataObject) -> tuple[list[Spec]
     position = _after_seal(history, data)
     if position is None:
         return None
-    return _insert(history, position, Spec(0, OWNER, Role.INVESTIGATOR, Action.ITEM_UPLOADED,
-                                           item="late.bin", details={"size": 3, "sha256": digest("x")}))
+    return _insert(
+        history,
+        position,
+        Spec(
+            0,
+            OWNER,
+            Role.INVESTIGATOR,
+            Action.ITEM_UPLOADED,
+            item="late.bin",
+            details={"size": 3, "sha256": digest("x")},
+        ),
+    )
 
 
 def uploaded_twice(history: History, data: st.DataObject) -> tuple[list[Spec], int] | None:
     position, name = _after_upload(history, data)
     if history.seal_at is not None and position > history.seal_at:
         return None  # that would also be an upload after the seal
-    return _insert(history, position, Spec(0, OWNER, Role.INVESTIGATOR, Action.ITEM_UPLOADED,
-                                           item=name, details={"size": 1, "sha256": digest("other")}))
+    return _insert(
+        history,
+        position,
+        Spec(
+            0,
+            OWNER,
+            Role.INVESTIGATOR,
+            Action.ITEM_UPLOADED,
+            item=name,
+            details={"size": 1, "sha256": digest("other")},
+        ),
+    )
 
 
 def shared_before_seal(history: History, data: st.DataObject) -> tuple[list[Spec], int]:
@@ -231,12 +262,20 @@ def revoked_unshared(history: History, data: st.DataObject) -> tuple[list[Spec],
 
 
 def not_the_owner(history: History, data: st.DataObject) -> tuple[list[Spec], int]:
-    candidates = [i for i, s in enumerate(history.specs) if s.outcome is Outcome.ALLOWED and s.action in (
-        Action.ITEM_UPLOADED, Action.PACKAGE_SEALED, Action.SHARE_CREATED, Action.SHARE_REVOKED)]
+    candidates = [
+        i
+        for i, s in enumerate(history.specs)
+        if s.outcome is Outcome.ALLOWED
+        and s.action
+        in (Action.ITEM_UPLOADED, Action.PACKAGE_SEALED, Action.SHARE_CREATED, Action.SHARE_REVOKED)
+    ]
     position = data.draw(st.sampled_from(candidates))
     specs = list(history.specs)
-    actor = data.draw(st.sampled_from(((STRANGER, Role.INVESTIGATOR), (PARTNERS[0], Role.INVESTIGATOR),
-                                       (OWNER, Role.AUDITOR))))
+    actor = data.draw(
+        st.sampled_from(
+            ((STRANGER, Role.INVESTIGATOR), (PARTNERS[0], Role.INVESTIGATOR), (OWNER, Role.AUDITOR))
+        )
+    )
     specs[position] = replace(specs[position], authority=actor[0], role=actor[1])
     return specs, position
 
@@ -256,7 +295,9 @@ def seal_wrong_manifest(history: History, data: st.DataObject) -> tuple[list[Spe
         return None
     specs = list(history.specs)
     seal = specs[history.seal_at]
-    specs[history.seal_at] = replace(seal, details={**seal.details, "manifest_sha256": digest("forged")})
+    specs[history.seal_at] = replace(
+        seal, details={**seal.details, "manifest_sha256": digest("forged")}
+    )
     return specs, history.seal_at
 
 
@@ -297,8 +338,18 @@ def read_after_expiry(history: History, data: st.DataObject) -> tuple[list[Spec]
 def auditor_downloads(history: History, data: st.DataObject) -> tuple[list[Spec], int]:
     position, name = _after_upload(history, data)
     size, sha = history.uploads[name]
-    return _insert(history, position, Spec(0, OWNER, Role.AUDITOR, Action.DOWNLOAD_STARTED, item=name,
-                                           details={"offset": 0, "length": size, "sha256": sha}))
+    return _insert(
+        history,
+        position,
+        Spec(
+            0,
+            OWNER,
+            Role.AUDITOR,
+            Action.DOWNLOAD_STARTED,
+            item=name,
+            details={"offset": 0, "length": size, "sha256": sha},
+        ),
+    )
 
 
 def other_bytes_served(history: History, data: st.DataObject) -> tuple[list[Spec], int]:
@@ -357,7 +408,7 @@ def test_each_rule_broken_alone_is_reported_once_at_its_index(
 
 
 def test_manifest_matches_the_service_definition() -> None:
-    from service.packages.service import manifest_sha256 as service_manifest  # noqa: PLC0415
+    from service.packages.service import manifest_sha256 as service_manifest
 
     @dataclass
     class Row:

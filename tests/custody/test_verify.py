@@ -61,7 +61,9 @@ def check(doc: Lines, *, trusted: Checkpoint | None = None) -> VerifiedLedger:
     return streamed
 
 
-def expect(doc: Lines, error: type[VerificationError], index: int | None, **kw: Any) -> VerificationError:
+def expect(
+    doc: Lines, error: type[VerificationError], index: int | None, **kw: Any
+) -> VerificationError:
     with pytest.raises(error) as info:
         check(doc, **kw)
     assert type(info.value) is error, f"{type(info.value).__name__}: {info.value}"
@@ -166,8 +168,16 @@ def test_changed_index_is_a_sequence_error() -> None:
     expect(doc, SequenceError, 4)
 
 
-@pytest.mark.parametrize("change", [{"v": 3}, {"action": "bogus"}, {"outcome": "denied", "reason": None},
-                                    {"details": {"x": 1.5}}, {"time": "yesterday"}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"v": 3},
+        {"action": "bogus"},
+        {"outcome": "denied", "reason": None},
+        {"details": {"x": 1.5}},
+        {"time": "yesterday"},
+    ],
+)
 def test_invalid_change_is_a_format_error_at_that_entry(change: dict[str, Any]) -> None:
     doc = lines()
     doc[1 + 5]["entry"].update(change)
@@ -203,8 +213,14 @@ def test_inserted_entry(i: int, j: int) -> None:
 def test_inserted_forged_entry_with_a_valid_chain_at_the_end() -> None:
     doc = lines()
     last = Entry.from_dict(doc[N]["entry"])
-    forged = dict(copy.deepcopy(doc[N]["entry"]), index=N, prev=last.leaf_hash().hex(), package=None,
-                  package_prev=None, item=None)
+    forged = dict(
+        copy.deepcopy(doc[N]["entry"]),
+        index=N,
+        prev=last.leaf_hash().hex(),
+        package=None,
+        package_prev=None,
+        item=None,
+    )
     doc.insert(N + 1, {"leaf_hash": Entry.from_dict(forged).leaf_hash().hex(), "entry": forged})
     expect(doc, SequenceError, N)
 
@@ -242,7 +258,9 @@ def test_rewritten_history_resigned_with_another_key() -> None:
     expect(forged, SignatureError, None)
 
 
-def test_rewritten_history_resigned_with_the_log_key_is_a_fork_against_a_trusted_checkpoint() -> None:
+def test_rewritten_history_resigned_with_the_log_key_is_a_fork_against_a_trusted_checkpoint() -> (
+    None
+):
     doc = lines()
     doc[1 + 3]["entry"]["actor"]["subject"] = "mallory"
     forged = _rebuild(doc, LEDGER.signer)  # an insider with the key
@@ -258,7 +276,9 @@ def _rebuild(doc: Lines, key: Signer) -> Lines:
     heads: dict[str, str] = {}
     prev = None
     for raw in entries(doc):
-        raw = dict(raw, prev=prev, package_prev=heads.get(raw["package"]) if raw["package"] else None)
+        raw = dict(
+            raw, prev=prev, package_prev=heads.get(raw["package"]) if raw["package"] else None
+        )
         entry = Entry.from_dict(raw)
         prev = entry.leaf_hash().hex()
         if entry.package:

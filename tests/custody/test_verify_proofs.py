@@ -26,7 +26,9 @@ LEAVES = LEDGER.leaf_hashes
 
 
 def get_nodes(keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    return {(lvl, i): merkle.root_from_leaf_hashes(LEAVES[i << lvl:(i + 1) << lvl]) for lvl, i in keys}
+    return {
+        (lvl, i): merkle.root_from_leaf_hashes(LEAVES[i << lvl : (i + 1) << lvl]) for lvl, i in keys
+    }
 
 
 def proven(package: str, size: int = len(LEAVES)) -> list[ProvenEntry]:
@@ -92,7 +94,9 @@ def test_package_needs_entries_and_the_right_key() -> None:
     with pytest.raises(FormatError):
         verify_package([], LEDGER.note(), KEY, "pkg-1")
     with pytest.raises(SignatureError):
-        verify_package(proven("pkg-1"), LEDGER.note(), Signer.generate(ORIGIN).verifier_key, "pkg-1")
+        verify_package(
+            proven("pkg-1"), LEDGER.note(), Signer.generate(ORIGIN).verifier_key, "pkg-1"
+        )
 
 
 @pytest.mark.parametrize("old", [0, 1, 7, 16, 40])

@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import OPERATOR, OWNER, ClusterWorld
+import itertools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.s3]
 
@@ -259,7 +260,7 @@ def test_appends_from_three_replicas_at_once_stay_ordered(cluster_world: Cluster
             if line["entry"]["actor"]["subject"].startswith("replica-")
             and line["entry"]["action"] == "package.read"]
     assert Counter(mine) == acked  # every acknowledged read is on the record exactly once
-    switches = sum(1 for a, b in zip(mine, mine[1:]) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(mine) if a != b)
     print(f"\nthree replicas appending at once for {APPEND_SECONDS:.0f}s: "
           f"{dict(sorted(acked.items()))} entries, {switches} switches between replicas in "
           f"index order, ledger size {len(lines)}, indexes 0..{len(lines) - 1} contiguous")

@@ -1,6 +1,7 @@
 """The monitoring side of the hostile-caller suite, run as its own process: it probes
 ``/healthz`` every 50 ms and, every half second, another authority's metadata read (within the
-suite's officer rate limit of 2/s, burst 20), for a given time, and prints the latencies (seconds) as JSON.
+suite's officer rate limit of 2/s, burst 20), for a given time, and prints the latencies
+(seconds) as JSON.
 
 Its own process, as a monitoring system is: in the test's process the probe shared the GIL with
 the threads that play the attackers, and measured their scheduling (a 1.4 s first probe while

@@ -27,6 +27,7 @@ import pytest
 
 from tests.client.harness import EVX, _base_env
 from tests.hostile.conftest import Hub, start_hub
+import contextlib
 
 pytestmark = pytest.mark.slow
 
@@ -60,10 +61,8 @@ def _slow_uploads(hub: Hub, package_id: str, count: int, stop: threading.Event) 
         socks.append(s)
     while not stop.wait(1.0):
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.sendall(b"x")
-            except OSError:
-                pass
     for s in socks:
         s.close()
 

@@ -40,7 +40,7 @@ def _run(url: str, processes: int, threads: int, per_thread: int) -> None:
     # Indexes 0..n-1, each acknowledged exactly once; each thread saw its appends in order.
     assert sorted(ack[3] for ack in acknowledged) == list(range(total))
     by_thread: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for w, t, n, index, _ in sorted(acknowledged):
+    for w, t, _n, index, _ in sorted(acknowledged):
         by_thread[(w, t)].append(index)
     assert all(indexes == sorted(indexes) for indexes in by_thread.values())
 

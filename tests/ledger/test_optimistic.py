@@ -13,6 +13,7 @@ from service.db import make_engine
 from service.ledger import Ledger, tables
 from service.ledger.pgpipeline import HeadMoved, commit_on_cached_head
 from tests.ledger.helpers import ORIGIN, event, export_bytes, verify
+import itertools
 
 pytestmark = pytest.mark.postgres
 
@@ -63,7 +64,7 @@ def test_interleaved_writers_fall_back_and_keep_one_linear_ledger(
     # Each writer's first batch loads the head under the lock; every later one finds its
     # cached head stale (the other appended in between) and is sequenced again.
     assert (first.stale_heads, second.stale_heads) == (rounds - 1, rounds - 1)
-    for previous, current in zip(recorded, recorded[1:]):
+    for previous, current in itertools.pairwise(recorded):
         assert current.entry.prev == previous.leaf_hash.hex()
     verified = verify(export_bytes(first), first)  # global chain, package chains, root
     assert (verified.entry_count, verified.package_count) == (2 * rounds, 3)

@@ -29,8 +29,8 @@ def _full_path(index: int, leaves: list[bytes]) -> list[bytes]:
         return []
     k = 1 << ((len(leaves) - 1).bit_length() - 1)
     if index < k:
-        return _full_path(index, leaves[:k]) + [_full_root(leaves[k:])]
-    return _full_path(index - k, leaves[k:]) + [_full_root(leaves[:k])]
+        return [*_full_path(index, leaves[:k]), _full_root(leaves[k:])]
+    return [*_full_path(index - k, leaves[k:]), _full_root(leaves[:k])]
 
 
 def _full_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
@@ -39,8 +39,8 @@ def _full_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
         return [] if whole else [_full_root(leaves)]
     k = 1 << ((n - 1).bit_length() - 1)
     if m <= k:
-        return _full_subproof(m, leaves[:k], whole) + [_full_root(leaves[k:])]
-    return _full_subproof(m - k, leaves[k:], False) + [_full_root(leaves[:k])]
+        return [*_full_subproof(m, leaves[:k], whole), _full_root(leaves[k:])]
+    return [*_full_subproof(m - k, leaves[k:], False), _full_root(leaves[:k])]
 
 
 @pytest.fixture

@@ -45,9 +45,11 @@ def _libpq(url: str) -> str:
 
 
 def _refused(url: str, statement: str) -> None:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(statement)
+    with (
+        psycopg.connect(_libpq(url), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(statement)
 
 
 @pytest.mark.parametrize("table", ["ledger_entries", "ledger_nodes", "ledger_checkpoints"])

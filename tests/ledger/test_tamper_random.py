@@ -52,7 +52,9 @@ def admin_db(db_url: str) -> Iterator[tuple[str, HostileAdmin]]:
         admin.engine.dispose()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data(), size=st.integers(2, 8), kind=st.sampled_from(KINDS))
 def test_random_mutation_is_caught(admin_db: tuple[str, HostileAdmin], log_key: Ed25519PrivateKey,
                                    data: st.DataObject, size: int, kind: str) -> None:

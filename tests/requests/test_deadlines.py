@@ -3,7 +3,7 @@ time zones and DST, end of month, emergencies in hours, which deadline is next i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -23,7 +23,7 @@ from service.requests.deadlines import (
     rules_from_json,
 )
 
-UTC = timezone.utc
+UTC = UTC
 BERLIN, PARIS, LISBON = ZoneInfo("Europe/Berlin"), ZoneInfo("Europe/Paris"), ZoneInfo(
     "Europe/Lisbon")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -172,7 +172,10 @@ def test_large_item_streams_in_default_chunks(backend: Backend, keyring: Keyring
     assert stored.plaintext_size == 11 << 20
     assert stored.sha256 == hashlib.sha256(block * 11).hexdigest()
     assert vault.verify_item(stored, "p", "big") == stored.sha256
-    assert read(vault, stored, "p", "big", (5 << 20) - 3, 10) == (block * 6)[(5 << 20) - 3:(5 << 20) + 7]
+    assert (
+        read(vault, stored, "p", "big", (5 << 20) - 3, 10)
+        == (block * 6)[(5 << 20) - 3 : (5 << 20) + 7]
+    )
 
 
 def test_reserved_object_name(vault: EvidenceVault) -> None:

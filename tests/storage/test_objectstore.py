@@ -170,7 +170,7 @@ def test_s3_aborts_multipart_upload(s3_backend: Backend) -> None:
         s3_backend.store.put("items/ee/big", failing_source(os.urandom(12 << 20)))
     client = s3_backend.tamper.client
     assert client is not None
-    uploads = client._list_multipart_uploads(s3_backend.tamper.bucket)  # noqa: SLF001
+    uploads = client._list_multipart_uploads(s3_backend.tamper.bucket)
     assert [u.object_name for u in uploads.uploads] == []
 
 

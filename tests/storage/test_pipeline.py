@@ -16,7 +16,9 @@ class Boom(Exception):
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
 def test_order_is_kept(depth: int) -> None:
-    assert list(read_ahead((bytes([i]) for i in range(50)), depth)) == [bytes([i]) for i in range(50)]
+    assert list(read_ahead((bytes([i]) for i in range(50)), depth)) == [
+        bytes([i]) for i in range(50)
+    ]
 
 
 def test_exceptions_arrive_after_the_pieces_before_them() -> None:

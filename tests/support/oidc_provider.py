@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -286,7 +286,7 @@ class OpenIDProvider:
         server.register_token_generator("default", generator)
 
         class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-            TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
 
             def save_authorization_code(self, code: str, req: Any) -> None:
                 state.codes[code] = AuthorizationCode(
@@ -308,7 +308,7 @@ class OpenIDProvider:
                 return authorization_code.user
 
         class Device(DeviceCodeGrant):  # type: ignore[misc]
-            TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
 
             def query_device_credential(self, device_code: str) -> Any:
                 return state.devices.get(device_code)
@@ -320,7 +320,7 @@ class OpenIDProvider:
                 return False
 
         class Refresh(grants.RefreshTokenGrant):  # type: ignore[misc]
-            TOKEN_ENDPOINT_AUTH_METHODS = ["none"]
+            TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
             INCLUDE_NEW_REFRESH_TOKEN = True  # rotation: each refresh token is used once
 
             def authenticate_refresh_token(self, refresh_token: str) -> Any:
@@ -337,7 +337,7 @@ class OpenIDProvider:
                 refresh_token.revoked = True
 
         class DeviceAuthorization(DeviceAuthorizationEndpoint):  # type: ignore[misc]
-            CLIENT_AUTH_METHODS = ["none"]
+            CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
             INTERVAL = 1
 
             def get_verification_uri(self) -> str:
@@ -350,7 +350,7 @@ class OpenIDProvider:
                         "expires_in"], **data)
 
         class Revocation(RevocationEndpoint):  # type: ignore[misc]
-            CLIENT_AUTH_METHODS = ["none"]
+            CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["none"]
 
             def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
                 return state.refresh_tokens.get(token_string)

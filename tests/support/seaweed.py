@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+import contextlib
 
 ACCESS_KEY = "evx-test-access"
 SECRET_KEY = "evx-test-secret-key-0123456789"
@@ -36,7 +37,8 @@ def _free_ports(count: int) -> list[int]:
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-            # weed derives nothing from these, but grpc ports must not clash with http+10000 defaults
+            # weed derives nothing from these, but grpc ports must not clash with the http+10000
+            # defaults
             if port not in ports:
                 ports.append(port)
                 socks.append(s)
@@ -77,10 +79,8 @@ class SeaweedS3:
     def stop(self) -> None:
         """Stop the server by its process group id, then remove its data."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -135,7 +135,8 @@ def start_seaweed(base_dir: Path | None = None) -> SeaweedS3:
 
 
 def _s3_ready(server: SeaweedS3) -> bool:
-    """Ready when a signed bucket create/list round trip succeeds (the gateway, filer and a volume)."""
+    """Ready when a signed bucket create/list round trip succeeds (the gateway, filer and a
+    volume)."""
     try:
         from minio import Minio
 
@@ -152,7 +153,7 @@ def _s3_ready(server: SeaweedS3) -> bool:
         finally:
             resp.close()
             resp.release_conn()
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of the probe means "not ready yet"
         return False
 
 

@@ -81,8 +81,8 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
     anna.find_element(By.ID, "request_reference").send_keys("MLA-FR-2026-0042")
     anna.find_element(By.ID, "share").click()
     wait_for(anna, lambda b: b.find_elements(By.ID, f"revoke-{RECIPIENT}"), "the share")
-    assert [RECIPIENT, LEGAL_BASIS, "MLA-FR-2026-0042"] == _texts(
-        anna, "#shares tbody td")[:3]
+    assert _texts(
+        anna, "#shares tbody td")[:3] == [RECIPIENT, LEGAL_BASIS, "MLA-FR-2026-0042"]
     _accessible(anna, "package (owner)")
     screenshot(anna, "package-owner")
     anna.get(hub.url + "/app/")

@@ -89,7 +89,7 @@ def test_stale_old_size_is_409_with_the_current_size(witness: WitnessProcess, lo
 def test_conflicting_history_is_422_and_kept_as_evidence(witness: WitnessProcess,
                                                           log: Signer) -> None:
     assert add(witness, log, 0, 10).status_code == 200
-    forked = Tree([b"rewritten"] + LEAVES[1:])
+    forked = Tree([b"rewritten", *LEAVES[1:]])
     same_size = add(witness, log, 10, 10, tree=forked)
     assert same_size.status_code == 422
     # a fork's own (valid, for the fork) consistency proof does not connect to what was seen
@@ -104,7 +104,7 @@ def test_conflicting_history_is_422_and_kept_as_evidence(witness: WitnessProcess
 def test_bad_proof_is_422(witness: WitnessProcess, log: Signer) -> None:
     assert add(witness, log, 0, 6).status_code == 200
     proof = TREE.consistency(6, 11)
-    for bad in ([bytes(32)] + proof[1:], proof[:-1], proof + [bytes(32)], []):
+    for bad in ([bytes(32), *proof[1:]], proof[:-1], [*proof, bytes(32)], []):
         assert add(witness, log, 6, 11, proof=bad).status_code == 422
     assert add(witness, log, 0, 0, proof=[]).status_code == 409
     # old size 0 with a non-empty proof, and a size-0 checkpoint whose root is not empty's
