@@ -141,21 +141,13 @@ def http_download(url: str, token: str, package: str, name: str) -> tuple[float,
 
 def fresh_postgres(prefix: str, cleanups: list[Callable[[], None]]) -> str:
     """A new, empty database on the ``EVX_TEST_PG_URL`` server; its drop goes on ``cleanups``."""
-    import sqlalchemy as sa
+    from tests.support.postgres import create_database, drop_database
 
     admin_url = os.environ.get("EVX_TEST_PG_URL",
                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    db = f"{prefix}_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
-    cleanups.append(drop)
-    return sa.make_url(admin_url).set(database=db).render_as_string(hide_password=False)
+    url = create_database(admin_url, prefix)
+    cleanups.append(lambda: drop_database(admin_url, url))
+    return url
 
 
 def clean_up(cleanups: list[Callable[[], None]], work: Path) -> None:

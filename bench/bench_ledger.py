@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -47,19 +46,10 @@ def make_event(n: int) -> Event:
 @contextmanager
 def bench_database() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""
-    name = f"evx_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    from tests.support.postgres import fresh_database
+
+    with fresh_database(SERVER_URL, "evx_bench") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.dispose()
 
 
 def run_threads(writers: int, seconds: float, work: Callable[[int, int], None]) -> int:

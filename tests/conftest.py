@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.seaweed import SeaweedS3, start_seaweed, weed_binary
+
+if TYPE_CHECKING:
+    from tests.support.postgres import Templates
 
 REQUIRE_BACKENDS = os.environ.get("EVX_REQUIRE_BACKENDS") == "1"
 PG_ADMIN_URL = os.environ.get(
@@ -75,20 +79,29 @@ def pg_server_url() -> str:
 
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import sqlalchemy as sa
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards (for the tests of
+    migrations themselves; the others take :func:`pg_migrated_url`)."""
+    from tests.support.postgres import fresh_database
 
-    name = f"evx_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_database(pg_server_url) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_templates(pg_server_url: str) -> Iterator[Templates]:
+    """PostgreSQL databases migrated once per session, cloned per test."""
+    from tests.support.postgres import Templates
+
+    templates = Templates(pg_server_url)
+    try:
+        yield templates
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        templates.drop_all()
+
+
+@pytest.fixture
+def pg_migrated_url(pg_templates: Templates) -> Iterator[str]:
+    """A PostgreSQL database at the newest schema for one test (a clone of the session's
+    migrated template, not a migration per test), dropped afterwards."""
+    with pg_templates.clone() as url:
+        yield url

@@ -119,9 +119,11 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 @pytest.fixture
-def pg_s3_world(tmp_path: Path, pg_url: str, seaweed, s3_bucket: str) -> Iterator[World]:
+def pg_s3_world(tmp_path: Path, pg_migrated_url: str, seaweed,
+                s3_bucket: str) -> Iterator[World]:
     settings = Settings(data_dir=tmp_path / "data", operator_authority=OPERATOR,
-                        database_url=pg_url, object_store="s3", s3_endpoint=seaweed.endpoint,
+                        database_url=pg_migrated_url, object_store="s3",
+                        s3_endpoint=seaweed.endpoint,
                         s3_access_key=seaweed.access_key, s3_secret_key=seaweed.secret_key,
                         s3_bucket=s3_bucket, chunk_size=64 * 1024,
                         max_item_bytes=64 * 1024 * 1024)

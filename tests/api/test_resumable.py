@@ -32,9 +32,10 @@ def rworld(tmp_path: Path) -> Iterator[World]:
 
 
 @pytest.fixture
-def pg_s3_rworld(tmp_path: Path, pg_url: str, seaweed, s3_bucket: str) -> Iterator[World]:
+def pg_s3_rworld(tmp_path: Path, pg_migrated_url: str, seaweed,
+                 s3_bucket: str) -> Iterator[World]:
     yield from _world(_settings(
-        tmp_path, database_url=pg_url, object_store="s3", s3_endpoint=seaweed.endpoint,
+        tmp_path, database_url=pg_migrated_url, object_store="s3", s3_endpoint=seaweed.endpoint,
         s3_access_key=seaweed.access_key, s3_secret_key=seaweed.secret_key,
         s3_bucket=s3_bucket))
 

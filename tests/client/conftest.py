@@ -13,6 +13,7 @@ import pytest
 
 from tests.client.flaky import FlakyProxy
 from tests.client.harness import OPERATOR, OWNER, RECIPIENT, EvxServer, User
+from tests.support.postgres import Templates
 
 
 @dataclass
@@ -53,16 +54,14 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="session")
-def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
+def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_templates: Templates,
           seaweed: object) -> Iterator[World]:
-    import sqlalchemy as sa
+    with pg_templates.clone(prefix="evx_client") as url:
+        yield from _pg_s3_world(tmp_path_factory, url, seaweed)
 
-    name = f"evx_client_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_server_url).set(database=name) \
-        .render_as_string(hide_password=False)
+
+def _pg_s3_world(tmp_path_factory: pytest.TempPathFactory, url: str,
+                 seaweed: object) -> Iterator[World]:
     server = EvxServer(tmp_path_factory.mktemp("evx-pg-s3"), extra_env={
         "EVX_DATABASE_URL": url, "EVX_OBJECT_STORE": "s3",
         "EVX_S3_ENDPOINT": seaweed.endpoint,  # type: ignore[attr-defined]
@@ -74,11 +73,6 @@ def pg_s3(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str,
         yield build_world(server)
     finally:
         server.stop()
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["embedded", pytest.param("pg_s3", marks=[pytest.mark.postgres,

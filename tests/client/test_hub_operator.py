@@ -33,6 +33,7 @@ from storage.evidence import EvidenceVault
 from storage.keyring import DirectoryKeySource, Keyring
 from tests.client.harness import EVX, OPERATOR, OWNER, RECIPIENT, EvxServer, User
 from tests.ledger.hostile import HostileAdmin
+from tests.support.postgres import create_database, drop_database
 
 pytestmark = pytest.mark.slow  # real servers and about forty evx processes per backend
 
@@ -84,11 +85,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         return
     pg_server_url = request.getfixturevalue("pg_server_url")
     seaweed = request.getfixturevalue("seaweed")
-    name = f"evx_hub_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    url = create_database(pg_server_url, "evx_hub")
     bucket = f"evx-hub-{uuid.uuid4().hex[:12]}"
     server = EvxServer(root / "srv", extra_env={
         "EVX_DATABASE_URL": url, "EVX_OBJECT_STORE": "s3", "EVX_S3_ENDPOINT": seaweed.endpoint,
@@ -102,11 +99,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield from _hub(server, settings)
     finally:
         seaweed.drop_bucket(bucket)
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        drop_database(pg_server_url, url)
 
 
 def _shared_package(hub: Hub, tmp_path: Path, tag: str) -> tuple[str, bytes]:

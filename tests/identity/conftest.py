@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from service.db import make_engine, upgrade
 from tests.identity.support import REVISION, Partners, Signer, register_partners, rsa_signer
+from tests.support.postgres import Templates
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +36,14 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """A migrated database on each real backend."""
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database on each real backend (PostgreSQL: a clone of a session template)."""
     if request.param == "sqlite":
-        return str(request.getfixturevalue("sqlite_url"))
-    url = str(request.getfixturevalue("pg_url"))
-    upgrade(url, REVISION)
-    return url
+        yield str(request.getfixturevalue("sqlite_url"))
+        return
+    templates: Templates = request.getfixturevalue("pg_templates")
+    with templates.clone(REVISION) as url:
+        yield url
 
 
 def _connection(url: str) -> Iterator[sa.Connection]:

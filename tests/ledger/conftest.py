@@ -22,10 +22,9 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def postgres_url(pg_url: str) -> str:
-    """A fresh, migrated PostgreSQL database."""
-    upgrade(pg_url)
-    return pg_url
+def postgres_url(pg_migrated_url: str) -> str:
+    """A fresh, migrated PostgreSQL database (a clone of the session's template)."""
+    return pg_migrated_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

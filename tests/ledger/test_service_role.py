@@ -22,10 +22,10 @@ LEDGER_TABLES = ("ledger_entries", "ledger_nodes", "ledger_checkpoints", "ledger
 
 
 @pytest.fixture
-def service_url(pg_url: str) -> Iterator[str]:
+def service_url(pg_migrated_url: str) -> Iterator[str]:
     """The migrated database, and a URL for a fresh login role that is a member of
     ``evx_service`` (trust authentication on the test server: no password)."""
-    upgrade(pg_url)
+    pg_url = pg_migrated_url
     login = f"evx_svc_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
