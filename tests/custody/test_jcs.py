@@ -35,11 +35,25 @@ def test_general_path_equals_rfc8785(value: Any) -> None:
     assert jcs._serialize(value).encode() == rfc8785.dumps(value)
 
 
+def _sorts_alike_in_utf16(key: str) -> bool:
+    # Code-point order equals UTF-16 order for keys below the surrogate block (U+D800): above
+    # it, an astral character (two UTF-16 units from U+D800) sorts before U+E000..U+FFFF.
+    return all(ord(c) < 0xD800 for c in key)
+
+
 @given(st.dictionaries(KEYS, SCALARS, max_size=6))
-def test_fast_path_only_when_it_is_exact(value: dict[str, Any]) -> None:
-    """When the fast path is chosen, json.dumps gives the JCS bytes."""
-    if jcs._check(value, 0):
+def test_fast_path_is_chosen_exactly_when_it_is_exact(value: dict[str, Any]) -> None:
+    """The fast path is taken for every object whose keys sort alike in code points and UTF-16
+    (not only never wrongly), and then json.dumps gives the JCS bytes."""
+    fast = jcs._check(value, 0)
+    assert fast is all(_sorts_alike_in_utf16(key) for key in value)
+    if fast:
         assert jcs.dumps_fast(value) == rfc8785.dumps(value)
+
+
+def test_fast_path_decision_on_known_objects() -> None:
+    assert jcs._check({"actor": {"authority": "DE-BKA"}, "index": 7, "item": "\u00e9t\u00e9"}, 0)
+    assert not jcs._check({"a": {"\U0001f600": 1}}, 0)  # nested keys count too
 
 
 def test_utf16_ordering_differs_from_code_points() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,20 @@ def failing_source(good: bytes) -> Iterator[bytes]:
     raise SourceFailed("client went away")
 
 
-def test_backends_implement_the_protocol(backend: Backend) -> None:
-    assert isinstance(backend.store, ObjectStore)
+PROTOCOL_METHODS = ("put", "get", "delete", "exists", "size", "list", "check")
+
+
+@pytest.mark.parametrize("store_class", [FileSystemStore, S3Store])
+def test_backends_implement_the_protocol(store_class: type) -> None:
+    """Every method of ObjectStore, with its parameters (names, kinds, defaults): isinstance on
+    a runtime_checkable Protocol checks only that the attribute names exist."""
+    for name in PROTOCOL_METHODS:
+        wanted = inspect.signature(getattr(ObjectStore, name)).parameters
+        got = inspect.signature(getattr(store_class, name)).parameters
+        assert [(p.name, p.kind, p.default) for p in got.values()] == \
+            [(p.name, p.kind, p.default) for p in wanted.values()], (store_class, name)
+    members = {n for n in vars(ObjectStore) if not n.startswith("_")}
+    assert members == set(PROTOCOL_METHODS), "a new protocol method needs a check here"
 
 
 def test_put_get_round_trip_and_ranges(backend: Backend) -> None:
