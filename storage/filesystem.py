@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from evx import durable
 from storage.errors import BackendUnavailable, ObjectNotFound
 from storage.objectstore import (
     OBJECT_NAME_PATTERN,
@@ -105,7 +105,7 @@ class FileSystemStore:
             finally:
                 os.close(fd)
             os.replace(temp, path)
-            _fsync_directory(path.parent)
+            durable.fsync_directory(path.parent)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
@@ -264,17 +264,6 @@ class FileSystemStore:
             os.unlink(probe)
         except OSError as exc:
             raise BackendUnavailable(f"store root {self.root} is not writable: {exc}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some filesystems cannot fsync directories; the rename still happened
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
 
 
 def _raise(exc: OSError) -> None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from evx import durable
 from storage.envelope import validate_key_id
 from storage.errors import KeySourceError, UnknownKey
 
@@ -148,12 +149,9 @@ class DirectoryKeySource:
         if len(secret) != KEK_LEN:
             raise ValueError(f"a KEK is {KEK_LEN} bytes")
         try:
-            _write_new_file(self.path / f"{key_id}{KEY_SUFFIX}",
-                            base64.b64encode(secret) + b"\n")
-            temp = self.path / f".{ACTIVE_FILE}-{secrets.token_hex(4)}"
-            _write_new_file(temp, key_id.encode("ascii") + b"\n")
-            os.replace(temp, self.path / ACTIVE_FILE)
-            _fsync_directory(self.path)
+            durable.create_file(self.path / f"{key_id}{KEY_SUFFIX}",
+                                base64.b64encode(secret) + b"\n")
+            durable.replace_file(self.path / ACTIVE_FILE, key_id.encode("ascii") + b"\n")
         except OSError as exc:
             raise KeySourceError(f"cannot store key {key_id} in {self.path}: {exc}") from exc
 
@@ -241,18 +239,3 @@ def new_key_id(at: datetime) -> str:
     return f"kek-{at:%Y%m%d}-{secrets.token_hex(4)}"
 
 
-def _write_new_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -295,9 +294,9 @@ def ledger_export(
     from custody.errors import VerificationError
 
     from evx.client.errors import IntegrityFailure, LedgerInconsistent
+    from evx import durable
     from evx.client.witnessed import configured_policy, require_log_key, to_json
 
-    temporary = out_file.with_name(f".{out_file.name}.{os.getpid()}.part")
     written = 0
     with connect(url, token, output, retries) as api:
         state = trust_state(api)
@@ -305,21 +304,16 @@ def ledger_export(
         policy = configured_policy(policy_file, state)
         if policy is not None and pinned is not None:
             require_log_key(policy, pinned.key)
-        try:
-            with output.progress() as transfers, \
-                    api.stream("GET", "/v1/ledger/export",
-                               params={"witnessed": "true"} if policy else None) as response, \
-                    temporary.open("wb") as handle:
-                task = transfers.start("exporting ledger", 0)
-                for block in response.iter_bytes(1024 * 1024):
-                    handle.write(block)
-                    written += len(block)
-                    transfers.advance(task, len(block))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, out_file)
-        finally:
-            temporary.unlink(missing_ok=True)
+        # Streamed into a temporary file that replaces out_file only when the export is whole.
+        with output.progress() as transfers, \
+                api.stream("GET", "/v1/ledger/export",
+                           params={"witnessed": "true"} if policy else None) as response, \
+                durable.replacing(out_file, 0o644) as handle:
+            task = transfers.start("exporting ledger", 0)
+            for block in response.iter_bytes(1024 * 1024):
+                handle.write(block)
+                written += len(block)
+                transfers.advance(task, len(block))
         result: dict[str, Any] = {"file": str(out_file), "bytes": written,
                                   "verified": False}
         if pinned is not None:

@@ -5,12 +5,12 @@ conventions (CI runs Linux only; see docs/client.md for what was not run).
   platform's convention from ``platformdirs`` (Linux ``~/.local/state/evx``, macOS
   ``~/Library/Application Support/evx``, Windows ``%LOCALAPPDATA%\\evx``).
 * :func:`lock`: an exclusive lock file (``filelock``: ``fcntl`` on POSIX, ``msvcrt`` on Windows).
-* :func:`fsync_directory`: make a rename durable where the platform allows it.
+* :func:`fsync_directory`: make a rename durable where the platform allows it (defined in
+  :mod:`evx.durable`, with the other durable-file rules).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +18,10 @@ from pathlib import Path
 from filelock import FileLock
 from platformdirs import PlatformDirs
 from platformdirs.api import PlatformDirsABC
+
+from evx.durable import fsync_directory
+
+__all__ = ["config_dir", "fsync_directory", "lock", "state_dir"]
 
 APP_NAME = "evx"
 LOCK_TIMEOUT_S = 120.0  # another evx of this user moving the same server's checkpoint
@@ -53,21 +57,3 @@ def lock(path: Path, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
     return FileLock(path, timeout=timeout, mode=0o600)
 
 
-def fsync_directory(path: Path, *, os_name: str = os.name) -> bool:
-    """Make the entries of directory ``path`` (a rename, a new file) durable; whether it could.
-
-    Windows cannot open a directory for ``fsync`` (NTFS journals its metadata), and some
-    file systems refuse it (EINVAL, ENOTSUP): there the rename stands as it is.
-    """
-    if os_name == "nt":
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            return False
-        raise
-    finally:
-        os.close(fd)
-    return True

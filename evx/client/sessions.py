@@ -10,12 +10,12 @@ two processes renewing with the same one would sign each other out.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from evx import durable
 from evx.client.errors import AuthenticationError
 from evx.client.signin import Session, refresh
 
@@ -52,17 +52,8 @@ class SessionStore:
         """Write ``session`` (0600, atomically). Returns the file's path."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.path(session.server)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SESSION_MODE)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(session.to_json(), handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        durable.replace_file(path, json.dumps(session.to_json(), indent=1).encode("utf-8"),
+                             SESSION_MODE)
         return path
 
     def remove(self, origin: str) -> Session | None:

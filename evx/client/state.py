@@ -18,7 +18,6 @@ Both files are written atomically (temporary file, fsync, rename) with owner-onl
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ from custody.errors import VerificationError
 from custody.note import MAX_NOTE_BYTES, VerifierKey
 
 from evx.client.errors import IntegrityFailure, UsageError
-from evx.client.platform import fsync_directory, state_dir
+from evx import durable
+from evx.client.platform import state_dir
 
 MAX_KEY_BYTES = 4096  # a verifier key is ~90 bytes
 
@@ -45,17 +45,10 @@ def _origin_dir_name(origin: str) -> str:
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: a reader sees the old file or the new one, never half."""
+    """Replace ``path`` with ``data`` (:func:`evx.durable.replace_file`), creating its
+    directory (owner-only) first."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    fsync_directory(path.parent)
+    durable.replace_file(path, data, mode)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and independent, and partners run it with nothing more than the client install.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -34,6 +35,7 @@ from custody.witness import (
     origin_hash,
     parse_add_checkpoint,
 )
+from evx import durable
 from evx.witness.state import WitnessStore
 
 log = logging.getLogger("evx.witness")
@@ -62,15 +64,8 @@ def load_or_create_witness_key(path: Path, *, create: bool) -> Ed25519PrivateKey
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process created it first: load theirs
-        else:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
-                handle.flush()
-                os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process was first: load theirs
+            durable.create_file(path, pem, 0o600)
     try:
         with path.open("rb") as handle:
             mode = os.fstat(handle.fileno()).st_mode

@@ -8,7 +8,6 @@ key pair, registers the public half and keeps the private half at
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from evx import durable
 from service.identity.authorities import Authority, AuthorityKey, check_authority_id
 from service.identity.errors import NoSigningKey
 from service.identity.keys import PublicKey, public_key_from_key
@@ -63,9 +63,7 @@ def generate_key_pair(data_dir: Path, authority_id: str) -> tuple[PublicKey, Pat
     path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_KEY_MODE)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    durable.create_file(path, pem, PRIVATE_KEY_MODE)
     return public, path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from evx import durable
 from service.ledger.errors import LogKeyError
 
 #: Owner read/write only: the key signs every checkpoint of the custody log.
@@ -61,27 +62,8 @@ def _create(key_path: Path) -> None:
     )
     try:
         key_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = key_path.with_name(f".{key_path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temporary, key_path)  # fails if another process created it first
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
-        _fsync_directory(key_path.parent)
+        durable.create_file(key_path, pem, KEY_FILE_MODE)
+    except FileExistsError:
+        pass  # another process created it first: theirs is loaded
     except OSError as exc:
         raise LogKeyError(f"cannot create log key file {key_path}: {exc.strerror}") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
