@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Protocol, runtime_checkable
 
 import anyio.to_thread
 import structlog
@@ -18,9 +18,15 @@ from service.identity.errors import (
     MissingCredentials,
 )
 from service.identity.http import authenticate, bearer_token
-from service.identity.tokens import Principal
+from service.identity.registrar import TrustRegistrar
+from service.identity.tokens import Principal, TrustedKey
+from service.identity.verified import VerifiedTokens
+from service.limits import RequestLimits
+from service.metrics import Metrics
 from service.problems import FORBIDDEN, TOO_MANY_REQUESTS, UNAUTHENTICATED, Problem
-from service.web.sessions import CSRF_HEADER, SESSION_COOKIE, cookie_value
+from service.settings import Settings
+from service.web.sessions import CSRF_HEADER, SESSION_COOKIE, WebSessions, cookie_value
+from service.wiring import provide_service
 
 log = structlog.get_logger("evx.auth")
 ADMITTED_SCOPE_KEY = "evx.admitted"  # the request passed the rate limits once
@@ -30,9 +36,24 @@ _bearer = HTTPBearer(auto_error=False, description="A JWT signed by the officer'
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@runtime_checkable
+class Authenticating(Protocol):
+    """What authenticating a request needs of the running service (service.runtime.Runtime)."""
+
+    settings: Settings
+    metrics: Metrics
+    request_limits: RequestLimits
+    registrar: TrustRegistrar
+    verified_tokens: VerifiedTokens
+    web_sessions: WebSessions
+
+    def lookup_key(self, issuer: str, kid: str) -> TrustedKey: ...
+
+
 async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    runtime: Annotated[Authenticating, Depends(provide_service(Authenticating))],
 ) -> Principal:
     """The authenticated officer. Failures are counted and logged -- never put in the ledger,
     where unauthenticated garbage could flood it.
@@ -41,7 +62,6 @@ async def current_principal(
     anything else is verified on a worker thread (a key look-up may touch the database).
     """
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY)  # the guard did it before the body
-    runtime = request.app.state.runtime
     if principal is None:
         authorization = request.headers.get("authorization")
         principal = _recently_verified(runtime, authorization)
@@ -67,7 +87,7 @@ async def current_principal(
     return principal
 
 
-def authenticate_request(runtime: Any, authorization: str | None, path: str,
+def authenticate_request(runtime: Authenticating, authorization: str | None, path: str,
                          client: str | None = None, *, cookie: str | None = None,
                          csrf: str | None = None, method: str = "GET") -> Principal:
     """The caller's principal, or a 401 :class:`Problem` (counted, and logged if refused).
@@ -99,7 +119,7 @@ def authenticate_request(runtime: Any, authorization: str | None, path: str,
     return principal
 
 
-def _recently_verified(runtime: Any, authorization: str | None) -> Principal | None:
+def _recently_verified(runtime: Authenticating, authorization: str | None) -> Principal | None:
     """The principal of a token verified a moment ago (service/identity/verified.py), or None
     (then the token is verified in full, and refusals are counted and logged there)."""
     try:
@@ -107,13 +127,13 @@ def _recently_verified(runtime: Any, authorization: str | None) -> Principal | N
     except AuthenticationFailed:
         return None
     settings = runtime.settings
-    return runtime.verified_tokens.get(  # type: ignore[no-any-return]
+    return runtime.verified_tokens.get(
         token, generation=runtime.registrar.generation, now=datetime.now(UTC),
         leeway=timedelta(seconds=settings.token_leeway_seconds))
 
 
-def _session_principal(runtime: Any, token: str, csrf: str | None, method: str, path: str,
-                       client: str | None) -> Principal:
+def _session_principal(runtime: Authenticating, token: str, csrf: str | None, method: str,
+                       path: str, client: str | None) -> Principal:
     session = runtime.web_sessions.find(token)
     if session is None:
         runtime.metrics.unauthenticated.labels("session").inc()

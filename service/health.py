@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.problems import UNAUTHENTICATED, Problem
+from service.runtime import Runtime
+from service.wiring import MetricsDep, SettingsDep, provide_service
 
 router = APIRouter(tags=["operations"])
+RuntimeDep = Annotated[Runtime, Depends(provide_service(Runtime))]
 
 
 # Health and metrics are answered on the event loop (or on their own thread limiter), never
@@ -58,9 +61,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "A dependency is not reachable"}})
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """Database, object store and keys are reachable: this replica can take traffic."""
-    runtime = request.app.state.runtime
     checks: dict[str, Any] = await anyio.to_thread.run_sync(
         runtime.readiness, limiter=_READINESS_THREADS)
     ready = all(v == "ok" for v in checks.values())
@@ -74,14 +76,14 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, settings: SettingsDep,
+                  service_metrics: MetricsDep) -> Response:
     """Prometheus metrics of this replica (with EVX_METRICS_TOKEN set: only with that bearer)."""
-    runtime = request.app.state.runtime
-    wanted = runtime.settings.metrics_token
+    wanted = settings.metrics_token
     if wanted is not None:
         given = request.headers.get("authorization", "")
         expected = f"Bearer {wanted.get_secret_value()}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Problem(UNAUTHENTICATED, "Send 'Authorization: Bearer <EVX_METRICS_TOKEN>'.")
-    registry = runtime.metrics.registry
+    registry = service_metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

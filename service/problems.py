@@ -219,6 +219,7 @@ def register_domain_errors() -> None:
         (identity.AuthenticationFailed, UNAUTHENTICATED),
         (ledger.LedgerUnavailable, LEDGER_UNAVAILABLE),
         (ledger.LedgerCorrupted, LEDGER_INCONSISTENT),
+        (ledger.LedgerAccessDenied, FORBIDDEN),
         (ledger.InvalidProofRequest, VALIDATION),
         (ledger.EntryNotFound, NOT_FOUND),
         (storage.IntegrityError, INTEGRITY),

@@ -7,17 +7,17 @@ refuse the operation (503) in that case: no entry, no action.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import structlog
 
 from evx.protocol.names import MAX_NAME_TEXT_CHARS
 from custody.entry import Actor, Legal, Role, TokenRef
 from service.ledger.errors import LedgerUnavailable
+from service.identity.caller import Caller
 from service.identity.tokens import Principal
+from service.ledger.ledger import Ledger
 from service.ledger.models import Event
 from service.metrics import Metrics
-from service.packages.policy import Caller
 
 log = structlog.get_logger("evx.custody")
 
@@ -35,7 +35,7 @@ def _bounded(text: str | None, limit: int) -> str | None:
 
 
 class CustodyRecorder:
-    def __init__(self, ledger: Any, metrics: Metrics) -> None:
+    def __init__(self, ledger: Ledger, metrics: Metrics) -> None:
         self._ledger = ledger
         self._metrics = metrics
 

@@ -20,6 +20,8 @@ from service.identity.registrar import TrustRegistrar
 from service.identity.registry import TrustRegistry
 from service.identity.tokens import TrustedKey
 from service.identity.verified import VerifiedTokens
+from service.ledger.ledger import Ledger
+from service.ledger.witnesses import CosignatureCollector
 from service.limits import RequestLimits, TransferSlots
 from service.metrics import Metrics
 from service.packages.gate import Gate
@@ -46,7 +48,7 @@ KEY_CACHE_SECONDS = 5.0  # a retired key stops working within this long on every
 class Runtime:
     settings: Settings
     engine: Engine
-    ledger: Any
+    ledger: Ledger
     vault: EvidenceVault
     store: ObjectStore
     keyring: Keyring
@@ -61,7 +63,7 @@ class Runtime:
     request_limits: RequestLimits
     transfer_slots: TransferSlots
     requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
-    collector: Any = None  # service.ledger.witnesses.CosignatureCollector, when configured
+    collector: CosignatureCollector | None = None  # when witnesses are configured
     notifier: Notifier = None  # type: ignore[assignment]
     web_sessions: WebSessions = None  # type: ignore[assignment]  # the web application's
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey, int]] = field(
@@ -170,23 +172,9 @@ class Runtime:
     def served_checkpoint_note(self) -> str | None:
         """The newest checkpoint with the witnesses' cosignatures held for it, or None without
         witnesses or before any cosignature."""
-        if self.collector is None:
-            return None
-        from service.ledger.witnesses import witnessed_note
+        from service.ledger.witnesses import served_note
 
-        from custody.checkpoint import Checkpoint
-        from custody.errors import VerificationError
-
-        witnesses = self.collector.witnesses
-        quorum = self.settings.witness_quorum or len(witnesses) // 2 + 1
-        note = witnessed_note(self.engine, witnesses, quorum)
-        if note is None:
-            return None
-        try:
-            Checkpoint.verify(note, self.ledger.verifier_key)
-        except VerificationError:
-            return None  # not ours: the caller's path refuses to serve it
-        return note
+        return served_note(self.collector, self.ledger, self.settings.witness_quorum)
 
     def close(self) -> None:
         if self.collector is not None:
@@ -212,9 +200,8 @@ def build_store(settings: Settings) -> ObjectStore:
     return FileSystemStore(settings.objects_dir)
 
 
-def build_ledger(settings: Settings, engine: Engine) -> Any:
+def build_ledger(settings: Settings, engine: Engine) -> Ledger:
     from service.ledger.keys import load_or_create_log_key
-    from service.ledger.ledger import Ledger
 
     key = load_or_create_log_key(settings.resolved_log_key_file)
     return Ledger(engine, key, origin=settings.log_origin)
@@ -264,8 +251,6 @@ def build_runtime(settings: Settings) -> Runtime:
     runtime.web_sessions = WebSessions(engine, idle=timedelta(seconds=settings.web_idle_seconds),
                                        absolute=timedelta(seconds=settings.web_session_seconds))
     if settings.witness_endpoints:
-        from service.ledger.witnesses import CosignatureCollector
-
         runtime.collector = CosignatureCollector(
             engine, ledger, settings.witness_endpoints, metrics=metrics,
             interval=settings.witness_interval_seconds, timeout=settings.witness_timeout_seconds,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from evx.protocol import headers as hdr
 from evx.client.errors import ClientError, IntegrityFailure, UnavailableError, UsageError
 from evx.client.http import Api, item_path, package_path
 from evx.client.sources import Source, open_source
@@ -123,7 +124,7 @@ def _upload_small(api: Api, package_id: str, source: Source, size: int,
     sha256 = hashlib.sha256(data).hexdigest()
     task = progress.start(f"uploading {display(source.name)}", size)
     body = api.json("PUT", item_path(package_id, source.name), content=data, headers={
-        "Content-Digest": sha256_field(sha256), "Content-Type": "application/octet-stream"})
+        hdr.CONTENT_DIGEST: sha256_field(sha256), "Content-Type": "application/octet-stream"})
     progress.advance(task, size)
     progress.finish(task)
     _check_stored(source, body, size, sha256)
@@ -209,7 +210,7 @@ class ResumableUpload:
         try:
             response = self.api.request(
                 "PUT", item_path(self.package_id, self.source.name), content=b"",
-                headers={"Upload-Complete": "?0", "Upload-Length": str(self.size),
+                headers={hdr.UPLOAD_COMPLETE: "?0", hdr.UPLOAD_LENGTH: str(self.size),
                          "Content-Type": "application/octet-stream"})
         except ClientError as exc:
             upload = exc.details.get("upload") if exc.slug == "upload-in-progress" else None
@@ -244,7 +245,7 @@ class ResumableUpload:
         try:
             response = self.api.request(
                 "PATCH", self.location, content=self._blocks(offset),
-                headers={"Upload-Offset": str(offset), "Upload-Complete": "?0",
+                headers={hdr.UPLOAD_OFFSET: str(offset), hdr.UPLOAD_COMPLETE: "?0",
                          "Content-Type": PARTIAL_UPLOAD})
         except UnavailableError as exc:
             raise _Retry(exc) from exc
@@ -258,8 +259,8 @@ class ResumableUpload:
         sha256 = self.digest.hexdigest()
         try:
             body = self.api.json("PATCH", self.location, content=b"", headers={
-                "Upload-Offset": str(offset), "Upload-Complete": "?1",
-                "Repr-Digest": sha256_field(sha256), "Content-Type": PARTIAL_UPLOAD})
+                hdr.UPLOAD_OFFSET: str(offset), hdr.UPLOAD_COMPLETE: "?1",
+                hdr.REPR_DIGEST: sha256_field(sha256), "Content-Type": PARTIAL_UPLOAD})
         except UnavailableError as exc:
             raise _Retry(exc) from exc
         _check_stored(self.source, body, self.size, sha256)

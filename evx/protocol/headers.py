@@ -12,3 +12,8 @@ IF_RANGE = "If-Range"
 RANGE = "Range"
 CONTENT_RANGE = "Content-Range"
 WWW_AUTHENTICATE = "WWW-Authenticate"
+# Resumable uploads (draft-ietf-httpbis-resumable-upload; docs/api.md)
+UPLOAD_COMPLETE = "Upload-Complete"  # ?0 opens (or continues) an upload, ?1 finishes it
+UPLOAD_LENGTH = "Upload-Length"  # the whole item's size
+UPLOAD_OFFSET = "Upload-Offset"  # bytes stored durably so far
+UPLOAD_LIMIT = "Upload-Limit"  # the service's limits for this upload

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from service.auth import Officer
 from service.events import repository as repo
 from service.packages.endpoints import ERRORS
 from service.packages.errors import AccessDenied
+from service.wiring import EngineDep
 
 router = APIRouter(tags=["events"])
 
@@ -66,14 +67,13 @@ class WebhooksOut(BaseModel):
 
 @router.get("/v1/events", response_model=EventFeed, responses=ERRORS)
 async def event_feed(
-    officer: Officer, request: Request,
+    officer: Officer, engine: EngineDep,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     type_: Annotated[list[str] | None, Query(alias="type", max_length=20)] = None,
 ) -> EventFeed:
     """Events concerning the caller's authority after ``after``, oldest first. ``after=0`` is
     the start; keep the returned ``last``."""
-    engine = request.app.state.runtime.engine
 
     def read() -> list[repo.EventRow]:
         with engine.connect() as conn:
@@ -86,7 +86,7 @@ async def event_feed(
 
 
 @router.get("/v1/webhooks", response_model=WebhooksOut, responses=ERRORS)
-def webhook_log(officer: Officer, request: Request,
+def webhook_log(officer: Officer, engine: EngineDep,
                 status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")]
                 = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 100) -> WebhooksOut:
@@ -94,7 +94,7 @@ def webhook_log(officer: Officer, request: Request,
     auditors, who administer it; endpoints are registered by the hub with `evx webhook add`)."""
     if officer.role != "auditor":
         raise AccessDenied("the webhook log is for the authority's auditors")
-    with request.app.state.runtime.engine.connect() as conn:
+    with engine.connect() as conn:
         endpoints = repo.endpoints(conn, officer.authority)
         deliveries = repo.delivery_log(conn, officer.authority, limit, status)
         attempts = repo.attempts_of(conn, [d.id for d in deliveries])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
+from sqlalchemy.engine import Engine
 from pydantic import BaseModel, Field
 
 from service.auth import Officer
@@ -19,6 +20,7 @@ from service.identity.authorities import AUTHORITY_ID_PATTERN, Authority
 from service.identity.errors import UnknownAuthority
 from service.identity.registry import TrustRegistry
 from service.problems import NOT_FOUND, AS_PROBLEM, Problem
+from service.wiring import EngineDep, SettingsDep
 
 router = APIRouter(prefix="/v1/authorities", tags=["authorities"])
 
@@ -43,30 +45,29 @@ class SignIn(BaseModel):
     audience: str = Field(description="The aud this service accepts; request tokens for it.")
 
 
-def _directory(request: Request) -> list[Authority]:
-    with request.app.state.runtime.engine.connect() as conn:
+def _directory(engine: Engine) -> list[Authority]:
+    with engine.connect() as conn:
         return TrustRegistry(conn).list_authorities()
 
 
 @router.get("", response_model=AuthorityList, responses={
     401: {"description": "Missing or refused token", **AS_PROBLEM}})
-def list_authorities(request: Request, officer: Officer) -> AuthorityList:
+def list_authorities(engine: EngineDep, officer: Officer) -> AuthorityList:
     """The partner authorities packages can be shared with (and this service's operator)."""
     del officer  # any authenticated officer may read the directory
     return AuthorityList(authorities=[
         AuthorityOut(id=a.id, name=a.name, country=a.country, roles=sorted(a.roles))
-        for a in _directory(request)])
+        for a in _directory(engine)])
 
 
 @router.get("/{authority_id}/sign-in", response_model=SignIn, responses={
     404: {"description": "No such authority, or it has no identity provider", **AS_PROBLEM}})
 def sign_in(
-    request: Request,
+    engine: EngineDep, settings: SettingsDep,
     authority_id: Annotated[str, Path(max_length=64, pattern=AUTHORITY_ID_PATTERN.pattern)],
 ) -> SignIn:
     """Where officers of ``authority_id`` sign in. Public: needed before there is a token."""
-    runtime = request.app.state.runtime
-    with runtime.engine.connect() as conn:
+    with engine.connect() as conn:
         try:
             authority = TrustRegistry(conn).get_authority(authority_id)
         except UnknownAuthority:
@@ -77,5 +78,5 @@ def sign_in(
                                  "ask the hub's operator (evx authority provider), or use a "
                                  "token your authority issued (EVX_TOKEN).")
     return SignIn(authority=authority.id, issuer=authority.issuer,
-                  client_id=authority.client_id, audience=runtime.settings.audience)
+                  client_id=authority.client_id, audience=settings.audience)
 

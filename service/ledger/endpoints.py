@@ -10,20 +10,25 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import IO, Annotated, Any, cast
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 
 from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from service.auth import Officer
-from service.ledger.errors import LedgerCorrupted
+from service.ledger.errors import LedgerAccessDenied, LedgerCorrupted
 from service.identity.tokens import Principal
-from service.packages.errors import AccessDenied
+from service.ledger.ledger import Ledger
+from service.ledger.models import StoredCheckpoint
+from service.ledger.witnesses import CosignatureCollector, served_note
+from service.recorder import CustodyRecorder
+from service.settings import Settings
+from service.wiring import SettingsDep, provide, provide_optional
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 MAX_ENTRIES_PAGE = 1000
@@ -54,59 +59,68 @@ class EntriesOut(BaseModel):
     entries: list[EntryOut]
 
 
-def _require_operator_auditor(request: Request, officer: Principal, action: str) -> None:
-    runtime = request.app.state.runtime
-    if officer.role == "auditor" and officer.authority == runtime.settings.operator_authority:
+LedgerDep = Annotated[Ledger, Depends(provide("ledger", Ledger))]
+RecorderDep = Annotated[CustodyRecorder, Depends(provide("recorder", CustodyRecorder))]
+
+
+#: The witnesses' cosignature collector, None when no witness is configured.
+CollectorDep = Annotated[CosignatureCollector | None,
+                         Depends(provide_optional("collector", CosignatureCollector))]
+
+
+def _require_operator_auditor(settings: Settings, recorder: CustodyRecorder, officer: Principal,
+                              action: str) -> None:
+    if officer.role == "auditor" and officer.authority == settings.operator_authority:
         return
     reason = "only the operator's auditors read the whole ledger; use the package custody"
-    runtime.recorder.record(officer, action, outcome="denied", reason=reason)
-    raise AccessDenied(reason)
+    recorder.record(officer, action, outcome="denied", reason=reason)
+    raise LedgerAccessDenied(reason)
 
 
-def current_checkpoint(runtime: Any) -> Any:
+def current_checkpoint(ledger: Ledger) -> StoredCheckpoint:
     """The latest signed checkpoint if it covers the whole tree, else a freshly signed one."""
-    latest = runtime.ledger.latest_checkpoint()
-    if latest is not None and latest.tree_size == runtime.ledger.tree_size():
+    latest = ledger.latest_checkpoint()
+    if latest is not None and latest.tree_size == ledger.tree_size():
         try:
-            Checkpoint.verify(latest.note, runtime.ledger.verifier_key)
+            Checkpoint.verify(latest.note, ledger.verifier_key)
         except VerificationError:
             raise LedgerCorrupted("the latest checkpoint is not signed by the current log "
                                   "key; refusing to serve it") from None
         return latest
-    return runtime.ledger.sign_checkpoint()
+    return ledger.sign_checkpoint()
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {}},
                              "description": "C2SP tlog-checkpoint signed note"}})
-async def checkpoint(officer: Officer, request: Request) -> PlainTextResponse:
+async def checkpoint(officer: Officer, ledger: LedgerDep, collector: CollectorDep,
+                     settings: SettingsDep) -> PlainTextResponse:
     """The latest signed checkpoint of the whole ledger (C2SP signed note). With witnesses
     configured: the newest checkpoint cosigned by a majority of them (``EVX_WITNESS_QUORUM``),
     with one cosignature line per witness after the log's signature; before any cosignature, the
     log-signed checkpoint alone."""
-    runtime = request.app.state.runtime
-    witnessed = await anyio.to_thread.run_sync(runtime.served_checkpoint_note)
+    witnessed = await anyio.to_thread.run_sync(served_note, collector, ledger,
+                                               settings.witness_quorum)
     if witnessed is not None:
         return PlainTextResponse(witnessed, media_type="text/plain; charset=utf-8")
-    signed = await anyio.to_thread.run_sync(current_checkpoint, runtime)
+    signed = await anyio.to_thread.run_sync(current_checkpoint, ledger)
     return PlainTextResponse(signed.note, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/key", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {}},
                              "description": "C2SP note verifier key"}})
-def verifier_key(request: Request) -> PlainTextResponse:
+def verifier_key(ledger: LedgerDep) -> PlainTextResponse:
     """The log's public key as a C2SP note verifier key (pin it on first use)."""
-    key = str(request.app.state.runtime.ledger.verifier_key)
+    key = str(ledger.verifier_key)
     return PlainTextResponse(key + "\n", media_type="text/plain; charset=utf-8")
 
 
 @router.get("/proofs/inclusion", response_model=InclusionProofOut)
-def inclusion_proof(officer: Officer, request: Request,
+def inclusion_proof(officer: Officer, ledger: LedgerDep,
                     index: Annotated[int, Query(ge=0, le=2**53)],
                     tree_size: Annotated[int, Query(ge=1, le=2**53)]) -> InclusionProofOut:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``tree_size`` entries."""
-    ledger = request.app.state.runtime.ledger
     proof = ledger.inclusion_proof(index, tree_size)
     leaf = ledger.entry(index).leaf_hash
     return InclusionProofOut(index=index, tree_size=tree_size, leaf_hash=leaf.hex(),
@@ -114,26 +128,25 @@ def inclusion_proof(officer: Officer, request: Request,
 
 
 @router.get("/proofs/consistency", response_model=ConsistencyProofOut)
-def consistency_proof(officer: Officer, request: Request,
+def consistency_proof(officer: Officer, ledger: LedgerDep,
                       from_size: Annotated[int, Query(alias="from", ge=1, le=2**53)],
                       to_size: Annotated[int, Query(alias="to", ge=1, le=2**53)]
                       ) -> ConsistencyProofOut:
     """RFC 9162 consistency proof that the tree of ``to`` entries extends that of ``from``."""
-    proof = request.app.state.runtime.ledger.consistency_proof(from_size, to_size)
+    proof = ledger.consistency_proof(from_size, to_size)
     return ConsistencyProofOut(from_size=from_size, to_size=to_size,
                                proof=[h.hex() for h in proof])
 
 
 @router.get("/entries", response_model=EntriesOut)
-def entries(officer: Officer, request: Request,
+def entries(officer: Officer, ledger: LedgerDep, recorder: RecorderDep, settings: SettingsDep,
             start: Annotated[int, Query(ge=0, le=2**53)] = 0,
             limit: Annotated[int, Query(ge=1, le=MAX_ENTRIES_PAGE)] = 100) -> EntriesOut:
     """A page of the whole ledger (operator's auditors)."""
-    _require_operator_auditor(request, officer, "ledger.read")
-    runtime = request.app.state.runtime
-    runtime.recorder.record(officer, "ledger.read", details={"start": start, "limit": limit})
-    stored = runtime.ledger.entries(start, limit)
-    return EntriesOut(tree_size=runtime.ledger.tree_size(),
+    _require_operator_auditor(settings, recorder, officer, "ledger.read")
+    recorder.record(officer, "ledger.read", details={"start": start, "limit": limit})
+    stored = ledger.entries(start, limit)
+    return EntriesOut(tree_size=ledger.tree_size(),
                       entries=[EntryOut(index=s.index, leaf_hash=s.leaf_hash.hex(),
                                         entry=s.entry.to_dict()) for s in stored])
 
@@ -167,7 +180,8 @@ class _QueueWriter:
 @router.get("/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}},
                              "description": "JSON Lines export (docs/ledger-format.md)"}})
-async def export(officer: Officer, request: Request,
+async def export(officer: Officer, ledger: LedgerDep, recorder: RecorderDep,
+                 settings: SettingsDep, collector: CollectorDep,
                  witnessed: Annotated[bool, Query(
                      description="Export under the newest witnessed checkpoint (the one "
                                  "/v1/ledger/checkpoint serves, with its cosignatures) instead "
@@ -175,11 +189,9 @@ async def export(officer: Officer, request: Request,
                  ] = False) -> StreamingResponse:
     """The whole ledger with a fresh signed checkpoint, for ``evx ledger verify`` (operator's
     auditors)."""
-    runtime = request.app.state.runtime
-
     def authorize_and_record() -> None:
-        _require_operator_auditor(request, officer, "ledger.exported")
-        runtime.recorder.record(officer, "ledger.exported")
+        _require_operator_auditor(settings, recorder, officer, "ledger.exported")
+        recorder.record(officer, "ledger.exported")
 
     await anyio.to_thread.run_sync(authorize_and_record)
     pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(EXPORT_QUEUE_PIECES)
@@ -187,11 +199,13 @@ async def export(officer: Officer, request: Request,
 
     def produce() -> None:
         try:
-            note = runtime.served_checkpoint_note() if witnessed else None
+            note = served_note(collector, ledger, settings.witness_quorum) if witnessed else None
+            # The export only calls write() and flush(), which _QueueWriter has.
+            out = cast(IO[bytes], _QueueWriter(pieces, cancelled))
             if note is not None:
-                runtime.ledger.export_with(_QueueWriter(pieces, cancelled), note)
+                ledger.export_with(out, note)
             else:
-                runtime.ledger.export(_QueueWriter(pieces, cancelled))
+                ledger.export(out)
             pieces.put(None)
         except BaseException as exc:  # noqa: BLE001 - handed to the response, which re-raises
             if not cancelled.is_set():

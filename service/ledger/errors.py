@@ -52,3 +52,8 @@ class InvalidProofRequest(LedgerError, ValueError):
 
 class LogKeyError(LedgerError):
     """The log signing key file cannot be read, parsed or safely created."""
+
+
+class LedgerAccessDenied(LedgerError):
+    """The caller may not read the whole ledger (only the operator's auditors may); the
+    refusal is on the record."""

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import sqlalchemy as sa
@@ -28,6 +28,9 @@ from custody.witness import format_add_checkpoint
 from service.db import SQLITE_BEGIN
 from service.ledger import tables
 from service.ledger.models import StoredCheckpoint
+
+if TYPE_CHECKING:
+    from service.ledger.ledger import Ledger
 
 log = logging.getLogger("evx.witnesses")
 
@@ -132,6 +135,26 @@ def witnessed_note(engine: sa.Engine, witnesses: Sequence[WitnessEndpoint],
     return note + "".join(lines)
 
 
+def served_note(collector: CosignatureCollector | None, ledger: Ledger,
+                quorum: int | None) -> str | None:
+    """The newest checkpoint with the witnesses' cosignatures held for it (cosigned by
+    ``quorum`` of them, default a majority), or None without witnesses, before any
+    cosignature, or when the note is not signed by ``ledger``'s key."""
+    if collector is None:
+        return None
+    from custody.checkpoint import Checkpoint
+
+    witnesses = collector.witnesses
+    note = witnessed_note(collector.engine, witnesses, quorum or len(witnesses) // 2 + 1)
+    if note is None:
+        return None
+    try:
+        Checkpoint.verify(note, ledger.verifier_key)
+    except VerificationError:
+        return None  # not ours: the caller's path refuses to serve it
+    return note
+
+
 # -- the collector -----------------------------------------------------------------------------
 
 @dataclass
@@ -149,7 +172,7 @@ class CosignatureCollector:
     """Background threads that get every new checkpoint cosigned by the configured witnesses."""
 
     engine: sa.Engine
-    ledger: Any
+    ledger: Ledger
     witnesses: Sequence[WitnessEndpoint]
     metrics: Any = None
     interval: float = 1.0

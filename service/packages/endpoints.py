@@ -7,14 +7,17 @@ from urllib.parse import quote, unquote
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from evx.protocol import headers as hdr
 from evx.protocol.names import InvalidName, decode_text
 from service.auth import Officer
 from service.guard import streams_body
+from service.limits import TransferSlots
 from service.problems import AS_PROBLEM, Responses
+from service.wiring import MetricsDep, SettingsDep, provide
 from service.transfer_limits import (
     DOWNLOAD_BUFFER_BYTES,
     UPLOAD_BUFFER_BYTES,
@@ -63,12 +66,9 @@ ERRORS: Responses = {status: {"description": text, **AS_PROBLEM} for status, tex
 }.items()}
 
 
-def _service(request: Request) -> PackageService:
-    return request.app.state.runtime.packages
-
-
-def _transfers(request: Request) -> ItemTransfers:
-    return request.app.state.runtime.transfers
+PackagesDep = Annotated[PackageService, Depends(provide("packages", PackageService))]
+TransfersDep = Annotated[ItemTransfers, Depends(provide("transfers", ItemTransfers))]
+SlotsDep = Annotated[TransferSlots, Depends(provide("transfer_slots", TransferSlots))]
 
 
 def item_out(item: repo.ItemRow) -> ItemOut:
@@ -145,10 +145,9 @@ def _package_out(service: PackageService, caller_authority: str, package: repo.P
 
 
 @router.post("", status_code=201, response_model=PackageOut, responses=ERRORS)
-def create_package(body: PackageCreate, officer: Officer, request: Request,
+def create_package(body: PackageCreate, officer: Officer, service: PackagesDep,
                    response: Response) -> PackageOut:
     """Create an evidence package owned by the caller's authority."""
-    service = _service(request)
     package = service.create(officer, case_reference=body.case_reference, title=body.title,
                              description=body.description)
     response.headers["Location"] = f"/v1/packages/{quote(package.id, safe='')}"
@@ -156,19 +155,17 @@ def create_package(body: PackageCreate, officer: Officer, request: Request,
 
 
 @router.get("", response_model=PackageList, responses=ERRORS)
-def list_packages(officer: Officer, request: Request,
+def list_packages(officer: Officer, service: PackagesDep,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> PackageList:
     """Packages the caller's authority owns or that are shared with it."""
-    service = _service(request)
     rows = service.list(officer, limit=limit, offset=offset)
     return PackageList(packages=[_package_out(service, officer.authority, *row) for row in rows])
 
 
 @router.get("/{package_id}", response_model=PackageOut, responses=ERRORS)
-def get_package(package_id: str, officer: Officer, request: Request) -> PackageOut:
+def get_package(package_id: str, officer: Officer, service: PackagesDep) -> PackageOut:
     """Metadata and items (name, size, SHA-256) of one package."""
-    service = _service(request)
     package, items, shares = service.read(officer, package_id)
     return _package_out(service, officer.authority, package, items, shares)
 
@@ -183,12 +180,14 @@ def get_package(package_id: str, officer: Officer, request: Request) -> PackageO
 @streams_body
 async def upload_item(
     package_id: str, name: str, officer: Officer, request: Request, response: Response,
+    transfers: TransfersDep, slots: SlotsDep, settings: SettingsDep, metrics: MetricsDep,
     content_digest: Annotated[str | None, Header(
         description="RFC 9530, e.g. sha-256=:<base64>:")] = None,
     content_length: Annotated[int | None, Header(ge=0)] = None,
     upload_complete: Annotated[str | None, Header(
-        alias="Upload-Complete", description="?0 starts a resumable upload (docs/api.md)")] = None,
-    upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
+        alias=hdr.UPLOAD_COMPLETE,
+        description="?0 starts a resumable upload (docs/api.md)")] = None,
+    upload_length: Annotated[str | None, Header(alias=hdr.UPLOAD_LENGTH)] = None,
 ) -> ItemOut | Response:
     """Upload one item as the raw request body, streamed and encrypted as it arrives; or, with
     ``Upload-Complete: ?0``, create a resumable upload of it
@@ -197,15 +196,12 @@ async def upload_item(
         parse_sf_integer
 
     name = _item_name(request, name)
-    if parse_sf_boolean(upload_complete, "Upload-Complete") is False:
+    if parse_sf_boolean(upload_complete, hdr.UPLOAD_COMPLETE) is False:
         return await create_upload(request, officer, package_id, name,
-                                   parse_sf_integer(upload_length, "Upload-Length"),
+                                   parse_sf_integer(upload_length, hdr.UPLOAD_LENGTH),
                                    content_length)
-    transfers = _transfers(request)
     expected = parse_content_digest(content_digest) if content_digest is not None else None
-    runtime = request.app.state.runtime
-    settings = runtime.settings
-    async with transfer_slot(runtime.transfer_slots, officer, UPLOAD_BUFFER_BYTES,
+    async with transfer_slot(slots, officer, UPLOAD_BUFFER_BYTES,
                              settings.transfer_queue_seconds):
         body = PacedStream(request.stream().__aiter__(),
                            min_rate=settings.transfer_min_bytes_per_second,
@@ -213,7 +209,7 @@ async def upload_item(
         item = await with_body(body, lambda body: transfers.upload(
             officer, package_id, name, body, declared_length=content_length,
             expected_sha256=expected))
-    request.app.state.runtime.metrics.bytes_in.inc(item.size)
+    metrics.bytes_in.inc(item.size)
     response.headers["Location"] = item_url(package_id, item.name) + "/content"
     return item_out(item)
 
@@ -223,11 +219,11 @@ async def upload_item(
                                                       "link would be another item's directory",
                                         **AS_PROBLEM},
                         422: {"description": "Bad name, kind or target", **AS_PROBLEM}})
-def add_entry(package_id: str, body: EntryCreate, officer: Officer, request: Request,
+def add_entry(package_id: str, body: EntryCreate, officer: Officer, transfers: TransfersDep,
               response: Response) -> ItemOut:
     """Add a symbolic link (target recorded, never followed) or an empty directory as an item."""
-    item = _transfers(request).add_entry(officer, package_id, body.name, kind=body.kind,
-                                         target=body.target)
+    item = transfers.add_entry(officer, package_id, body.name, kind=body.kind,
+                               target=body.target)
     response.headers["Location"] = item_url(package_id, item.name)
     return item_out(item)
 
@@ -235,20 +231,19 @@ def add_entry(package_id: str, body: EntryCreate, officer: Officer, request: Req
 @router.post("/{package_id}/receipts", status_code=201, response_model=ReceiptOut,
              responses=ERRORS)
 def add_receipt(package_id: str, body: ReceiptCreate, officer: Officer,
-                request: Request) -> ReceiptOut:
+                service: PackagesDep) -> ReceiptOut:
     """Put on the record that the caller received and verified the package's items
     (``download.verified``, with the manifest hash it computed)."""
-    index, matches = _service(request).receipt(officer, package_id,
-                                               manifest=body.manifest_sha256,
-                                               items=body.items, size=body.bytes)
+    index, matches = service.receipt(officer, package_id, manifest=body.manifest_sha256,
+                                     items=body.items, size=body.bytes)
     return ReceiptOut(ledger_index=index, matches_seal=matches)
 
 
 @router.post("/{package_id}/seal", response_model=SealOut,
              responses={**ERRORS, 409: {"description": "Already sealed", **AS_PROBLEM}})
-def seal_package(package_id: str, officer: Officer, request: Request) -> SealOut:
+def seal_package(package_id: str, officer: Officer, service: PackagesDep) -> SealOut:
     """Freeze the package; its manifest hash goes into the ledger."""
-    package, index = _service(request).seal(officer, package_id)
+    package, index = service.seal(officer, package_id)
     assert package.sealed_at is not None and package.manifest_sha256 is not None
     return SealOut(id=package.id, sealed_at=package.sealed_at,
                    manifest_sha256=package.manifest_sha256, ledger_index=index)
@@ -258,9 +253,8 @@ def seal_package(package_id: str, officer: Officer, request: Request) -> SealOut
              responses={**ERRORS, 409: {"description": "Not sealed", **AS_PROBLEM},
                         422: {"description": "Unknown authority or bad expiry", **AS_PROBLEM}})
 def share_package(package_id: str, body: ShareCreate, officer: Officer,
-                  request: Request) -> ShareOut:
+                  service: PackagesDep) -> ShareOut:
     """Share a sealed package with another authority under a legal basis."""
-    service = _service(request)
     share = service.share(officer, package_id, authority=body.authority,
                           legal_basis=body.legal_basis, request_reference=body.request_reference,
                           expires_at=body.expires_at)
@@ -269,24 +263,23 @@ def share_package(package_id: str, body: ShareCreate, officer: Officer,
 
 @router.delete("/{package_id}/shares/{authority}", response_model=ShareOut, responses=ERRORS)
 def revoke_share(package_id: str, authority: str, officer: Officer,
-                 request: Request) -> ShareOut:
+                 service: PackagesDep) -> ShareOut:
     """Revoke the share with ``authority``; its officers can no longer retrieve the package."""
-    service = _service(request)
     share = service.revoke(officer, package_id, authority)
     return _share_out(share, False)
 
 
 @router.head("/{package_id}/items/{name:item}/content", responses=ERRORS)
-def item_content_head(package_id: str, name: str, officer: Officer, request: Request) -> Response:
+def item_content_head(package_id: str, name: str, officer: Officer, service: PackagesDep,
+                      request: Request) -> Response:
     """Size and digest of an item without its bytes (a metadata read, on the record)."""
-    service = _service(request)
     name = _item_name(request, name)
     _, items, _ = service.read(officer, package_id)
     item = next((i for i in items if i.name == name), None)
     if item is None:
         raise ItemNotFound(f"the package has no item {name!r}")
     return Response(status_code=200, headers={
-        "Repr-Digest": format_sha256_digest(item.sha256), "ETag": f'"{item.sha256}"',
+        hdr.REPR_DIGEST: format_sha256_digest(item.sha256), hdr.ETAG: f'"{item.sha256}"',
         "Accept-Ranges": "bytes", "Content-Length": str(item.size),
         "Cache-Control": "no-store"})
 
@@ -299,14 +292,13 @@ def item_content_head(package_id: str, name: str, officer: Officer, request: Req
     416: {"description": "Range not satisfiable", **AS_PROBLEM}},
     response_class=StreamingResponse)
 async def download_item(
-    package_id: str, name: str, officer: Officer, request: Request,
-    range_header: Annotated[str | None, Header(alias="Range")] = None,
+    package_id: str, name: str, officer: Officer, request: Request, transfers: TransfersDep,
+    slots: SlotsDep, settings: SettingsDep, metrics: MetricsDep,
+    range_header: Annotated[str | None, Header(alias=hdr.RANGE)] = None,
     if_range: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Stream the decrypted item; ``Range: bytes=N-`` resumes. The digest is in ``Repr-Digest``."""
-    transfers = _transfers(request)
     name = _item_name(request, name)
-    metrics = request.app.state.runtime.metrics
 
     def select(item: repo.ItemRow) -> tuple[int, int] | None:
         # RFC 9110 13.1.5: a Range whose If-Range does not match is ignored (send it all).
@@ -314,8 +306,6 @@ async def download_item(
             return None
         return parse_range(range_header, item.size)
 
-    runtime = request.app.state.runtime
-    slots, settings = runtime.transfer_slots, runtime.settings
     await acquire_slot(slots, officer, DOWNLOAD_BUFFER_BYTES, settings.transfer_queue_seconds)
     try:
         download = await anyio.to_thread.run_sync(
@@ -327,8 +317,8 @@ async def download_item(
     etag = f'"{item.sha256}"'
     length = download.end - download.start
     headers = {
-        "Repr-Digest": format_sha256_digest(item.sha256),
-        "ETag": etag,
+        hdr.REPR_DIGEST: format_sha256_digest(item.sha256),
+        hdr.ETAG: etag,
         "Accept-Ranges": "bytes",
         "Content-Length": str(length),
         "Cache-Control": "no-store",
@@ -337,9 +327,9 @@ async def download_item(
     }
     partial = (download.start, download.end) != (0, item.size)
     if partial:
-        headers["Content-Range"] = f"bytes {download.start}-{download.end - 1}/{item.size}"
+        headers[hdr.CONTENT_RANGE] = f"bytes {download.start}-{download.end - 1}/{item.size}"
     else:
-        headers["Content-Digest"] = headers["Repr-Digest"]
+        headers[hdr.CONTENT_DIGEST] = headers[hdr.REPR_DIGEST]
 
     async def body() -> object:
         sent = 0

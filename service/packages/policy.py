@@ -11,18 +11,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
+from service.identity.caller import Caller
 
-class Caller(Protocol):
-    """Who acts: an authenticated officer, or a system actor (sweeper, key management)."""
-
-    @property
-    def authority(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def role(self) -> str: ...
+__all__ = ["Caller", "Decision", "Operation", "Refusal", "ShareState", "decide"]
 
 
 class Operation(enum.Enum):

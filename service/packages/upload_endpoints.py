@@ -15,19 +15,25 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 
+from evx.protocol import headers as hdr
 from service.auth import Officer
 from service.guard import streams_body
+from service.limits import TransferSlots
+from service.metrics import Metrics
 from service.problems import AS_PROBLEM
+from service.settings import Settings
 from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
 from service.packages import repository as repo
 from service.packages.errors import InvalidRequest
+from service.packages.gate import Gate
 from service.packages.http_fields import parse_content_digest
 from service.packages.policy import Caller
 from service.packages.streaming import with_body
 from service.packages.uploads import AppendOutcome, ResumableUploads, upload_limits
+from service.wiring import provide
 
 router = APIRouter(prefix="/v1/uploads", tags=["packages"])
 
@@ -61,25 +67,30 @@ def parse_sf_integer(value: str | None, field: str) -> int | None:
     return int(value.strip())
 
 
-def _uploads(request: Request) -> ResumableUploads:
-    return request.app.state.runtime.uploads
+# The running service's parts, typed (service/wiring.py); the helpers below are shared with
+# the one-request upload endpoint, which passes its request on.
+_uploads = provide("uploads", ResumableUploads)
+_settings = provide("settings", Settings)
+_slots = provide("transfer_slots", TransferSlots)
+_metrics = provide("metrics", Metrics)
+_gate = provide("gate", Gate)
+UploadsDep = Annotated[ResumableUploads, Depends(_uploads)]
 
 
 def upload_headers(request: Request, session: repo.UploadSession,
                    complete: bool = False) -> dict[str, str]:
     uploads = _uploads(request)
-    runtime = request.app.state.runtime
-    limits = upload_limits(session, uploads.idle_expiry, runtime.settings.max_item_bytes,
-                           runtime.gate.now())
-    return {"Upload-Offset": str(session.length if complete else session.received),
-            "Upload-Complete": "?1" if complete else "?0",
-            "Upload-Length": str(session.length),
-            "Upload-Limit": ", ".join(f"{k}={v}" for k, v in limits.items()),
+    limits = upload_limits(session, uploads.idle_expiry, _settings(request).max_item_bytes,
+                           _gate(request).now())
+    return {hdr.UPLOAD_OFFSET: str(session.length if complete else session.received),
+            hdr.UPLOAD_COMPLETE: "?1" if complete else "?0",
+            hdr.UPLOAD_LENGTH: str(session.length),
+            hdr.UPLOAD_LIMIT: ", ".join(f"{k}={v}" for k, v in limits.items()),
             "Location": f"/v1/uploads/{session.id}", "Cache-Control": "no-store"}
 
 
 def _counted(request: Request) -> AsyncIterator[bytes]:
-    metrics = request.app.state.runtime.metrics
+    metrics = _metrics(request)
 
     async def blocks() -> AsyncIterator[bytes]:
         async for block in request.stream():
@@ -109,8 +120,7 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
                   complete: bool, repr_sha256: bytes | None,
                   length: int | None = None) -> AppendOutcome:
     uploads = _uploads(request)
-    runtime = request.app.state.runtime
-    settings = runtime.settings
+    settings = _settings(request)
 
     def consume(body: Iterator[bytes]) -> AppendOutcome:
         return uploads.append(officer, upload_id, offset=offset, complete=complete, body=body,
@@ -118,7 +128,7 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
 
     # the same limits as a one-request upload: a slot per officer/authority, the memory budget,
     # the minimum rate (a stalled append keeps its whole chunks, like any broken one)
-    async with transfer_slot(runtime.transfer_slots, officer, UPLOAD_BUFFER_BYTES,
+    async with transfer_slot(_slots(request), officer, UPLOAD_BUFFER_BYTES,
                              settings.transfer_queue_seconds):
         body = PacedStream(_counted(request).__aiter__(),
                            min_rate=settings.transfer_min_bytes_per_second,
@@ -128,9 +138,10 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
 
 @router.head("/{upload_id}", status_code=204, responses={
     404: {"description": "No such upload", **AS_PROBLEM}})
-def upload_offset(upload_id: str, officer: Officer, request: Request) -> Response:
+def upload_offset(upload_id: str, officer: Officer, uploads: UploadsDep,
+                  request: Request) -> Response:
     """Offset retrieval: how many bytes of the upload are stored durably."""
-    session = _uploads(request).status(officer, upload_id)
+    session = uploads.status(officer, upload_id)
     return Response(status_code=204, headers=upload_headers(request, session))
 
 
@@ -146,10 +157,10 @@ def upload_offset(upload_id: str, officer: Officer, request: Request) -> Respons
 @streams_body
 async def upload_append(
     upload_id: str, officer: Officer, request: Request,
-    upload_offset_header: Annotated[str, Header(alias="Upload-Offset")],
-    upload_complete: Annotated[str, Header(alias="Upload-Complete")],
+    upload_offset_header: Annotated[str, Header(alias=hdr.UPLOAD_OFFSET)],
+    upload_complete: Annotated[str, Header(alias=hdr.UPLOAD_COMPLETE)],
     content_type: Annotated[str | None, Header()] = None,
-    upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
+    upload_length: Annotated[str | None, Header(alias=hdr.UPLOAD_LENGTH)] = None,
     repr_digest: Annotated[str | None, Header(
         description="RFC 9530 digest of the whole item; required when completing")] = None,
 ) -> Response:
@@ -161,9 +172,9 @@ async def upload_append(
 
         raise Problem(ProblemType(415, "unsupported-media-type", "Unsupported media type"),
                       f"upload appends are {PARTIAL_UPLOAD}")
-    offset = parse_sf_integer(upload_offset_header, "Upload-Offset")
-    complete = parse_sf_boolean(upload_complete, "Upload-Complete")
-    length = parse_sf_integer(upload_length, "Upload-Length")
+    offset = parse_sf_integer(upload_offset_header, hdr.UPLOAD_OFFSET)
+    complete = parse_sf_boolean(upload_complete, hdr.UPLOAD_COMPLETE)
+    length = parse_sf_integer(upload_length, hdr.UPLOAD_LENGTH)
     expected = parse_content_digest(repr_digest) if repr_digest is not None else None
     assert offset is not None and complete is not None
     outcome = await _append(request, officer, upload_id, offset, complete, expected, length)
@@ -178,7 +189,7 @@ async def upload_append(
 
 @router.delete("/{upload_id}", status_code=204, responses={
     404: {"description": "No such upload", **AS_PROBLEM}})
-def upload_cancel(upload_id: str, officer: Officer, request: Request) -> Response:
+def upload_cancel(upload_id: str, officer: Officer, uploads: UploadsDep) -> Response:
     """Upload cancellation: the staged bytes are removed; the cancellation is on the record."""
-    _uploads(request).cancel(officer, upload_id)
+    uploads.cancel(officer, upload_id)
     return Response(status_code=204)

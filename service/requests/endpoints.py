@@ -8,9 +8,10 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from service.auth import Officer
+from service.ledger.endpoints import LedgerDep, RecorderDep
 from service.packages.custody_endpoints import CustodyOut, proven_record
 from service.packages.endpoints import ERRORS
 from service.problems import AS_PROBLEM, Responses
@@ -31,6 +32,7 @@ from service.requests.schemas import (
     TransitionBody,
 )
 from service.requests.service import Filing, RequestService, RequestView
+from service.wiring import provide
 
 router = APIRouter(prefix="/v1/requests", tags=["requests"])
 
@@ -65,8 +67,7 @@ class Sort(enum.StrEnum):
     updated = "updated"
 
 
-def _service(request: Request) -> RequestService:
-    return request.app.state.runtime.requests
+RequestsDep = Annotated[RequestService, Depends(provide("requests", RequestService))]
 
 
 def _local(at: datetime, zone: str) -> str:
@@ -109,10 +110,9 @@ def request_out(r: repo.RequestRow, now: datetime, view: RequestView | None = No
 
 
 @router.post("", status_code=201, response_model=RequestOut, responses=RESPONSES)
-def file_request(body: RequestCreate, officer: Officer, request: Request,
+def file_request(body: RequestCreate, officer: Officer, service: RequestsDep,
                  response: Response) -> RequestOut:
     """File a request to another authority (the requesting authority's investigators)."""
-    service = _service(request)
     row = service.file(officer, Filing(
         executing_authority=body.executing_authority, instrument=body.instrument,
         reference=body.reference, case_reference=body.case_reference,
@@ -124,7 +124,7 @@ def file_request(body: RequestCreate, officer: Officer, request: Request,
 
 @router.get("", response_model=RequestList, responses=RESPONSES)
 def list_requests(
-    officer: Officer, request: Request,
+    officer: Officer, service: RequestsDep,
     side: Side | None = None,
     state: Annotated[list[State] | None, Query()] = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
@@ -136,7 +136,6 @@ def list_requests(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> RequestList:
     """Requests the caller's authority filed or must execute; by next deadline by default."""
-    service = _service(request)
     now = service.now()
     due_before = None
     if due_within is not None:
@@ -153,15 +152,14 @@ def list_requests(
 
 
 @router.get("/rules", response_model=RulesOut, responses=ERRORS)
-def deadline_rules(officer: Officer, request: Request) -> RulesOut:
+def deadline_rules(officer: Officer, service: RequestsDep) -> RulesOut:
     """The deadline rules this deployment applies, with their sources."""
-    return RulesOut.model_validate({"rules": rules_document(_service(request).rules)})
+    return RulesOut.model_validate({"rules": rules_document(service.rules)})
 
 
 @router.get("/{request_id}", response_model=RequestOut, responses=RESPONSES)
-def get_request(request_id: str, officer: Officer, request: Request) -> RequestOut:
+def get_request(request_id: str, officer: Officer, service: RequestsDep) -> RequestOut:
     """One request with its deadlines, history and deliveries."""
-    service = _service(request)
     view = service.read(officer, request_id)
     return request_out(view.request, service.now(), view)
 
@@ -169,20 +167,18 @@ def get_request(request_id: str, officer: Officer, request: Request) -> RequestO
 @router.post("/{request_id}/deliveries", status_code=201, response_model=RequestOut,
              responses=RESPONSES)
 def deliver(request_id: str, body: DeliveryCreate, officer: Officer,
-            request: Request) -> RequestOut:
+            service: RequestsDep) -> RequestOut:
     """Share a sealed package with the requesting authority as (part of) the answer; the share
     takes the request's legal basis and reference."""
-    service = _service(request)
     row, _ = service.deliver(officer, request_id, body.package, expires_at=body.expires_at)
     return request_out(row, service.now())
 
 
 @router.post("/{request_id}/{transition}", response_model=RequestOut, responses=RESPONSES)
-def transition(request_id: str, transition: TransitionName, officer: Officer, request: Request,
+def transition(request_id: str, transition: TransitionName, officer: Officer, service: RequestsDep,
                body: TransitionBody | None = None) -> RequestOut:
     """acknowledge, ask, recognise, refuse, postpone, execute-partly, fulfil (executing side);
     answer, withdraw (requesting side). refuse, postpone, ask and answer need a note."""
-    service = _service(request)
     body = body or TransitionBody()
     row = service.transition(officer, request_id, transition.value, note=body.note,
                              until=body.until)
@@ -190,17 +186,16 @@ def transition(request_id: str, transition: TransitionName, officer: Officer, re
 
 
 @router.get("/{request_id}/custody", response_model=CustodyOut, responses=RESPONSES)
-async def request_custody(request_id: str, officer: Officer, request: Request,
+async def request_custody(request_id: str, officer: Officer, service: RequestsDep,
+                          ledger: LedgerDep, recorder: RecorderDep,
                           start: Annotated[int, Query(ge=0, le=2**53)] = 0,
                           limit: Annotated[int, Query(ge=1, le=5_000)] = 5_000) -> CustodyOut:
     """The request's chain of custody (every entry with its id), each entry with an inclusion
     proof to a checkpoint signed after this read was recorded."""
-    runtime = request.app.state.runtime
-
     def work() -> CustodyOut:
-        found = _service(request).authorize_read(officer, request_id, "custody.read")
-        runtime.recorder.record(officer, "custody.read", package=found.id)
-        return proven_record(runtime, found.id, start, limit)
+        found = service.authorize_read(officer, request_id, "custody.read")
+        recorder.record(officer, "custody.read", package=found.id)
+        return proven_record(ledger, found.id, start, limit)
 
     return await anyio.to_thread.run_sync(work)
 

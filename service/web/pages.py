@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
@@ -38,6 +38,10 @@ from service.web.sessions import (
     WebSession,
     cookie_value,
 )
+from service.wiring import provide_service
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 log = structlog.get_logger("evx.web")
 HERE = Path(__file__).parent
@@ -94,8 +98,10 @@ class WebError(Exception):
         self.message = message
 
 
-def _runtime(request: Request) -> Any:
-    return request.app.state.runtime
+def _runtime(request: Request) -> Runtime:
+    from service.runtime import Runtime  # the app-level object, built after this module loads
+
+    return provide_service(Runtime)(request)
 
 
 def _session(request: Request) -> WebSession | None:

@@ -58,3 +58,20 @@ def test_the_protocol_imports_only_the_standard_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_header_names_come_from_the_protocol_module() -> None:
+    """The service's transfer endpoints and the client's uploads spell no protocol header
+    themselves: each name is evx/protocol/headers.py's."""
+    import re
+    from pathlib import Path
+
+    from evx.protocol import headers
+
+    root = Path(__file__).resolve().parents[2]
+    names = [value for name, value in vars(headers).items() if name.isupper()]
+    literal = re.compile("|".join(rf'"{re.escape(n)}"' for n in names))
+    users = ["service/packages/endpoints.py", "service/packages/upload_endpoints.py",
+             "evx/client/uploads.py"]
+    found = {u: literal.findall((root / u).read_text()) for u in users}
+    assert found == {u: [] for u in users}
