@@ -99,8 +99,10 @@ def require_data_folder(command_name: str, settings: Any = None) -> None:
     settings = settings if settings is not None else load_settings()
     if data_dir_exists(settings):
         return
+    default = type(settings).model_fields["data_dir"].default
     source = "EVX_DATA_DIR" if os.environ.get("EVX_DATA_DIR") else \
-        "EVX_DATA_DIR is not set: the default, ./data"
+        "EVX_DATA_DIR is not set: the default, ./data" if settings.data_dir == default else \
+        "evx_data_dir in EVX_SECRETS_DIR"
     raise DataFolderMissing(
         f"no data folder at {data_dir_of(settings)} ({source}); evx {command_name} does not "
         f"create one",
