@@ -134,7 +134,9 @@ def _recently_verified(runtime: Authenticating, authorization: str | None) -> Pr
 
 def _session_principal(runtime: Authenticating, token: str, csrf: str | None, method: str,
                        path: str, client: str | None) -> Principal:
-    session = runtime.web_sessions.find(token)
+    from service.web.signin import live_session
+
+    session = live_session(runtime, token)
     if session is None:
         runtime.metrics.unauthenticated.labels("session").inc()
         raise Problem(UNAUTHENTICATED, "Your web session has ended: sign in again.")

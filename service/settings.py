@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     web_session_seconds: int = Field(
         default=36_000, ge=300, le=7 * 86_400,
         description="A web session ends this long after sign-in, however busy (a shift).")
+    web_provider_check_seconds: int = Field(
+        default=300, ge=0, le=86_400,
+        description="A web session in use is confirmed at the officer's provider (refresh "
+                    "token grant) this often; refused there, it ends (0: on every request).")
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -105,8 +105,13 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _session(request: Request) -> WebSession | None:
+    """The request's live session (may ask the provider: call on a worker thread)."""
     token = cookie_value(request.headers.get("cookie"), SESSION_COOKIE)
-    return _runtime(request).web_sessions.find(token) if token else None
+    return signin.live_session(_runtime(request), token) if token else None
+
+
+async def _current(request: Request) -> WebSession | None:
+    return await anyio.to_thread.run_sync(_session, request)
 
 
 def _render(request: Request, template: str, session: WebSession | None, status: int = 200,
@@ -225,7 +230,7 @@ def sign_in_callback(request: Request, state: str = "", code: str = "",
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     await _form(request, session)
@@ -247,7 +252,7 @@ async def sign_out(request: Request) -> Response:
 @router.get("/", response_class=HTMLResponse)
 async def packages_page(request: Request, q: str = "", show: str = "all",
                         sort: str = "newest") -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     officer = session.principal
@@ -309,7 +314,7 @@ def new_package_page(request: Request) -> Response:
 
 @router.post("/packages")
 async def create_package(request: Request) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     fields = await _form(request, session)
@@ -329,7 +334,7 @@ async def create_package(request: Request) -> Response:
 
 @router.get("/packages/{package_id}", response_class=HTMLResponse)
 async def package_page(request: Request, package_id: str, error: str = "") -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     runtime = _runtime(request)
@@ -368,7 +373,7 @@ def _back(package_id: str, error: str | None = None) -> RedirectResponse:
 
 @router.post("/packages/{package_id}/seal")
 async def seal_package(request: Request, package_id: str) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     await _form(request, session)
@@ -382,7 +387,7 @@ async def seal_package(request: Request, package_id: str) -> Response:
 
 @router.post("/packages/{package_id}/shares")
 async def share_package(request: Request, package_id: str) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     fields = await _form(request, session)
@@ -410,7 +415,7 @@ async def share_package(request: Request, package_id: str) -> Response:
 
 @router.post("/packages/{package_id}/shares/{authority}/revoke")
 async def revoke_share(request: Request, package_id: str, authority: str) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     await _form(request, session)
@@ -424,7 +429,7 @@ async def revoke_share(request: Request, package_id: str, authority: str) -> Res
 
 @router.get("/packages/{package_id}/custody", response_class=HTMLResponse)
 async def custody_page(request: Request, package_id: str) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     return _render(request, "custody.html", session, package_id=package_id,
@@ -433,7 +438,7 @@ async def custody_page(request: Request, package_id: str) -> Response:
 
 @router.get("/ledger", response_class=HTMLResponse)
 async def ledger_page(request: Request) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     officer = session.principal
@@ -450,7 +455,7 @@ async def ledger_page(request: Request) -> Response:
 
 @router.get("/requests", response_class=HTMLResponse)
 async def requests_page(request: Request) -> Response:
-    session = _session(request)
+    session = await _current(request)
     if session is None:
         return _to_sign_in()
     from service.requests import repository as requests_repo
@@ -506,7 +511,7 @@ def install_web(app: FastAPI) -> None:
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
-        return _render(request, "error.html", _session(request), status=exc.status,
+        return _render(request, "error.html", await _current(request), status=exc.status,
                        message=exc.message, retry=False)
 
     app.include_router(router)

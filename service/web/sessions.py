@@ -64,6 +64,8 @@ class WebSession:
     refresh_token: str | None
     revocation_endpoint: str | None
     end_session_endpoint: str | None
+    key: str = ""  # the row's id (SHA-256 of the cookie's token)
+    checked_at: datetime | None = None
 
     def csrf_matches(self, presented: str | None) -> bool:
         return presented is not None and hmac.compare_digest(presented.encode("ascii", "replace"),
@@ -121,13 +123,16 @@ class WebSessions:
         token: whatever session id the browser held before is never promoted (fixation)."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = self._clock()
+        expires_at = now + self._absolute
+        if refresh_token is None:  # nothing to confirm it with later: it lives as the token
+            expires_at = min(expires_at, principal.expires_at)
         with self._engine.begin() as conn:
             conn.execute(web_sessions.delete().where(web_sessions.c.expires_at < now))
             conn.execute(web_sessions.insert().values(
                 id=_digest(token), authority=principal.authority, subject=principal.subject,
                 role=principal.role, token_id=principal.token_id, kid=principal.kid,
                 key_thumbprint=principal.key_thumbprint, csrf=secrets.token_urlsafe(TOKEN_BYTES),
-                created_at=now, last_seen_at=now, expires_at=now + self._absolute,
+                created_at=now, last_seen_at=now, expires_at=expires_at, checked_at=now,
                 client_id=client_id, refresh_token=refresh_token,
                 revocation_endpoint=revocation_endpoint,
                 end_session_endpoint=end_session_endpoint))
@@ -156,7 +161,24 @@ class WebSessions:
         return WebSession(principal=principal, csrf=row.csrf, expires_at=_aware(row.expires_at),
                           client_id=row.client_id, refresh_token=row.refresh_token,
                           revocation_endpoint=row.revocation_endpoint,
-                          end_session_endpoint=row.end_session_endpoint)
+                          end_session_endpoint=row.end_session_endpoint, key=key,
+                          checked_at=_aware(row.checked_at) if row.checked_at else None)
+
+    def check_due(self, session: WebSession, interval: timedelta) -> bool:
+        """Whether ``session`` should be confirmed at its provider again."""
+        return session.refresh_token is not None and (
+            session.checked_at is None or self._clock() - session.checked_at >= interval)
+
+    def confirmed(self, session: WebSession, refresh_token: str | None) -> None:
+        """The provider renewed ``session``: keep its (possibly rotated) refresh token."""
+        with self._engine.begin() as conn:
+            conn.execute(web_sessions.update().where(web_sessions.c.id == session.key).values(
+                checked_at=self._clock(),
+                refresh_token=refresh_token or session.refresh_token))
+
+    def drop(self, session: WebSession) -> None:
+        """End ``session`` (refused at its provider)."""
+        self._delete(session.key)
 
     def end(self, token: str | None) -> WebSession | None:
         """End the session of ``token`` (sign-out); return what it was, for the provider."""

@@ -13,10 +13,12 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import structlog
 
 from service.identity.errors import AuthenticationFailed, UnknownAuthority
 from service.identity.http import authenticate
@@ -26,7 +28,9 @@ from service.identity.providers import (
     provider_http_client,
 )
 from service.identity.registry import TrustRegistry
-from service.web.sessions import PendingSignIn
+from service.web.sessions import PendingSignIn, WebSession
+
+log = structlog.get_logger("evx.web")
 
 #: ``openid`` for the provider, ``offline_access`` for a refresh token sign-out can revoke.
 SCOPES = "openid offline_access"
@@ -138,3 +142,67 @@ def revoke_at_provider(session: Any) -> None:
                 "client_id": session.client_id})
     except httpx.HTTPError:
         pass  # the session here has ended either way; the provider's token expires by itself
+
+
+class ProviderUnreachable(Exception):
+    """The provider could not be asked; the session is confirmed at a later request."""
+
+
+def live_session(runtime: Any, token: str | None) -> WebSession | None:
+    """The session of ``token`` if it is live -- and, every ``web_provider_check_seconds``,
+    still vouched for by the officer's provider (refresh token grant): an account the provider
+    disabled, or a refresh token it revoked, ends the session here at the next request."""
+    sessions = runtime.web_sessions
+    session = sessions.find(token) if token else None
+    if session is None or not sessions.check_due(
+            session, timedelta(seconds=runtime.settings.web_provider_check_seconds)):
+        return session
+    try:
+        renewed = _renew(runtime, session)
+    except ProviderUnreachable as exc:
+        log.warning("web_session_check_postponed", authority=session.principal.authority,
+                    reason=str(exc))
+        return session
+    if renewed is None:
+        log.info("web_session_ended_by_provider", authority=session.principal.authority,
+                 subject=session.principal.subject)
+        sessions.drop(session)
+        return None
+    sessions.confirmed(session, renewed)
+    return session
+
+
+def _renew(runtime: Any, session: WebSession) -> str | None:
+    """A refresh token grant for ``session``: its new refresh token (or the old one if the
+    provider keeps it), or None if the provider refused -- or vouches for someone else now."""
+    officer = session.principal
+    try:
+        provider = provider_for(runtime, officer.authority)
+    except SignInRefused as exc:
+        raise ProviderUnreachable(str(exc)) from None
+    try:
+        with provider_http_client() as client:
+            response = client.post(provider.metadata["token_endpoint"], data={
+                "grant_type": "refresh_token", "refresh_token": session.refresh_token or "",
+                "client_id": session.client_id}, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise ProviderUnreachable(type(exc).__name__) from None
+    if response.status_code >= 500 or len(response.content) > MAX_TOKEN_RESPONSE_BYTES:
+        raise ProviderUnreachable(f"HTTP {response.status_code}")
+    try:
+        body = response.json()
+    except ValueError:
+        raise ProviderUnreachable("not JSON") from None
+    if response.status_code != 200 or not isinstance(body, dict) or \
+            not isinstance(body.get("access_token"), str):
+        return None  # invalid_grant and friends: the provider no longer vouches for it
+    try:
+        renewed = authenticate(f"Bearer {body['access_token']}", lookup_key=runtime.lookup_key,
+                               settings=runtime.settings)
+    except AuthenticationFailed:
+        return None
+    if (renewed.authority, renewed.subject, renewed.role) != (
+            officer.authority, officer.subject, officer.role):
+        return None
+    refresh = body.get("refresh_token")
+    return refresh if isinstance(refresh, str) else session.refresh_token

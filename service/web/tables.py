@@ -40,5 +40,8 @@ web_sessions = sa.Table(
     sa.Column("refresh_token", sa.Text, nullable=True),
     sa.Column("revocation_endpoint", sa.String(2000), nullable=True),
     sa.Column("end_session_endpoint", sa.String(2000), nullable=True),
+    # Last time the provider renewed the session's refresh token (migration 0014): a session is
+    # confirmed there again every EVX_WEB_PROVIDER_CHECK_SECONDS, so a disabled account ends.
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_web_sessions_expires_at", "expires_at"),
 )

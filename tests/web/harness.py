@@ -51,9 +51,9 @@ class Hub:
         return httpx.get(self.url + "/v1/ledger/key").text.strip()
 
 
-def start_hub(root: Path) -> Hub:
+def start_hub(root: Path, extra_env: dict[str, str] | None = None) -> Hub:
     providers: dict[str, OpenIDProvider] = {}
-    server = EvxServer(root)
+    server = EvxServer(root, extra_env=extra_env or {})
     try:
         for authority in (OWNER, RECIPIENT, OPERATOR):
             provider = OpenIDProvider(audience="evidence-exchange").start()

@@ -19,6 +19,7 @@ from tests.web.harness import (
     OFFICERS,
     PASSWORD,
     Hub,
+    axe_violations,
     new_browser,
     screenshot,
     sign_in,
@@ -247,3 +248,25 @@ def test_hostile_names_titles_and_legal_bases_are_inert_in_the_browser(
     assert owner.execute_script("return window.__xss") is None
     assert HOSTILE_BASIS in owner.find_element(By.ID, "shares").text
     assert OWNER in owner.find_element(By.ID, "who").text
+
+
+def test_requests_inbox_lists_incoming_and_outgoing_with_deadlines(hub: Hub,
+                                                                  browsers: list[Any]) -> None:
+    # FR files a request to DE through the API with its web session (cookie + CSRF header).
+    luc = session_of(hub, "luc")
+    filed = _api(hub, luc, "POST", "/v1/requests", csrf=_csrf(hub, luc), json={
+        "executing_authority": OWNER, "instrument": "eio", "reference": "EIO-FR-2026-0042",
+        "case_reference": "OCRTEH-2026-117", "offence_category": "computer-related fraud",
+        "measures": ["obtain subscriber data"]})
+    assert filed.status_code == 201, filed.text
+    due = filed.json()["next_deadline"]
+    browser = new_browser()
+    browsers.append(browser)
+    sign_in(browser, hub.url, "anna")
+    browser.get(hub.url + "/app/requests")
+    row = browser.find_element(By.CSS_SELECTOR, "#requests tbody tr").text
+    assert "EIO-FR-2026-0042" in row and "Incoming" in row and RECIPIENT in row
+    assert due["milestone"] in row and "UTC" in row
+    violations = axe_violations(browser)
+    assert not violations, [(v["id"], v["help"]) for v in violations]
+    screenshot(browser, "requests")

@@ -1,0 +1,43 @@
+"""A web session ends when the officer's identity provider stops vouching for it: the hub
+confirms sessions in use at the provider (here on every request, EVX_WEB_PROVIDER_CHECK_SECONDS
+=0), and a refresh token the provider revoked -- an account disabled there -- ends the session
+at the next request, for the pages and for the API alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.client.harness import OWNER
+from tests.web.harness import Hub, start_hub, stop_hub
+from tests.web.test_security import SESSION, session_of
+
+
+@pytest.fixture(scope="module")
+def checking_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    hub = start_hub(tmp_path_factory.mktemp("web-check"),
+                    {"EVX_WEB_PROVIDER_CHECK_SECONDS": "0"})
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+
+
+def test_a_session_the_provider_no_longer_vouches_for_ends(checking_hub: Hub) -> None:
+    hub = checking_hub
+    provider = hub.providers[OWNER]
+    token = session_of(hub, "anna")
+    cookie = {"Cookie": f"{SESSION}={token}"}
+    before = provider.refreshes
+    assert httpx.get(hub.url + "/v1/packages", headers=cookie).status_code == 200
+    assert httpx.get(hub.url + "/app/", headers=cookie).status_code == 200
+    assert provider.refreshes >= before + 2  # confirmed at the provider each time
+    # The provider's administrators disable the account: its refresh tokens are revoked.
+    for refresh in provider.state.refresh_tokens.values():
+        if refresh.user.username == "anna.schmidt":
+            refresh.revoked = True
+    assert httpx.get(hub.url + "/v1/packages", headers=cookie).status_code == 401
+    page = httpx.get(hub.url + "/app/", headers=cookie)
+    assert page.status_code == 303 and page.headers["location"] == "/app/sign-in"
