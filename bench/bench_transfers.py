@@ -145,7 +145,9 @@ def part_small_files(work: Path, count: int, parallel: int, cleanups: list) -> N
     assert f"{count} uploaded" in out, out
     print(f"   (evx upload done: {ours.wall_s:.1f} s wall, {ours.cpu_s:.1f} s client CPU)",
           flush=True)
-    rclone_env = {**os.environ, "RCLONE_CONFIG_WEED_TYPE": "s3",
+    # AWS_CA_BUNDLE (set on some machines) makes rclone's S3 client fail on a plain-HTTP endpoint.
+    rclone_env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},
+                  "RCLONE_CONFIG_WEED_TYPE": "s3",
                   "RCLONE_CONFIG_WEED_PROVIDER": "SeaweedFS",
                   "RCLONE_CONFIG_WEED_ACCESS_KEY_ID": weed.access_key,
                   "RCLONE_CONFIG_WEED_SECRET_ACCESS_KEY": weed.secret_key,
