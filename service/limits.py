@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import structlog
 
 K = TypeVar("K")
@@ -162,18 +163,33 @@ class TransferRefused(Exception):
         self.busy = busy
 
 
-class TransferSlots:
-    """Concurrent transfers per officer and per authority, and the replica's budget of bytes
-    buffered by transfers (each transfer reserves its worst case before its first byte)."""
+DEFAULT_MAX_TRANSFERS = 64
 
-    def __init__(self, *, per_officer: int, per_authority: int, budget_bytes: int) -> None:
+
+class TransferSlots:
+    """Concurrent transfers per officer, per authority and per replica, and the replica's budget
+    of bytes buffered by transfers (each transfer reserves its worst case before its first byte).
+
+    ``threads`` is the pool transfers run on, as large as the number of transfers: a one-request
+    upload holds one of its threads while the network is slow (the store consumes the body as a
+    blocking iterator), a download one per block. A transfer that holds a slot therefore never
+    waits for a thread, and no other request ever uses one of these.
+    """
+
+    def __init__(self, *, per_officer: int, per_authority: int, budget_bytes: int,
+                 max_transfers: int = DEFAULT_MAX_TRANSFERS) -> None:
+        if max_transfers < 1:
+            raise ValueError("max_transfers must be >= 1")
         self.per_officer = per_officer
         self.per_authority = per_authority
         self.budget_bytes = budget_bytes
+        self.max_transfers = max_transfers
+        self.threads = anyio.CapacityLimiter(max_transfers)
         self._lock = threading.Lock()
         self._officers: dict[tuple[str, str], int] = {}
         self._authorities: dict[str, int] = {}
         self.reserved = 0
+        self.running = 0
 
     def try_acquire(self, caller: Any, cost: int) -> None:
         """Reserve a slot and ``cost`` bytes, or raise :class:`TransferRefused`."""
@@ -185,17 +201,22 @@ class TransferSlots:
             if self._authorities.get(caller.authority, 0) >= self.per_authority:
                 raise TransferRefused(f"this authority already has {self.per_authority} "
                                       "transfers running", retry_after=5, busy=False)
+            if self.running >= self.max_transfers:
+                raise TransferRefused(f"the service runs its maximum of {self.max_transfers} "
+                                      "transfers", retry_after=5, busy=True)
             if self.reserved + cost > self.budget_bytes:
                 raise TransferRefused("the service is at its transfer memory budget",
                                       retry_after=5, busy=True)
             self._officers[officer] = self._officers.get(officer, 0) + 1
             self._authorities[caller.authority] = self._authorities.get(caller.authority, 0) + 1
             self.reserved += cost
+            self.running += 1
 
     def release(self, caller: Any, cost: int) -> None:
         officer = (caller.authority, caller.subject)
         with self._lock:
             self.reserved -= cost
+            self.running -= 1
             _release_one(self._officers, officer)
             _release_one(self._authorities, caller.authority)
 

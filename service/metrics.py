@@ -23,6 +23,7 @@ class Metrics:
     witness_lag: Gauge
     witness_submissions: Counter
     throttled: Counter
+    transfers_running: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -57,4 +58,7 @@ class Metrics:
                                         ["witness", "outcome"], registry=r),
             throttled=Counter("evx_requests_throttled_total",
                               "Requests refused by a rate limit (429)", ["scope"], registry=r),
+            transfers_running=Gauge("evx_transfers_running",
+                                    "Uploads and downloads holding a transfer slot (at most "
+                                    "EVX_TRANSFERS_PER_REPLICA)", registry=r),
         )

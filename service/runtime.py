@@ -241,7 +241,10 @@ def build_runtime(settings: Settings) -> Runtime:
                       transfer_slots=TransferSlots(
                           per_officer=settings.transfers_per_officer,
                           per_authority=settings.transfers_per_authority,
-                          budget_bytes=settings.transfer_memory_budget_mib * MIB))
+                          budget_bytes=settings.transfer_memory_budget_mib * MIB,
+                          max_transfers=settings.transfers_per_replica))
+    slots = runtime.transfer_slots
+    metrics.transfers_running.set_function(lambda: slots.running)
     runtime.providers = ProviderFollower(
         registrar, runtime.authority_for_issuer,
         min_interval=settings.provider_refetch_seconds,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     transfers_per_authority: int = Field(
         default=32, ge=1, le=10_000, description="Uploads and downloads one authority may run "
         "at once on a replica (beyond: 429).")
+    transfers_per_replica: int = Field(
+        default=64, ge=1, le=4096, description="Uploads and downloads one replica runs at once, "
+        "each on a transfer thread of its own pool (never the threads other requests use); "
+        "beyond: wait EVX_TRANSFER_QUEUE_SECONDS, then 503 with Retry-After.")
     transfer_memory_budget_mib: int = Field(
         default=512, ge=16, le=1_048_576, description="Bytes all transfers of a replica may "
         "buffer; a transfer reserves its worst case first, beyond it waits, then 503.")

@@ -208,7 +208,7 @@ async def upload_item(
                            window=settings.transfer_stall_seconds)
         item = await with_body(body, lambda body: transfers.upload(
             officer, package_id, name, body, declared_length=content_length,
-            expected_sha256=expected))
+            expected_sha256=expected), slots.threads)
     metrics.bytes_in.inc(item.size)
     response.headers["Location"] = item_url(package_id, item.name) + "/content"
     return item_out(item)
@@ -343,7 +343,7 @@ async def download_item(
                     transfers.recheck(officer, download)
                 first = False
 
-            async for block in blocks_from_thread(download.chunks, recheck):
+            async for block in blocks_from_thread(download.chunks, recheck, slots.threads):
                 yield block
                 sent += len(block)
                 metrics.bytes_out.inc(len(block))

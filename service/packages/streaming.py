@@ -19,14 +19,14 @@ T = TypeVar("T")
 
 
 PREFETCH_BLOCKS = 4  # request body read ahead of encryption: 4 MiB per upload at most
-# Transfers run on their own worker threads: however many are in flight, the threads that
-# ordinary requests use (anyio's default limiter) stay free (review H4). Bounded because the
-# transfer slots (service/limits.py) bound how many transfers run at once.
-TRANSFER_THREADS = anyio.CapacityLimiter(256)
+# Transfers run on their own worker threads (``limiter``: the transfer slots' pool,
+# service/limits.py): however many are in flight, the threads that ordinary requests use
+# (anyio's default limiter) stay free (review H4).
 
 
-async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], T]) -> T:
-    """Run ``consume`` on a worker thread over the request body in ~1 MiB blocks.
+async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[bytes]], T],
+                    limiter: anyio.CapacityLimiter) -> T:
+    """Run ``consume`` on a worker thread of ``limiter`` over the request body in ~1 MiB blocks.
 
     A task on the event loop keeps reading the body up to ``PREFETCH_BLOCKS`` ahead, so the
     network and the encryption overlap. A body that breaks off raises its error from the
@@ -69,7 +69,7 @@ async def with_body(stream: AsyncIterator[bytes], consume: Callable[[Iterator[by
         group.start_soon(pump)
         try:
             outcome.append(await anyio.to_thread.run_sync(consume, blocks(),
-                                                          limiter=TRANSFER_THREADS))
+                                                          limiter=limiter))
         except BaseException as exc:  # noqa: BLE001 - re-raised below, outside the group
             error.append(exc)
         finally:
@@ -92,8 +92,8 @@ def _next_block(chunks: Iterator[bytes], before: Callable[[], None] | None = Non
 
 
 async def blocks_from_thread(chunks: Iterator[bytes],
-                             before_each: Callable[[], None] | None = None,
-                             ) -> AsyncIterator[bytes]:
+                             before_each: Callable[[], None] | None,
+                             limiter: anyio.CapacityLimiter) -> AsyncIterator[bytes]:
     """Iterate a blocking (decrypting) iterator from the event loop, ~1 MiB at a time.
 
     ``before_each`` runs on the worker thread before each block (e.g. "is the share still
@@ -101,7 +101,7 @@ async def blocks_from_thread(chunks: Iterator[bytes],
     """
     while True:
         block = await anyio.to_thread.run_sync(_next_block, chunks, before_each,
-                                               limiter=TRANSFER_THREADS)
+                                               limiter=limiter)
         if not block:
             return
         yield block

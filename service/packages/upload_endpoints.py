@@ -128,12 +128,13 @@ async def _append(request: Request, officer: Caller, upload_id: str, offset: int
 
     # the same limits as a one-request upload: a slot per officer/authority, the memory budget,
     # the minimum rate (a stalled append keeps its whole chunks, like any broken one)
-    async with transfer_slot(_slots(request), officer, UPLOAD_BUFFER_BYTES,
+    slots = _slots(request)
+    async with transfer_slot(slots, officer, UPLOAD_BUFFER_BYTES,
                              settings.transfer_queue_seconds):
         body = PacedStream(_counted(request).__aiter__(),
                            min_rate=settings.transfer_min_bytes_per_second,
                            window=settings.transfer_stall_seconds)
-        return await with_body(body, consume)
+        return await with_body(body, consume, slots.threads)
 
 
 @router.head("/{upload_id}", status_code=204, responses={

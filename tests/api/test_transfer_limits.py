@@ -95,3 +95,16 @@ def test_a_steady_body_passes() -> None:
                                                       window=0.5)])
 
     assert anyio.run(main) == 5000
+
+
+def test_a_replica_runs_at_most_its_transfers_on_a_pool_of_that_size() -> None:
+    slots = TransferSlots(per_officer=5, per_authority=5, budget_bytes=1000, max_transfers=2)
+    assert slots.threads.total_tokens == 2  # a slot holder never waits for a thread
+    slots.try_acquire(_officer("A", "a"), 1)
+    slots.try_acquire(_officer("B", "b"), 1)
+    with pytest.raises(TransferRefused) as full:
+        slots.try_acquire(_officer("C", "c"), 1)
+    assert full.value.busy is True and slots.running == 2  # a 503, not the caller's fault
+    slots.release(_officer("A", "a"), 1)
+    slots.try_acquire(_officer("C", "c"), 1)
+    assert slots.running == 2
