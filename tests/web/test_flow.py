@@ -54,6 +54,9 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
     # -- DE-BKA: create, upload the folder, seal, share --------------------------------------
     anna = new_browser()
     browsers.append(anna)
+    anna.get(hub.url + "/app/sign-in")
+    _accessible(anna, "sign-in")
+    screenshot(anna, "sign-in")
     sign_in(anna, hub.url, "anna")
     anna.find_element(By.LINK_TEXT, "New package").click()
     anna.find_element(By.ID, "case_reference").send_keys("BKA-2026-17")
