@@ -203,13 +203,19 @@ def test_runs_as_unprivileged_user_without_installer(shipped: Container) -> None
 def test_image_on_postgres_and_s3(image: str, pg_url: str, seaweed: SeaweedS3, s3_bucket: str,
                                   tmp_path: Path) -> None:
     """The hub's configuration (compose, Kubernetes): PostgreSQL through the image's psycopg
-    and an S3 store. The container shares the host's network to reach both on loopback."""
+    and an S3 store, with compose's confinement: read-only root, the data folder a tmpfs, no
+    capabilities, no new privileges. The container shares the host's network to reach both
+    backends on loopback."""
     port = free_port()
     settings = {"EVX_DATABASE_URL": pg_url, "EVX_OBJECT_STORE": "s3",
                 "EVX_S3_ENDPOINT": seaweed.endpoint, "EVX_S3_ACCESS_KEY": seaweed.access_key,
                 "EVX_S3_SECRET_KEY": seaweed.secret_key, "EVX_S3_BUCKET": s3_bucket}
     env = [option for key, value in settings.items() for option in ("--env", f"{key}={value}")]
-    with running(image, f"http://127.0.0.1:{port}", "--network", "host", *env,
+    # compose: tmpfs "/var/lib/evx:uid=10001,gid=10001,mode=0700" (podman 4.3 spells it so)
+    confined = ["--read-only",
+                "--mount", "type=tmpfs,destination=/var/lib/evx,tmpfs-mode=0700,chown=true",
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    with running(image, f"http://127.0.0.1:{port}", "--network", "host", *confined, *env,
                  image, "serve", "--host", "127.0.0.1", "--port", str(port)) as box:
         round_trip_and_custody(box, tmp_path)
     store = Minio(seaweed.endpoint, seaweed.access_key, seaweed.secret_key, secure=False)
