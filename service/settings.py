@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         "schema instead of racing migrations.")
     forwarded_allow_ips: str | None = Field(
         default=None, description="Proxies trusted for X-Forwarded-For/-Proto (uvicorn).")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes of `evx serve` sharing its port "
+        "(each a replica of its own: limits and caches per process). More than one needs "
+        "PostgreSQL: on SQLite package changes are serialised by a lock in one process.")
     replica_id: str | None = Field(default=None,
                                    description="Name of this replica in logs (default hostname).")
     shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600,

@@ -107,6 +107,9 @@ def serve(
     init_first: bool = typer.Option(False, "--init", help="Initialise the data folder first, "
                                     "as `evx init` does (idempotent); without it a missing "
                                     "data folder is refused."),
+    workers: int = typer.Option(None, "--workers", min=1, max=64,
+                                help="Worker processes sharing the port (default EVX_WORKERS "
+                                     "or 1); more than one needs PostgreSQL."),
 ) -> None:
     """Start the API on the configured backends (embedded defaults: SQLite + local folder)."""
     import socket
@@ -121,6 +124,12 @@ def serve(
     from service.settings import load_settings
 
     settings = load_settings()
+    workers = workers or settings.workers
+    if workers > 1 and not settings.resolved_database_url.startswith("postgresql"):
+        raise UsageError("several workers need PostgreSQL (EVX_DATABASE_URL): on SQLite, "
+                         "package changes are serialised by a lock inside one process",
+                         slug="workers-need-postgresql", hint="Drop --workers, or use "
+                         "PostgreSQL.")
     generated: list[str] = []
     if init_first:
         generated = [step.part for step in initialise(settings).generated]
@@ -137,6 +146,9 @@ def serve(
     announcer = _Announcer(settings, application.state.runtime,
                            f"http://{listen_host}:{listen_port}", generated)
     proxy = settings.forwarded_allow_ips
+    if workers > 1:
+        _serve_workers(settings, application, announcer, workers, listen_host, listen_port)
+        return
     server = uvicorn.Server(uvicorn.Config(
         application, host=listen_host, port=listen_port, log_level="warning", access_log=False,
         proxy_headers=proxy is not None, forwarded_allow_ips=proxy,
@@ -165,6 +177,31 @@ def serve(
     except KeyboardInterrupt:
         if not announcer.done:
             raise  # Ctrl-C before the service was up
+
+
+def _serve_workers(settings: Any, application: Any, announcer: _Announcer, workers: int,
+                   host: str, port: int) -> None:
+    """Serve with ``workers`` processes (service/workers.py). This process prepared the data
+    folder, migrations and keys by building the app once; it closes it, tells the workers not to
+    migrate, and supervises them (uvicorn restarts one that dies)."""
+    import os
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    application.state.runtime.close()
+    os.environ["EVX_AUTO_MIGRATE"] = "false"
+    proxy = settings.forwarded_allow_ips
+    config = uvicorn.Config(
+        "service.workers:worker_app", factory=True, workers=workers, host=host, port=port,
+        log_level="warning", access_log=False, proxy_headers=proxy is not None,
+        forwarded_allow_ips=proxy, timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    socket = config.bind_socket()
+    announcer.started()
+    try:
+        Multiprocess(config, sockets=[socket]).run()
+    finally:
+        announcer.stopped()
 
 
 @command("revision", group="db", server=True)
