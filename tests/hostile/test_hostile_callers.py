@@ -50,7 +50,22 @@ def _connect(hub: Hub) -> socket.socket:
     return s
 
 
-def _slow_uploads(hub: Hub, package_id: str, count: int, stop: threading.Event) -> None:
+def _answers(socks: list[socket.socket]) -> list[int | None]:
+    """The status each connection has been answered with so far (None: no answer yet)."""
+    found: list[int | None] = []
+    for s in socks:
+        s.setblocking(False)
+        try:
+            head = s.recv(12)
+        except OSError:  # nothing to read yet
+            head = b""
+        found.append(int(head[9:12]) if head.startswith(b"HTTP/1.1 ") and len(head) == 12
+                     else None)
+    return found
+
+
+def _slow_uploads(hub: Hub, package_id: str, count: int, stop: threading.Event,
+                  answers: list[int | None]) -> None:
     socks = []
     token = hub.tokens["owner"]
     for i in range(count):
@@ -63,11 +78,13 @@ def _slow_uploads(hub: Hub, package_id: str, count: int, stop: threading.Event) 
         for s in socks:
             with contextlib.suppress(OSError):
                 s.sendall(b"x")
+    answers.extend(_answers(socks))
     for s in socks:
         s.close()
 
 
-def _unread_downloads(hub: Hub, package_id: str, count: int, stop: threading.Event) -> None:
+def _unread_downloads(hub: Hub, package_id: str, count: int, stop: threading.Event,
+                      answers: list[int | None]) -> None:
     socks = []
     token = hub.tokens["recipient"]
     for _ in range(count):
@@ -76,6 +93,7 @@ def _unread_downloads(hub: Hub, package_id: str, count: int, stop: threading.Eve
                    f"Host: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
         socks.append(s)
     stop.wait()
+    answers.extend(_answers(socks))
     for s in socks:
         s.close()
 
@@ -125,9 +143,13 @@ def _run(hub: Hub, tmp_path: Path) -> None:
     stop, uploads_stop = threading.Event(), threading.Event()
     flood_counts: dict[int, int] = {}
     gib: dict[str, object] = {}
+    uploads: list[int | None] = []
+    downloads: list[int | None] = []
     workers = [
-        threading.Thread(target=_slow_uploads, args=(hub, scratch, 100, uploads_stop), daemon=True),
-        threading.Thread(target=_unread_downloads, args=(hub, shared, 200, stop), daemon=True),
+        threading.Thread(target=_slow_uploads, args=(hub, scratch, 100, uploads_stop, uploads),
+                         daemon=True),
+        threading.Thread(target=_unread_downloads, args=(hub, shared, 200, stop, downloads),
+                         daemon=True),
         threading.Thread(target=_unauthenticated_gib, args=(hub, gib), daemon=True),
         threading.Thread(target=_flood, args=(hub, stop, flood_counts), daemon=True),
     ]
@@ -166,7 +188,9 @@ def _run(hub: Hub, tmp_path: Path) -> None:
     meta_worst = max(metadata)
     print(f"\nhealthz p99 {p99 * 1000:.1f} ms over {len(health)}; metadata max "
           f"{meta_worst * 1000:.1f} ms over {len(metadata)}; peak RSS {peak / MIB:.0f} MiB; "
-          f"flood {flood_counts}; 1 GiB body -> {gib.get('status')}; load average "
+          f"flood {flood_counts}; 1 GiB body -> {gib.get('status')}; downloads answered "
+          f"{ {c: downloads.count(c) for c in set(downloads)} }; uploads answered "
+          f"{ {c: uploads.count(c) for c in set(uploads)} }; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     assert p99 < 0.100
     assert meta_worst < 0.500
@@ -181,6 +205,18 @@ def _run(hub: Hub, tmp_path: Path) -> None:
                     if e["action"] == "requests.throttled")
     assert len(probes) == flood_counts.get(404, 0)  # ...every accepted probe is on the record
     assert throttled == flood_counts.get(429, 0)  # ...and every refusal, counted
+    # Every download that was answered 200 started on the record and ended there (aborted:
+    # never read); every upload that was let in (no answer while it trickled) ended there.
+    started = [e for e in entries if e["action"] == "download.started"
+               and e["actor"]["subject"] == "luc"]
+    assert len(downloads) == 200 and len(started) == downloads.count(200) > 0, downloads
+    ended = [e for e in entries if e["action"] in ("download.aborted", "download.completed")
+             and e["actor"]["subject"] == "luc"]
+    assert len(ended) == len(started)
+    slow = [e for e in entries if e["action"] == "item.uploaded"
+            and (e.get("item") or "").startswith("slow-")]
+    assert len(uploads) == 100 and len(slow) == uploads.count(None) > 0, uploads
+    assert all(e["outcome"] == "failed" for e in slow)
 
     export = tmp_path / "ledger.jsonl"
     env = {**_base_env(), "HOME": str(tmp_path), "EVX_URL": hub.url,
