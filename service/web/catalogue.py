@@ -199,6 +199,7 @@ MESSAGES: dict[str, str] = {
     "error.csrf": "This form was not sent by this page (missing or wrong security token). "
                   "Reload the page and try again.",
     "error.signed_out": "Your session has ended: sign in again.",
+    "error.throttled": "Too many requests from you: wait {seconds} s and reload the page.",
     "size.bytes": "{n} bytes",
 }
 

@@ -92,10 +92,11 @@ templates.env.filters.update(shown=shown, when=_when, size=_size,
 
 
 class WebError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def _runtime(request: Request) -> Runtime:
@@ -111,7 +112,17 @@ def _session(request: Request) -> WebSession | None:
 
 
 async def _current(request: Request) -> WebSession | None:
-    return await anyio.to_thread.run_sync(_session, request)
+    """The live session, admitted by the same rate limits as the API (every page a signed-in
+    officer opens writes a ledger entry)."""
+    session = await anyio.to_thread.run_sync(_session, request)
+    if session is not None:
+        runtime = _runtime(request)
+        throttled = runtime.request_limits.admit(session.principal)
+        if throttled is not None:
+            runtime.metrics.throttled.labels(throttled.scope).inc()
+            raise WebError(429, t("error.throttled", seconds=throttled.retry_after),
+                           headers={"Retry-After": str(throttled.retry_after)})
+    return session
 
 
 def _render(request: Request, template: str, session: WebSession | None, status: int = 200,
@@ -511,8 +522,11 @@ def install_web(app: FastAPI) -> None:
 
     @app.exception_handler(WebError)
     async def _web_error(request: Request, exc: WebError) -> Response:
-        return _render(request, "error.html", await _current(request), status=exc.status,
-                       message=exc.message, retry=False)
+        session = await anyio.to_thread.run_sync(_session, request)  # not admitted twice
+        response = _render(request, "error.html", session, status=exc.status,
+                           message=exc.message, retry=False)
+        response.headers.update(exc.headers or {})
+        return response
 
     app.include_router(router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="web-static")

@@ -270,3 +270,26 @@ def test_requests_inbox_lists_incoming_and_outgoing_with_deadlines(hub: Hub,
     violations = axe_violations(browser)
     assert not violations, [(v["id"], v["help"]) for v in violations]
     screenshot(browser, "requests")
+
+
+def test_keyboard_only(hub: Hub, browsers: list[Any]) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    browser = new_browser()
+    browsers.append(browser)
+    sign_in(browser, hub.url, "anna")
+    browser.get(hub.url + "/app/packages/new")
+    active = browser.switch_to.active_element
+    active.send_keys(Keys.TAB)  # the first stop is the skip link
+    assert browser.switch_to.active_element.get_attribute("class") == "skip"
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    assert browser.switch_to.active_element.get_attribute("id") == "main"
+    for _ in range(2):  # main -> CSRF is hidden -> case reference
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        if browser.switch_to.active_element.get_attribute("id") == "case_reference":
+            break
+    assert browser.switch_to.active_element.get_attribute("id") == "case_reference"
+    browser.switch_to.active_element.send_keys("BKA-KEYS", Keys.TAB, "Typed, not clicked",
+                                               Keys.ENTER)
+    wait_for(browser, lambda b: "/app/packages/pkg_" in b.current_url, "the new package")
+    assert "Typed, not clicked" in browser.find_element(By.TAG_NAME, "h1").text
