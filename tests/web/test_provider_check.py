@@ -1,7 +1,8 @@
-"""Web sessions under the provider's and the hub's control. A web session ends when the officer's identity provider stops vouching for it: the hub
-confirms sessions in use at the provider (here on every request, EVX_WEB_PROVIDER_CHECK_SECONDS
-=0), and a refresh token the provider revoked -- an account disabled there -- ends the session
-at the next request, for the pages and for the API alike."""
+"""Web sessions under the provider's and the hub's control. A web session ends when the
+officer's identity provider stops vouching for it: the hub confirms sessions in use at the
+provider (here on every request, EVX_WEB_PROVIDER_CHECK_SECONDS=0), and a refresh token the
+provider revoked -- an account disabled there -- ends the session at the next request, for the
+pages and for the API alike. Pages share the API's rate limits."""
 
 from __future__ import annotations
 
