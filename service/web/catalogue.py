@@ -124,7 +124,8 @@ MESSAGES: dict[str, str] = {
     "upload.sending": "Sending",
     "upload.resumed": "Resumed at {offset} bytes",
     "upload.done": "Uploaded",
-    "upload.exists": "Already in the package",
+    "upload.exists": "Already in the package (same SHA-256)",
+    "upload.differs": "Not uploaded: another file with this name is already in the package",
     "upload.failed": "Failed: {reason}",
     "custody.title": "Custody timeline",
     "custody.explain": "Each entry below is checked in this browser: its hash, its inclusion "

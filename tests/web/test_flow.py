@@ -72,6 +72,16 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
     assert anna.find_element(By.ID, "overall").get_attribute("value") == str(
         sum(len(d) for d in files.values()))
     screenshot(anna, "upload")
+    # The same folder again: nothing is sent twice, each file found identical by its digest;
+    # a different file under an existing name is reported, never mixed in.
+    anna.find_element(By.ID, "pick-folder").send_keys(str(folder))
+    wait_for(anna, lambda b: len(b.find_elements(
+        By.CSS_SELECTOR, '#transfers li[data-state="ok"]')) == 4, "both found identical")
+    (tmp_path / "other" / "handset-17").mkdir(parents=True)
+    (tmp_path / "other" / "handset-17" / "notes.txt").write_bytes(b"something else\n")
+    anna.find_element(By.ID, "pick-folder").send_keys(str(tmp_path / "other" / "handset-17"))
+    wait_for(anna, lambda b: b.find_elements(By.CSS_SELECTOR, '#transfers li[data-state="bad"]'),
+             "the different file refused")
     anna.find_element(By.ID, "reload").click()
     wait_for(anna, lambda b: b.find_elements(By.CSS_SELECTOR, "#items tbody tr"), "the items")
     listed = {row.get_attribute("data-name"): row.get_attribute("data-sha256")

@@ -98,8 +98,12 @@ async function upload(transfer) {
       location = problem.upload;
       offset = Number(problem.offset) || 0;
     } else if (created.status === 409 && String(problem.type).endsWith("/item-exists")) {
-      transfer.progress(file.size);
-      transfer.show(t("upload.exists"), "ok");
+      // The same name is there already: the same file only if the digests agree.
+      transfer.show(t("upload.hashing"));
+      const local = `sha-256=:${base64((await hashUpTo(file, file.size, transfer)).digest())}:`;
+      const stored = await fetch(itemUrl(name) + "/content", { method: "HEAD", credentials: "same-origin" });
+      const same = stored.ok && stored.headers.get("Repr-Digest") === local;
+      transfer.show(same ? t("upload.exists") : t("upload.differs"), same ? "ok" : "bad");
       return;
     } else {
       throw new Error(problem.detail || `HTTP ${created.status}`);
