@@ -99,6 +99,20 @@ class Server:
             self.proc.wait(timeout=30)
 
 
+def serve_with_officer(env: dict[str, str], cleanups: list[Callable[[], None]]
+                       ) -> tuple[Server, str]:
+    """`evx serve` on ``env`` with authority DE-BKA registered, and a 12-hour investigator
+    token of it; the server's stop goes on ``cleanups``."""
+    server = Server(env)
+    server.evx("authority", "add", "DE-BKA", "--name", "BKA", "--country", "DE",
+               "--roles", "investigator,auditor", "--generate-key")
+    token = server.evx("token", "DE-BKA", "--sub", "bench", "--role", "investigator",
+                       "--ttl", "43200")
+    server.start()
+    cleanups.append(server.stop)
+    return server, token
+
+
 class RssSampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
@@ -209,13 +223,7 @@ def main() -> None:
                        EVX_OBJECT_STORE="s3", EVX_S3_ENDPOINT=weed.endpoint,
                        EVX_S3_ACCESS_KEY=weed.access_key, EVX_S3_SECRET_KEY=weed.secret_key,
                        EVX_S3_BUCKET="bench")
-        server = Server(env)
-        server.evx("authority", "add", "DE-BKA", "--name", "BKA", "--country", "DE",
-                   "--roles", "investigator,auditor", "--generate-key")
-        token = server.evx("token", "DE-BKA", "--sub", "bench", "--role", "investigator",
-                           "--ttl", "43200")
-        server.start()
-        cleanups.append(server.stop)
+        server, token = serve_with_officer(env, cleanups)
         assert server.proc is not None
         backend = "PostgreSQL + SeaweedFS" if args.postgres_s3 else "SQLite + local folder"
         print(f"backend: {backend}; size {args.size_gib} GiB; {os.cpu_count()} cores "

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from bench.bench_api import Server, _free_port, clean_up, fresh_postgres
+from bench.bench_api import _free_port, clean_up, fresh_postgres, serve_with_officer
 
 READ_ROUTE = "/v1/packages/{package_id}"
 UNLIMITED = "1000000"
@@ -122,13 +122,7 @@ def run_database(db: str, args: argparse.Namespace, work: Path,
     if db == "postgresql":
         database_url = fresh_postgres("evx_bench_reads", cleanups)
         env["EVX_DATABASE_URL"] = database_url
-    server = Server(env)
-    server.evx("authority", "add", "DE-BKA", "--name", "BKA", "--country", "DE",
-               "--roles", "investigator,auditor", "--generate-key")
-    token = server.evx("token", "DE-BKA", "--sub", "bench", "--role", "investigator",
-                       "--ttl", "43200")
-    server.start()
-    cleanups.append(server.stop)
+    server, token = serve_with_officer(env, cleanups)
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         package = client.post("/v1/packages", json={"case_reference": "BENCH",
