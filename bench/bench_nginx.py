@@ -1,6 +1,10 @@
 """Benchmark: 1 GiB uploads and downloads through evx against nginx serving plain files, same run.
 
     .venv/bin/python -m bench.bench_nginx --size-gib 1
+    .venv/bin/python -m bench.bench_nginx --size-gib 1 --s3     # PostgreSQL + SeaweedFS
+
+With --s3, evx runs on a fresh PostgreSQL database + SeaweedFS, and the peer is curl with
+`--aws-sigv4` straight to the same SeaweedFS S3 server (PUT and GET of a plain object).
 
 Starts `evx serve` on the embedded defaults (SQLite + local folder, fresh data folder) and an
 nginx (one worker process, like the one evx process) whose WebDAV module takes `PUT` into a
@@ -104,11 +108,32 @@ def nginx_get(url: str, name: str) -> tuple[float, int]:
     return elapsed, int(written.split()[1])
 
 
+class S3Peer:
+    """curl --aws-sigv4 straight to an S3 server: the plain-object peer of evx on S3."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str) -> None:
+        self.url = f"http://{endpoint}/{bucket}"
+        self.auth = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+                     f"{access_key}:{secret_key}"]
+        _curl([*self.auth, "-X", "PUT", "-o", "/dev/null", self.url])
+
+    def put(self, name: str, source: Path) -> float:
+        elapsed, _ = _curl([*self.auth, "-T", str(source), "-o", "/dev/null",
+                            f"{self.url}/{name}"])
+        return elapsed
+
+    def get(self, name: str) -> tuple[float, int]:
+        elapsed, written = _curl([*self.auth, "-o", "/dev/null", f"{self.url}/{name}"])
+        return elapsed, int(written.split()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-rss", action="store_true", help="skip the 4-concurrent RSS part")
+    parser.add_argument("--s3", action="store_true", help="evx on PostgreSQL + SeaweedFS, "
+                        "the peer curl --aws-sigv4 to the same S3 server")
     args = parser.parse_args()
     size = int(args.size_gib * GIB)
     work = Path(tempfile.mkdtemp(prefix="evx-bench-nginx-"))
@@ -116,9 +141,29 @@ def main() -> None:
     try:
         env = {**os.environ, "EVX_DATA_DIR": str(work / "data"),
                "EVX_OPERATOR_AUTHORITY": "EU-OPERATOR", "EVX_MAX_ITEM_BYTES": str(8 * size)}
+        if args.s3:
+            from bench.bench_api import fresh_postgres
+            from tests.support.seaweed import start_seaweed
+
+            weed = start_seaweed(work)
+            cleanups.append(weed.stop)
+            env.update(EVX_DATABASE_URL=fresh_postgres("evx_bench_nginx", cleanups),
+                       EVX_OBJECT_STORE="s3", EVX_S3_ENDPOINT=weed.endpoint,
+                       EVX_S3_ACCESS_KEY=weed.access_key, EVX_S3_SECRET_KEY=weed.secret_key,
+                       EVX_S3_BUCKET="evx")
+            s3 = S3Peer(weed.endpoint, weed.access_key, weed.secret_key, "plain")
+            peer_name, peer_put, peer_get = "S3 direct", s3.put, s3.get
+        else:
+            nginx = start_nginx(work / "nginx", cleanups)
+            peer_name = "nginx"
+
+            def peer_put(name: str, source: Path) -> float:
+                return nginx_put(nginx, name, source)
+
+            def peer_get(name: str) -> tuple[float, int]:
+                return nginx_get(nginx, name)
         server, token = serve_with_officer(env, cleanups)
         assert server.proc is not None
-        nginx = start_nginx(work / "nginx", cleanups)
         source = work / "source.bin"
         with open(source, "wb") as handle:
             for piece in generate(size):
@@ -130,10 +175,11 @@ def main() -> None:
         seconds = {"nginx put": 0.0, "fsync": 0.0, "evx put": 0.0, "nginx get": 0.0,
                    "evx get": 0.0}
         for n in range(args.rounds):
-            seconds["nginx put"] += nginx_put(nginx, f"r{n}.bin", source)
-            seconds["fsync"] += fsync_file(work / "nginx" / "files" / f"r{n}.bin")
+            seconds["nginx put"] += peer_put(f"r{n}.bin", source)
+            if not args.s3:
+                seconds["fsync"] += fsync_file(work / "nginx" / "files" / f"r{n}.bin")
             seconds["evx put"] += http_upload(server.url, token, package, f"r{n}.bin", source)
-            took, got = nginx_get(nginx, f"r{n}.bin")
+            took, got = peer_get(f"r{n}.bin")
             assert got == size
             seconds["nginx get"] += took
             took, got = http_download(server.url, token, package, f"r{n}.bin")
@@ -141,19 +187,23 @@ def main() -> None:
             seconds["evx get"] += took
         load_after = os.getloadavg()[0]
         mib = args.rounds * size / BLOCK
+        stores = "PostgreSQL + SeaweedFS" if args.s3 else "SQLite + local folder"
         print(f"{args.rounds} x {args.size_gib:g} GiB each way, alternating; curl the client of "
-              f"both; evx on SQLite + local folder; {os.cpu_count()} cores shared; load average "
+              f"both; evx on {stores}; {os.cpu_count()} cores shared; load average "
               f"{load_before:.2f} before, {load_after:.2f} after")
-        print(f"  {'':22}{'nginx MiB/s':>12}{'evx MiB/s':>11}{'evx / nginx':>13}"
+        print(f"  {'':22}{peer_name + ' MiB/s':>16}{'evx MiB/s':>11}{'evx / peer':>12}"
               "  (goal >= 0.9x)")
         rows = [("upload", mib / seconds["nginx put"], mib / seconds["evx put"]),
-                ("upload, both durable", mib / (seconds["nginx put"] + seconds["fsync"]),
-                 mib / seconds["evx put"]),
                 ("download", mib / seconds["nginx get"], mib / seconds["evx get"])]
+        if not args.s3:
+            rows.insert(1, ("upload, both durable",
+                            mib / (seconds["nginx put"] + seconds["fsync"]),
+                            mib / seconds["evx put"]))
         for label, peer, ours in rows:
-            print(f"  {label:22}{peer:>12.0f}{ours:>11.0f}{ours / peer:>12.2f}x")
-        print("  (upload, both durable: nginx's PUT plus an fsync of the file it wrote, as evx "
-              "fsyncs before it answers)")
+            print(f"  {label:22}{peer:>16.0f}{ours:>11.0f}{ours / peer:>11.2f}x")
+        if not args.s3:
+            print("  (upload, both durable: nginx's PUT plus an fsync of the file it wrote, as "
+                  "evx fsyncs before it answers)")
 
         if not args.no_rss:
             pid = server.proc.pid
