@@ -74,7 +74,9 @@ class Gate:
         if package is None:
             decision = Decision.refuse(Refusal.NOT_FOUND, "no such package")
         else:
-            share = repo.get_share(conn, package_id, caller.authority)
+            # The owner's own share never counts (policy.decide): no query for it.
+            share = None if caller.authority == package.owner_authority else \
+                repo.get_share(conn, package_id, caller.authority)
             decision = decide(caller, op, package.owner_authority,
                               share.state() if share else None, self.clock(), self.operator)
         if decision.allowed:
