@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.client.harness import EVX, OWNER, RECIPIENT, EvxServer, User
+from tests.support.evx_server import EVX, OWNER, RECIPIENT, EvxServer, User
 
 BLOCK = 1 << 20
 

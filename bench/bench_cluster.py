@@ -28,7 +28,7 @@ from datetime import timedelta
 
 import httpx
 
-from tests.deploy.loopback import load_cluster_module
+from tests.support.loopback import load_cluster_module
 
 OWNER, AUDIENCE = "DE-BKA", "evidence-exchange"
 

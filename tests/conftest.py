@@ -105,3 +105,12 @@ def pg_migrated_url(pg_templates: Templates) -> Iterator[str]:
     migrated template, not a migration per test), dropped afterwards."""
     with pg_templates.clone() as url:
         yield url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on real PostgreSQL or SeaweedFS is also ``slow``: the everyday loop
+    (``./dev test -m "not slow"``) runs every test on the embedded backends (SQLite, a folder),
+    the whole suite (``./dev test``, CI) on all of them."""
+    for item in items:
+        if item.get_closest_marker("postgres") or item.get_closest_marker("s3"):
+            item.add_marker(pytest.mark.slow)

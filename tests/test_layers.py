@@ -147,3 +147,11 @@ def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     """The check itself can fail: an identity module importing the packages is caught."""
     modules = {"service.identity.fake": {"service.packages.policy"}}
     assert _upward(modules) == {("service.identity.fake", "service.packages.policy"): (1, 3)}
+
+
+def test_bench_imports_test_code_only_from_tests_support() -> None:
+    """The harnesses benchmarks share with the tests live in tests/support/."""
+    bad = sorted(f"{path.name} imports {target}" for path in sorted((ROOT / "bench").glob("*.py"))
+                 for target in _imports(path)
+                 if _within(target, "tests") and not _within(target, "tests.support"))
+    assert not bad, "\n".join(bad)

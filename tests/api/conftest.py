@@ -6,8 +6,11 @@ PostgreSQL + SeaweedFS (marked, required in CI).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -102,9 +105,35 @@ def _populate(runtime: Runtime, data_dir: Path) -> None:
                          data_dir=data_dir)
 
 
+_TEMPLATE: list[Path] = []  # the populated embedded data folder, made once per process
+
+
+def _template_data_dir() -> Path:
+    """A data folder migrated and populated (four authorities) once; copied per test, since
+    migrating and registering cost more than the tests themselves."""
+    if not _TEMPLATE:
+        root = Path(tempfile.mkdtemp(prefix="evx-world-template-"))
+        atexit.register(shutil.rmtree, root, True)
+        settings = Settings(data_dir=root / "data", operator_authority=OPERATOR)
+        runtime = build_runtime(settings)
+        try:
+            _populate(runtime, settings.data_dir)
+        finally:
+            runtime.close()
+        _TEMPLATE.append(settings.data_dir)
+    return _TEMPLATE[0]
+
+
 def _world(settings: Settings) -> Iterator[World]:
+    embedded = settings.database_url is None and settings.object_store == "filesystem" and \
+        settings.kek_dir is None and settings.log_key_file is None
+    copied = embedded and not settings.data_dir.exists() and \
+        settings.operator_authority == OPERATOR
+    if copied:
+        shutil.copytree(_template_data_dir(), settings.data_dir)
     runtime = build_runtime(settings)
-    _populate(runtime, settings.data_dir)
+    if not copied:
+        _populate(runtime, settings.data_dir)
     app = create_app(settings, runtime)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield World(client, runtime, settings)

@@ -36,6 +36,7 @@ def schema_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                max_item_bytes=1024 * 1024))
 
 
+@pytest.mark.slow  # schemathesis: 30 examples of every operation, for every caller
 def test_every_operation_conforms(schema_world: World) -> None:
     w = schema_world
     known = w.sealed_shared_package({"known.bin": b"known bytes", "dir/x.txt": b"x"})

@@ -24,6 +24,8 @@ from evx.cli.main import build
 from tests.client.harness import CLI_TIMEOUT_S, EVX, REPO, STARTUP_TIMEOUT_S, EvxServer, \
     _base_env, free_port
 
+pytestmark = pytest.mark.slow  # real `evx` processes against a real server
+
 #: Server-side commands that need a data folder (each refuses a missing one): name, arguments.
 REFUSING = [
     ("serve", ["--port", "1"]),

@@ -16,6 +16,8 @@ from evx.cli.exits import EXIT_DENIED, EXIT_USAGE
 from evx.cli.render import when
 from tests.client.harness import CLI_TIMEOUT_S, EVX, EvxServer, User
 
+pytestmark = pytest.mark.slow  # real `evx` processes against a real server
+
 TITLE = "Seized handset of the suspect, full file-system extraction"
 ODD = "a\tb\u202e.txt"  # a tab and a right-to-left override in one name
 

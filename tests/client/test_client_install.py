@@ -17,6 +17,8 @@ import pytest
 from tests.client.conftest import World
 from tests.client.harness import RECIPIENT, REPO, User
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 SERVER_ONLY = ("fastapi", "sqlalchemy", "alembic", "uvicorn", "minio", "psycopg")
 INSTALL_TIMEOUT_S = 600.0
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "evx", "service", "custody", "storage",

@@ -16,6 +16,8 @@ from evx.client.outdir import OutputFolder
 from tests.client.conftest import World, write_random
 from tests.client.harness import RECIPIENT, User
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 BIG = 24 * 1024 * 1024 + 123  # not a multiple of the 1 MiB blocks or 64 KiB chunks
 SLOW_RATE = 6 * 1024 * 1024  # bytes/s for the run that gets killed: ~4 s for the whole item
 

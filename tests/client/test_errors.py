@@ -11,6 +11,10 @@ from pathlib import Path
 from tests.client.conftest import World
 from tests.client.harness import OWNER, RECIPIENT, User
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 SHARE_SECONDS = 4
 
 

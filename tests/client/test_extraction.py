@@ -16,6 +16,8 @@ from tests.client.conftest import World
 from tests.client.extraction import make_extraction, snapshot
 from tests.client.harness import RECIPIENT
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 # The 10,000 files: EVX_TEST_EXTRACTION_FILES=10000. CI runs a bounded tree (every name
 # class, link, empty file/dir, 30 levels and 255-byte components are always there; only the
 # count of bulk files is smaller) because 10,000 files per backend took about an hour here.

@@ -20,6 +20,8 @@ from tests.client.conftest import World, write_random
 from tests.client.flaky import FlakyProxy
 from tests.client.harness import EVX, RECIPIENT
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 BIG = 32 * 1024 * 1024  # more than loopback socket buffers hold, so the file is still being read
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 from tests.client.conftest import World, write_random
 from tests.client.harness import RECIPIENT
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 LEGAL_BASIS = "EIO Directive 2014/41/EU art. 1"
 REQUEST_REF = "MLA-FR-2026-0042"
 

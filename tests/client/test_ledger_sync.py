@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.client.harness import OPERATOR, OWNER, EvxServer, User
 from tests.client.rewrite import rewrite_entry
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 
 @pytest.fixture
 def monitored(tmp_path: Path) -> Any:

@@ -14,6 +14,8 @@ from evx.cli.exits import _kebab
 from tests.client.harness import REPO
 from tests.custody.broken_exports import INTEGRITY_FAILURES, KEY, LEDGER
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 
 def evx(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -16,6 +16,10 @@ from tests.client.conftest import World, write_random
 from tests.client.flaky import FlakyProxy
 from tests.client.harness import RECIPIENT, User
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 SIZE = 3 * 1024 * 1024 + 123
 
 

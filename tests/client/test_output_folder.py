@@ -15,6 +15,8 @@ import pytest
 from tests.client.conftest import World
 from tests.client.harness import RECIPIENT
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 FILES = {"a/b.txt": b"bee\n", "aux.txt": b"7 bytes", "two\nlines.txt": b"newline in name\n",
          "back\\slash.txt": b"backslash\n"}
 

@@ -15,6 +15,8 @@ import pytest
 from tests.client.conftest import World, build_world
 from tests.client.harness import EVX, OWNER, RECIPIENT, EvxServer
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 
 @pytest.fixture
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:

@@ -24,6 +24,8 @@ from tests.client.conftest import World, build_world
 from tests.client.harness import EVX, EvxServer, User
 import contextlib
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 GIB = 1024 * 1024 * 1024
 BLOCK = 1024 * 1024
 BUDGET = 1.1  # bytes on the wire / file size

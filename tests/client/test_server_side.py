@@ -9,6 +9,10 @@ import time
 
 from tests.client.conftest import World
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 
 def _metric(world: World, status: str) -> float:
     import httpx

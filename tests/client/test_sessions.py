@@ -18,6 +18,8 @@ from evx.client.sessions import SessionStore, SignedIn
 from evx.client.signin import DeviceCode, Session, SignInTarget, device_sign_in, discover
 from tests.support.oidc_provider import OpenIDProvider
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 SERVER = "https://evx.hub.example:443"
 
 

@@ -24,6 +24,8 @@ from tests.client.conftest import write_random
 from tests.client.harness import EVX, OPERATOR, OWNER, RECIPIENT, EvxServer, User, _base_env
 from tests.support.oidc_provider import OpenIDProvider
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 CLIENT_ID = "evx-cli"
 PASSWORD = "correct horse battery staple"
 

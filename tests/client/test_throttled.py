@@ -13,6 +13,8 @@ import pytest
 
 from tests.client.harness import OWNER, EvxServer
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 FILES = 60
 
 

@@ -18,6 +18,8 @@ from evx.client.uploads import RESUMABLE_FROM_BYTES, ResumableUpload, upload_fil
 from service.settings import Settings
 from tests.api.conftest import OPERATOR, OWNER, World, _world
 
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 CHUNK = 64 * 1024
 
 

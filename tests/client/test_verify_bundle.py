@@ -10,6 +10,10 @@ from pathlib import Path
 from tests.client.harness import EVX, _base_env
 from tests.custody.bundle_vector import BUNDLE_FILE, POLICY_FILE
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
+
 
 def evx(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*EVX, *args], env=_base_env(), capture_output=True, text=True,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import backend_unavailable
-from tests.deploy.loopback import load_cluster_module
+from tests.support.loopback import load_cluster_module
 
 OWNER, OPERATOR = "DE-BKA", "EU-OPERATOR"
 TOKEN_TTL = timedelta(minutes=30)

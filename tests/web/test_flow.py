@@ -29,6 +29,10 @@ from tests.web.harness import (
     wait_for,
 )
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a real server and a headless browser
+
 LEGAL_BASIS = "EIO Directive 2014/41/EU"
 
 

@@ -26,6 +26,8 @@ from tests.web.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # a real server and a headless browser
+
 SESSION = "__Host-evx-session"
 SIGN_IN = "__Host-evx-sign-in"
 
