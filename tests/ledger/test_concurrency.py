@@ -15,6 +15,8 @@ from service.ledger import Ledger
 from tests.ledger.helpers import ORIGIN, export_bytes, verify
 from tests.ledger.workers import append_worker
 
+pytestmark = pytest.mark.slow  # processes and threads appending at once
+
 
 def _run(url: str, processes: int, threads: int, per_thread: int) -> None:
     key = Ed25519PrivateKey.generate()

@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 from service.db import upgrade
 from service.settings import Settings
 
+pytestmark = pytest.mark.postgres  # the role is a real PostgreSQL role
+
 LEDGER_TABLES = ("ledger_entries", "ledger_nodes", "ledger_checkpoints", "ledger_head",
                  "ledger_package_heads")
 

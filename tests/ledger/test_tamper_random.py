@@ -29,6 +29,8 @@ from service.ledger import Ledger
 from tests.ledger.helpers import ORIGIN, event, export_bytes, verify
 from tests.ledger.hostile import HostileAdmin
 
+pytestmark = pytest.mark.slow  # Hypothesis: random tampering of whole stored ledgers
+
 EDITS: dict[str, Any] = {
     "subject": lambda d: d["actor"].update(subject=d["actor"]["subject"] + "x"),
     "authority": lambda d: d["actor"].update(authority="FR-DGSI"),

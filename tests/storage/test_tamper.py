@@ -79,6 +79,7 @@ def envelope_flip_expectation(envelope: bytes, key_id: str, bit: int) -> type[In
 
 # --- exhaustive sweeps (filesystem) ---------------------------------------------------------
 
+@pytest.mark.slow  # every bit of the stored bytes, one by one
 def test_every_bit_flip_in_content_fails_authentication(fs_vault: EvidenceVault,
                                                         fs_backend: Backend) -> None:
     stored = fs_vault.put_item("pkg-1", "item-1", [data_of(2 * C + 5)])
@@ -99,6 +100,7 @@ def test_every_bit_flip_in_empty_item(fs_vault: EvidenceVault, fs_backend: Backe
         expect(AuthenticationFailed, lambda: read_all(fs_vault, stored))
 
 
+@pytest.mark.slow  # every bit of the stored bytes, one by one
 def test_every_bit_flip_in_key_envelope(fs_vault: EvidenceVault, fs_backend: Backend) -> None:
     stored = fs_vault.put_item("pkg-1", "item-1", [data_of(C + 1)])
     original = fs_backend.tamper.read(stored.envelope_name)

@@ -192,6 +192,7 @@ def test_concurrent_submissions_only_one_advances(witness: WitnessProcess, log: 
     assert WitnessStore(witness.db).latest(log.name).state.size == winners[0]
 
 
+@pytest.mark.slow  # restarts a real witness process
 def test_restart_keeps_state(tmp_path: Path) -> None:
     log = Signer.from_seed(f"restart-{uuid.uuid4().hex[:8]}.test/ledger", bytes([5]) * 32)
     w = WitnessProcess(tmp_path / "w", "witness.test/restart", [log.verifier_key])
