@@ -104,27 +104,18 @@ def client_env(server: Server, token: str, work: Path) -> dict[str, str]:
 
 
 def part_small_files(work: Path, count: int, parallel: int, cleanups: list) -> None:
-    import sqlalchemy as sa
-
+    from tests.support.postgres import create_database, drop_database
     from tests.support.seaweed import start_seaweed
 
     weed = start_seaweed(work)
     cleanups.append(weed.stop)
     admin_url = os.environ.get("EVX_TEST_PG_URL",
                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    db = f"evx_bench_transfers_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-    cleanups.append(drop)
+    db_url = create_database(admin_url, "evx_bench_transfers")
+    cleanups.append(lambda: drop_database(admin_url, db_url))
     env = {**os.environ, "EVX_DATA_DIR": str(work / "data-s3"),
            "EVX_OPERATOR_AUTHORITY": "EU-OPERATOR",
-           "EVX_DATABASE_URL": sa.make_url(admin_url).set(database=db)
-           .render_as_string(hide_password=False),
+           "EVX_DATABASE_URL": db_url,
            "EVX_OBJECT_STORE": "s3", "EVX_S3_ENDPOINT": weed.endpoint,
            "EVX_S3_ACCESS_KEY": weed.access_key, "EVX_S3_SECRET_KEY": weed.secret_key,
            "EVX_S3_BUCKET": "evidence", "EVX_LOG_LEVEL": "WARNING",

@@ -155,3 +155,12 @@ def test_bench_imports_test_code_only_from_tests_support() -> None:
                  for target in _imports(path)
                  if _within(target, "tests") and not _within(target, "tests.support"))
     assert not bad, "\n".join(bad)
+
+
+def test_test_databases_are_made_in_one_place() -> None:
+    """PostgreSQL databases for tests and benchmarks are created (and cloned from the migrated
+    template) by tests/support/postgres.py only."""
+    makers = sorted(str(p.relative_to(ROOT)) for d in ("tests", "bench")
+                    for p in (ROOT / d).rglob("*.py")
+                    if "CREATE DATABASE" in p.read_text() and p.name != "test_layers.py")
+    assert makers == ["tests/support/postgres.py"], makers

@@ -85,7 +85,9 @@ def test_unsafe_item_names_refused(world: World, name: str) -> None:
     encoded = quote(name, safe="/").replace(".", "%2E")
     r = world.client.put(f"/v1/packages/{package_id}/items/{encoded}",
                          content=b"x", headers=world.headers(OWNER))
-    assert r.status_code in (404, 422), (name, r.status_code, r.text)
+    # Each is refused by the item-name rules, not merely "not found" by the router.
+    assert (r.status_code, r.json()["type"].rsplit("/", 1)[-1]) == (422, "validation"), \
+        (name, r.status_code, r.text)
     assert r.headers["content-type"] == "application/problem+json"
     assert _stored_state(world) == before
 
