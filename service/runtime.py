@@ -4,6 +4,7 @@ from the settings, shared by every request, closed at shutdown."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,10 +63,10 @@ class Runtime:
     uploads: ResumableUploads
     request_limits: RequestLimits
     transfer_slots: TransferSlots
-    requests: RequestService = None  # type: ignore[assignment]  # built after the runtime
+    requests: RequestService
+    notifier: Notifier
+    web_sessions: WebSessions  # the web application's
     collector: CosignatureCollector | None = None  # when witnesses are configured
-    notifier: Notifier = None  # type: ignore[assignment]
-    web_sessions: WebSessions = None  # type: ignore[assignment]  # the web application's
     _key_cache: dict[tuple[str, str], tuple[float, TrustedKey, int]] = field(
         default_factory=dict)
     verified_tokens: VerifiedTokens = field(
@@ -114,16 +115,10 @@ class Runtime:
             return False
 
     def authority_for_issuer(self, issuer: str) -> str:
-        with self.engine.connect() as conn:
-            return TrustRegistry(conn).authority_for_issuer(issuer)
+        return _authority_for_issuer(self.engine, issuer)
 
     def known_authority(self, authority_id: str) -> bool:
-        with self.engine.connect() as conn:
-            try:
-                TrustRegistry(conn).get_authority(authority_id)
-            except UnknownAuthority:
-                return False
-        return True
+        return _known_authority(self.engine, authority_id)
 
     def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -187,6 +182,20 @@ class Runtime:
         self.engine.dispose()
 
 
+def _authority_for_issuer(engine: Engine, issuer: str) -> str:
+    with engine.connect() as conn:
+        return TrustRegistry(conn).authority_for_issuer(issuer)
+
+
+def _known_authority(engine: Engine, authority_id: str) -> bool:
+    with engine.connect() as conn:
+        try:
+            TrustRegistry(conn).get_authority(authority_id)
+        except UnknownAuthority:
+            return False
+    return True
+
+
 def build_store(settings: Settings) -> ObjectStore:
     if settings.object_store == "s3":
         from storage.s3 import S3Store
@@ -223,12 +232,17 @@ def build_runtime(settings: Settings) -> Runtime:
     recorder = CustodyRecorder(ledger, metrics)
     gate = Gate(engine, recorder, operator_authority=settings.operator_authority)
     registrar = TrustRegistrar(engine, ledger, operator_authority=settings.operator_authority)
+    packages = PackageService(gate, known_authority=partial(_known_authority, engine))
     runtime = Runtime(settings=settings, engine=engine, ledger=ledger, vault=vault, store=store,
                       keyring=keyring, metrics=metrics, recorder=recorder, gate=gate,
-                      packages=None,  # type: ignore[arg-type]  # needs the runtime's registry
+                      packages=packages,
                       transfers=ItemTransfers(gate, vault, max_item_bytes=settings.max_item_bytes),
                       registrar=registrar,
-                      providers=None,  # type: ignore[arg-type]  # needs the runtime's registry
+                      providers=ProviderFollower(
+                          registrar, partial(_authority_for_issuer, engine),
+                          min_interval=settings.provider_refetch_seconds,
+                          max_age=max(settings.provider_max_age_seconds,
+                                      settings.provider_refetch_seconds)),
                       uploads=ResumableUploads(
                           gate, StagedItems(vault, segment_bytes=settings.upload_segment_mib * MIB),
                           max_item_bytes=settings.max_item_bytes,
@@ -242,26 +256,23 @@ def build_runtime(settings: Settings) -> Runtime:
                           per_officer=settings.transfers_per_officer,
                           per_authority=settings.transfers_per_authority,
                           budget_bytes=settings.transfer_memory_budget_mib * MIB,
-                          max_transfers=settings.transfers_per_replica))
+                          max_transfers=settings.transfers_per_replica),
+                      requests=build_requests(settings, engine, gate, packages, ledger),
+                      web_sessions=WebSessions(
+                          engine, idle=timedelta(seconds=settings.web_idle_seconds),
+                          absolute=timedelta(seconds=settings.web_session_seconds)),
+                      notifier=Notifier(
+                          engine, retry_schedule=parse_schedule(settings.webhook_retry_schedule),
+                          timeout=settings.webhook_timeout_seconds,
+                          poll_seconds=settings.webhook_poll_seconds,
+                          warning=timedelta(hours=settings.deadline_warning_hours)))
     slots = runtime.transfer_slots
     metrics.transfers_running.set_function(lambda: slots.running)
-    runtime.providers = ProviderFollower(
-        registrar, runtime.authority_for_issuer,
-        min_interval=settings.provider_refetch_seconds,
-        max_age=max(settings.provider_max_age_seconds, settings.provider_refetch_seconds))
-    runtime.packages = PackageService(gate, known_authority=runtime.known_authority)
-    runtime.requests = build_requests(settings, runtime)
-    runtime.web_sessions = WebSessions(engine, idle=timedelta(seconds=settings.web_idle_seconds),
-                                       absolute=timedelta(seconds=settings.web_session_seconds))
     if settings.witness_endpoints:
         runtime.collector = CosignatureCollector(
             engine, ledger, settings.witness_endpoints, metrics=metrics,
             interval=settings.witness_interval_seconds, timeout=settings.witness_timeout_seconds,
             max_attempts=settings.witness_max_attempts)
-    runtime.notifier = Notifier(
-        engine, retry_schedule=parse_schedule(settings.webhook_retry_schedule),
-        timeout=settings.webhook_timeout_seconds, poll_seconds=settings.webhook_poll_seconds,
-        warning=timedelta(hours=settings.deadline_warning_hours))
     # A commit that put deliveries in the outbox: deliver them now, not at the next poll.
     # Other commits (the notifier's own included) do not wake it.
     from service.events.repository import OUTBOX_WRITTEN
@@ -275,7 +286,8 @@ def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-def build_requests(settings: Settings, runtime: Runtime) -> RequestService:
+def build_requests(settings: Settings, engine: Engine, gate: Gate, packages: PackageService,
+                   ledger: Ledger) -> RequestService:
     from zoneinfo import ZoneInfo
 
     from service.requests.deadlines import DEFAULT_RULES, rules_from_json
@@ -288,7 +300,7 @@ def build_requests(settings: Settings, runtime: Runtime) -> RequestService:
     overrides = parse_overrides(settings.authority_timezones)
 
     def zone_of(authority_id: str) -> ZoneInfo:
-        with runtime.engine.connect() as conn:
+        with engine.connect() as conn:
             try:
                 authority = TrustRegistry(conn).get_authority(authority_id)
             except UnknownAuthority:
@@ -296,5 +308,4 @@ def build_requests(settings: Settings, runtime: Runtime) -> RequestService:
                     f"authority {authority_id!r} is not in the trust registry") from None
         return authority_zone(authority.id, authority.country, overrides)
 
-    return RequestService(runtime.gate, runtime.packages, rules=rules, zone_of=zone_of,
-                          ledger=runtime.ledger)
+    return RequestService(gate, packages, rules=rules, zone_of=zone_of, ledger=ledger)

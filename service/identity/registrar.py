@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -47,12 +47,19 @@ class KeyChanges:
     skipped: tuple[str, ...] = field(default=())
 
 
-class TrustRegistrar:
-    """Registry changes with their ledger entries. ``ledger`` is anything with
-    ``append_many(events)`` that raises when the entries are not durable (the service's
-    :class:`~service.ledger.ledger.Ledger`)."""
+class EventLog(Protocol):
+    """Where the registrar records: the service's :class:`~service.ledger.ledger.Ledger`."""
 
-    def __init__(self, engine: Engine, ledger: Any, *, operator_authority: str) -> None:
+    def append_many(self, events: Sequence[Event]) -> Sequence[object]:
+        """Record ``events`` durably, or raise (then nothing changes)."""
+        ...
+
+
+class TrustRegistrar:
+    """Registry changes with their ledger entries, written to ``ledger`` (an :class:`EventLog`
+    that raises when the entries are not durable)."""
+
+    def __init__(self, engine: Engine, ledger: EventLog, *, operator_authority: str) -> None:
         self._engine = engine
         self._ledger = ledger
         self._operator = operator_authority

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from service.events import repository as events
+from service.ledger.ledger import Ledger
 from service.packages.errors import PackageNotFound
 from service.packages.gate import Gate
 from service.packages.policy import Caller
@@ -79,7 +80,7 @@ class RequestView:
 
 class RequestService:
     def __init__(self, gate: Gate, packages: PackageService, *, rules: RulesTable,
-                 zone_of: ZoneOf, ledger: Any) -> None:
+                 zone_of: ZoneOf, ledger: Ledger) -> None:
         self._gate = gate
         self._packages = packages
         self._rules = rules
