@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from evx.protocol import headers
 from service import problems
 from service.limits import TransferStalled
+from service.metrics import Metrics
 from service.packages.errors import AccessDenied
 from storage.errors import IntegrityError
 
@@ -44,7 +44,7 @@ class RequestContext:
     """Binds the request id, renders unhandled errors as RFC 9457 500s carrying it, counts and
     times every request by route and status."""
 
-    def __init__(self, app: ASGIApp, metrics: Any) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 

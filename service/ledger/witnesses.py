@@ -28,6 +28,7 @@ from custody.witness import format_add_checkpoint
 from service.db import SQLITE_BEGIN
 from service.ledger import tables
 from service.ledger.models import StoredCheckpoint
+from service.metrics import Metrics
 
 if TYPE_CHECKING:
     from service.ledger.ledger import Ledger
@@ -174,7 +175,7 @@ class CosignatureCollector:
     engine: sa.Engine
     ledger: Ledger
     witnesses: Sequence[WitnessEndpoint]
-    metrics: Any = None
+    metrics: Metrics | None = None
     interval: float = 1.0
     timeout: float = 10.0
     max_attempts: int = 5
