@@ -154,5 +154,10 @@ def sync_witnessed(api: Api, state: TrustState, policy: Policy,
     """
     pinned = pinned_log_key(api, state)
     require_log_key(policy, pinned.key)
-    witnessed = witnessed_checkpoint(api, policy, wait=wait)
+    # The witnesses cosign behind the log: this machine may have verified newer entries (without
+    # the policy, or just now) than the newest witnessed checkpoint. Wait for one that covers
+    # them, rather than mistaking the lag for a rollback; a real rollback still fails below.
+    saved = state.saved_checkpoint(pinned.key)
+    witnessed = witnessed_checkpoint(api, policy, wait=wait,
+                                     covering=saved.checkpoint if saved else None)
     return advance_checkpoint(api, state, pinned.key, witnessed.note), witnessed

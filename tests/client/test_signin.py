@@ -217,9 +217,10 @@ def test_refresh_during_a_long_download(hub: Hub, tmp_path: Path) -> None:
         first = luc.session()
         refreshes = hub.provider.refreshes
         started = time.monotonic()
-        # ~100 KB/s: each item takes about 1.5 s, the whole download outlives the 4 s token.
+        # ~100 KB/s, one item at a time (downloads run 4 at a time by default): each item takes
+        # about 1.5 s, the whole download outlives the 4 s token.
         luc.run("download", package, "-o", str(tmp_path / "received"), "--limit-rate",
-                "100000")
+                "100000", "--parallel", "1")
         assert time.monotonic() - started > 4
         for i in range(3):
             assert (tmp_path / "received" / f"evidence/part-{i}.bin").read_bytes() == (
