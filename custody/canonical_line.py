@@ -34,12 +34,12 @@ from custody.merkle import CompactRange
 
 # The very patterns and key sets Entry validates with, so the two cannot drift apart.
 from custody.entry import (
-    _ACTOR_KEYS,
-    _HEX_HASH_RE,
-    _KEYS,
-    _LEGAL_KEYS,
-    _TIME_RE,
-    _token_valid,
+    ACTOR_KEYS,
+    HEX_HASH_RE,
+    ENTRY_KEYS,
+    LEGAL_KEYS,
+    TIME_RE,
+    token_valid,
     MAX_ENTRY_BYTES,
     Action,
     Outcome,
@@ -210,15 +210,15 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
     what the reference path refuses.
     """
     v = obj.get("v")
-    if type(v) is not int or obj.keys() != _KEYS.get(v):
+    if type(v) is not int or obj.keys() != ENTRY_KEYS.get(v):
         return False
-    if v >= 2 and obj["token"] is not None and not _token_valid(obj["token"]):
+    if v >= 2 and obj["token"] is not None and not token_valid(obj["token"]):
         return False
     index = obj["index"]
     if type(index) is not int or not 0 <= index <= MAX_SAFE_INTEGER:
         return False
     time = obj["time"]
-    if type(time) is not str or not _TIME_RE.match(time):
+    if type(time) is not str or not TIME_RE.match(time):
         return False
     try:
         _fromisoformat(time[:-1])
@@ -227,7 +227,7 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
     actor = obj["actor"]
     if (
         type(actor) is not dict
-        or actor.keys() != _ACTOR_KEYS
+        or actor.keys() != ACTOR_KEYS
         or type(actor["authority"]) is not str
         or type(actor["subject"]) is not str
     ):
@@ -251,7 +251,7 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
     legal = obj["legal"]
     if legal is not None and (
         type(legal) is not dict
-        or legal.keys() != _LEGAL_KEYS
+        or legal.keys() != LEGAL_KEYS
         or type(legal["basis"]) is not str
         or type(legal["request_reference"]) is not str
     ):
@@ -268,10 +268,10 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
         if type(value) is not int or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return False
     prev, package_prev = obj["prev"], obj["package_prev"]
-    if prev is not None and (type(prev) is not str or not _HEX_HASH_RE.match(prev)):
+    if prev is not None and (type(prev) is not str or not HEX_HASH_RE.match(prev)):
         return False
     if package_prev is not None and (
-        type(package_prev) is not str or not _HEX_HASH_RE.match(package_prev)
+        type(package_prev) is not str or not HEX_HASH_RE.match(package_prev)
     ):
         return False
     if (index == 0) != (prev is None):

@@ -24,9 +24,14 @@ from custody import jcs, merkle
 from custody.errors import FormatError
 
 __all__ = [
+    "ACTOR_KEYS",
+    "ENTRY_KEYS",
     "ENTRY_VERSION",
+    "HEX_HASH_RE",
+    "LEGAL_KEYS",
     "MAX_ENTRY_BYTES",
     "SUPPORTED_VERSIONS",
+    "TIME_RE",
     "Action",
     "Actor",
     "DetailValue",
@@ -36,6 +41,7 @@ __all__ = [
     "Role",
     "TokenRef",
     "format_time",
+    "token_valid",
 ]
 
 ENTRY_VERSION = 2  # the version the log writes
@@ -46,19 +52,19 @@ MAX_ENTRY_BYTES = 64 * 1024
 
 DetailValue = str | int | bool | None
 
-_TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z", re.ASCII)
-_HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
+TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z", re.ASCII)
+HEX_HASH_RE = re.compile(r"\A[0-9a-f]{64}\Z", re.ASCII)
 _KEYS_V1 = frozenset(
     ("v", "index", "time", "actor", "action", "package", "item", "outcome", "reason", "legal",
      "details", "prev", "package_prev")
 )
 _KEYS_V2 = _KEYS_V1 | {"token"}
-_KEYS = {1: _KEYS_V1, 2: _KEYS_V2}  # version -> the exact key set of its entries
-_ACTOR_KEYS = frozenset(("authority", "subject", "role"))
+ENTRY_KEYS = {1: _KEYS_V1, 2: _KEYS_V2}  # version -> the exact key set of its entries
+ACTOR_KEYS = frozenset(("authority", "subject", "role"))
 _TOKEN_KEYS = frozenset(("kid", "jkt", "jti"))
 # An RFC 7638 SHA-256 thumbprint: 32 bytes, unpadded base64url.
 _JKT_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z", re.ASCII)
-_LEGAL_KEYS = frozenset(("basis", "request_reference"))
+LEGAL_KEYS = frozenset(("basis", "request_reference"))
 
 
 class Action(StrEnum):
@@ -197,7 +203,7 @@ class TokenRef:
             )
 
 
-def _token_valid(value: object) -> bool:
+def token_valid(value: object) -> bool:
     """``value`` is the JSON form of a :class:`TokenRef` (for the fast path, exact types)."""
     return (type(value) is dict and value.keys() == _TOKEN_KEYS
             and type(value["kid"]) is str and bool(value["kid"])
@@ -253,7 +259,7 @@ class Entry:
             raise FormatError("token must be a TokenRef, in entries of version 2", index=index)
         set_ = object.__setattr__
         time = _str(self.time, "time", index)
-        if not _TIME_RE.match(time):
+        if not TIME_RE.match(time):
             raise FormatError(f"time {time!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ", index=index)
         try:
             datetime.fromisoformat(time[:-1])
@@ -275,7 +281,7 @@ class Entry:
         set_(self, "details", MappingProxyType(_details(self.details, index)))
         for name in ("prev", "package_prev"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _HEX_HASH_RE.match(value)):
+            if value is not None and (not isinstance(value, str) or not HEX_HASH_RE.match(value)):
                 raise FormatError(f"{name} must be 64 lowercase hex digits or null", index=index)
         if (index == 0) != (self.prev is None):
             raise FormatError("prev must be null exactly for index 0", index=index)
@@ -312,7 +318,7 @@ class Entry:
         raw_index = data.get("index")
         index = raw_index if type(raw_index) is int and raw_index >= 0 else None
         version = data.get("v")
-        keys = _KEYS.get(version) if type(version) is int else None
+        keys = ENTRY_KEYS.get(version) if type(version) is int else None
         if keys is None:
             raise FormatError(f"unsupported entry version {version!r}", index=index)
         if data.keys() != keys:
@@ -325,10 +331,10 @@ class Entry:
         if token is not None and (not isinstance(token, dict) or token.keys() != _TOKEN_KEYS):
             raise FormatError("token must be null or an object with kid, jkt, jti", index=index)
         actor = data["actor"]
-        if not isinstance(actor, dict) or actor.keys() != _ACTOR_KEYS:
+        if not isinstance(actor, dict) or actor.keys() != ACTOR_KEYS:
             raise FormatError("actor must be an object with authority, subject, role", index=index)
         legal = data["legal"]
-        if legal is not None and (not isinstance(legal, dict) or legal.keys() != _LEGAL_KEYS):
+        if legal is not None and (not isinstance(legal, dict) or legal.keys() != LEGAL_KEYS):
             raise FormatError(
                 "legal must be null or an object with basis, request_reference", index=index
             )

@@ -7,7 +7,7 @@ memory stays bounded.  Results are taken back *in order*: the links from the led
 each run (first index, first ``prev``, each package's first ``package_prev``) are checked, the
 leaf hashes are appended to the running root (a whole aligned chunk as one perfect subtree),
 and every line a worker did not vouch for is read one by one the usual way
-(``_ExportReading.feed``) -- so what is accepted, and the first error raised, are exactly those
+(``ExportReading.feed``) -- so what is accepted, and the first error raised, are exactly those
 of a single-process verification.
 
 Workers are started with ``spawn``: safe in a threaded caller, and they need only this package.
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from custody.canonical_line import CheckedRun, check_entry_run
 
 if TYPE_CHECKING:
-    from custody.verify import _ExportReading
+    from custody._walk import ExportReading
 
 __all__ = ["CHUNK_LINES", "feed_in_parallel"]
 
@@ -38,7 +38,7 @@ CHUNK_LINES = 1 << 12
 _AHEAD_PER_WORKER = 2
 
 
-def feed_in_parallel(reading: _ExportReading, lines: Iterable[bytes | str], workers: int) -> None:
+def feed_in_parallel(reading: ExportReading, lines: Iterable[bytes | str], workers: int) -> None:
     """Feed all ``lines`` into ``reading`` as ``reading.feed`` would, checking entry lines in
     workers.
 
@@ -74,7 +74,7 @@ def feed_in_parallel(reading: _ExportReading, lines: Iterable[bytes | str], work
             raise
 
 
-def _apply(reading: _ExportReading, lines: list[bytes | str], run: CheckedRun) -> None:
+def _apply(reading: ExportReading, lines: list[bytes | str], run: CheckedRun) -> None:
     taken = 0
     if run.entries and reading.note is None and reading.walk.add_checked_run(run):
         taken = run.entries

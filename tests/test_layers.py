@@ -164,3 +164,46 @@ def test_test_databases_are_made_in_one_place() -> None:
                     for p in (ROOT / d).rglob("*.py")
                     if "CREATE DATABASE" in p.read_text() and p.name != "test_layers.py")
     assert makers == ["tests/support/postgres.py"], makers
+
+
+def _custody_imports() -> dict[str, set[str]]:
+    """custody module -> the custody modules it imports (lazy and TYPE_CHECKING ones too)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "custody").glob("*.py")):
+        name = f"custody.{path.stem}"
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.startswith("custody"):
+                targets.add(node.module)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name.startswith("custody."))
+        graph[name] = targets - {name, "custody"}
+    return graph
+
+
+def test_custody_has_no_import_cycle_and_no_private_cross_module_imports() -> None:
+    import ast
+
+    graph = _custody_imports()
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for target in graph.get(node, ()):
+                if target == start:
+                    cycles.append(" -> ".join([*trail, target]))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, [*trail, target]))
+    assert cycles == []
+    private = []
+    for path in sorted((ROOT / "custody").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("custody."):
+                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if a.name.startswith("_")]
+    assert private == []

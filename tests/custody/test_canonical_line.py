@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custody import verify as verify_module
+from custody import _walk as walk_module
 from custody import verify_parallel
 from custody.canonical_line import check_canonical_entry_line, check_entry_run
 from custody.entry import Entry
@@ -122,7 +122,7 @@ def test_writer_output_is_entirely_on_the_fast_path(monkeypatch: pytest.MonkeyPa
         reference_reads.append(number)
         return read_export_line(line, number, position, **kw)
 
-    monkeypatch.setattr(verify_module, "read_export_line", counting)
+    monkeypatch.setattr(walk_module, "read_export_line", counting)
     result = verify_export_lines(io.BytesIO(EXPORT), KEY)
     assert result.root == LEDGER.checkpoint().root and result.entry_count == 16
     assert reference_reads == [1, 18]  # only the header and the checkpoint line
