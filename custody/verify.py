@@ -173,14 +173,17 @@ def verify_package(
     checkpoint_note: str | bytes,
     verifier_key: VerifierKey,
     package_id: str,
+    *,
+    after: str | None = None,
 ) -> VerifiedPackage:
     """Verify one package's custody chain, entry by entry, against a signed checkpoint.
 
     Each entry must belong to ``package_id`` and be proven included at its index in the signed
-    tree; the first must start the package chain (``package_prev`` null) and each next one must
-    link to the one before.  The chain is thereby complete from the package's first entry to the
-    last one given; that no entry *follows* the last one given cannot be shown from the package's
-    entries alone (verify the whole export for that).
+    tree; the first must start the package chain (``package_prev`` null) -- or, with ``after``
+    (the hex leaf hash of the last entry verified on an earlier page), link to that entry -- and
+    each next one must link to the one before.  The chain is thereby complete from the package's
+    first entry to the last one given; that no entry *follows* the last one given cannot be shown
+    from the package's entries alone (verify the whole export for that).
 
     Raises:
         FormatError, SignatureError: The checkpoint is malformed or not signed by the key;
@@ -190,7 +193,7 @@ def verify_package(
     """
     checkpoint = Checkpoint.verify(checkpoint_note, verifier_key)
     verified: list[Entry] = []
-    head: str | None = None
+    head: str | None = after
     for item in entries_with_inclusion_proofs:
         entry, proof = (item.entry, item.proof) if isinstance(item, ProvenEntry) else item
         index = entry.index

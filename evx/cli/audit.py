@@ -66,8 +66,7 @@ def custody(
     from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,
-        verify_continuation,
-        verify_custody,
+        verify_custody_pages,
     )
     from evx.client.witnessed import (
         configured_policy,
@@ -101,10 +100,7 @@ def custody(
                 output.note(escape(f"pinned the log key of {api.origin} on first use: "
                                    f"{pinned.key} (trust on first use: for development; "
                                    "give it with evx trust log --key or EVX_LOG_KEY)"))
-            entries = verify_custody(pages[0], pinned.key, package_id)
-            for page in pages[1:]:
-                entries += verify_continuation(page, pinned.key, package_id,
-                                               entries[-1].leaf_hash().hex())
+            entries = verify_custody_pages(pages, pinned.key, package_id)
             policy = configured_policy(policy_file, state)
             if policy is None and (bundle_file or report_file):
                 policy = Policy.for_log(pinned.key)  # the bundle records: no witnesses

@@ -153,7 +153,7 @@ def _check_item(out: OutputFolder, item: dict[str, Any], report: FolderReport) -
 
 def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str, Any],
                    report: FolderReport) -> None:
-    from evx.client.trust import verify_continuation, verify_custody
+    from evx.client.trust import verify_custody_pages
 
     try:
         key = VerifierKey.parse(custody["log_key"])
@@ -162,9 +162,7 @@ def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str,
         return
     pages = custody.get("pages") or []
     try:
-        entries = verify_custody(pages[0], key, package_id)
-        for page in pages[1:]:
-            entries += verify_continuation(page, key, package_id, entries[-1].leaf_hash().hex())
+        entries = verify_custody_pages(pages, key, package_id)
     except (IntegrityFailure, IndexError) as exc:
         report.problem("custody", package_id, f"the custody record does not verify: {exc}")
         return

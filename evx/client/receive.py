@@ -21,12 +21,15 @@ from evx.client.transfer import DownloadResult, download_one
 from evx.protocol.names import decode_text, display
 
 
-def custody_pages(api: Api, package_id: str) -> list[dict[str, Any]]:
-    """Every page of a package's custody record as the service sends it (unverified)."""
+def custody_pages(api: Api, package_id: str,
+                  page_size: int | None = None) -> list[dict[str, Any]]:
+    """Every page of a package's custody record as the service sends it (unverified);
+    ``page_size`` entries a page (default: the service's)."""
     pages = []
     start = 0
     while True:
-        body = api.json("GET", package_path(package_id) + "/custody", params={"start": start})
+        params = {"start": start} if page_size is None else {"start": start, "limit": page_size}
+        body = api.json("GET", package_path(package_id) + "/custody", params=params)
         pages.append(body)
         if body["complete"] or not body["entries"]:
             return pages
@@ -55,17 +58,13 @@ def verified_custody(api: Api, state: TrustState, package_id: str) -> VerifiedCu
     from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,
-        verify_continuation,
-        verify_custody,
+        verify_custody_pages,
     )
     from evx.client.witnessed import configured_policy, require_log_key, witnessed_checkpoint
 
     pages = custody_pages(api, package_id)
     pinned = pinned_log_key(api, state)
-    entries = verify_custody(pages[0], pinned.key, package_id)
-    for page in pages[1:]:
-        entries += verify_continuation(page, pinned.key, package_id,
-                                       entries[-1].leaf_hash().hex())
+    entries = verify_custody_pages(pages, pinned.key, package_id)
     policy = configured_policy(None, state)
     if policy is None:
         advance = None

@@ -32,8 +32,7 @@ from evx.client.trust import (
     PinnedKey,
     advance_checkpoint,
     pinned_log_key,
-    verify_continuation,
-    verify_custody,
+    verify_custody_pages,
 )
 
 _REPORT = ("Keep this output and the saved state as evidence, and report it to your authority's "
@@ -98,9 +97,7 @@ def verified_record(api: Api, state: TrustState, package_id: str) -> VerifiedRec
     """
     pages = fetch_custody_pages(api, package_id)
     pinned = pinned_log_key(api, state)
-    entries = verify_custody(pages[0], pinned.key, package_id)
-    for page in pages[1:]:
-        entries += verify_continuation(page, pinned.key, package_id, entries[-1].leaf_hash().hex())
+    entries = verify_custody_pages(pages, pinned.key, package_id)
     advance = None
     for page in pages:
         advance = advance_checkpoint(api, state, pinned.key, page["checkpoint"])

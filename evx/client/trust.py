@@ -12,7 +12,6 @@ from typing import Any
 from custody.checkpoint import Checkpoint
 from custody.entry import Entry
 from custody.errors import FormatError, VerificationError
-from custody.merkle import verify_inclusion
 from custody.note import VerifierKey
 from custody.verify import ProvenEntry, verify_consistency_from, verify_package
 
@@ -146,10 +145,12 @@ _REPORT = ("Keep the saved checkpoint as evidence (it is signed by the log's key
            "this to the operator and your authority's auditors.")
 
 
-def verify_custody(body: dict[str, Any], key: VerifierKey, package_id: str) -> list[Entry]:
-    """Verify custody pages (``GET /v1/packages/{id}/custody``) offline: every entry of the
+def verify_custody(body: dict[str, Any], key: VerifierKey, package_id: str, *,
+                   after: str | None = None) -> list[Entry]:
+    """Verify a custody page (``GET /v1/packages/{id}/custody``) offline: every entry of the
     package with its inclusion proof against the page's signed checkpoint, and the package chain
-    unbroken from its first entry.
+    unbroken from its first entry -- or, with ``after``, from the leaf hash of the last entry of
+    the page before.
 
     Raises:
         IntegrityFailure: Anything does not verify (the reason names the entry).
@@ -166,7 +167,8 @@ def verify_custody(body: dict[str, Any], key: VerifierKey, package_id: str) -> l
                                   index=entry.index)
             proven.append(ProvenEntry(entry, tuple(bytes.fromhex(h)
                                                    for h in raw["inclusion_proof"])))
-        return list(verify_package(proven, body["checkpoint"], key, package_id).entries)
+        return list(verify_package(proven, body["checkpoint"], key, package_id,
+                                   after=after).entries)
     except VerificationError as exc:
         raise IntegrityFailure(f"the custody record of {package_id} does NOT verify: {exc}",
                                slug="custody-not-verified", hint=_REPORT) from exc
@@ -175,30 +177,19 @@ def verify_custody(body: dict[str, Any], key: VerifierKey, package_id: str) -> l
                                slug="custody-not-verified") from exc
 
 
-def verify_continuation(body: dict[str, Any], key: VerifierKey, package_id: str,
-                        head: str) -> list[Entry]:
-    """A later custody page: like :func:`verify_custody`, but the chain continues from
-    ``head`` (the leaf hash of the last entry already verified).
+def verify_custody_pages(pages: Sequence[dict[str, Any]], key: VerifierKey,
+                         package_id: str) -> list[Entry]:
+    """:func:`verify_custody` over every page of a package's record, each page's chain
+    continuing from the last entry of the page before.
 
     Raises:
-        IntegrityFailure: Anything does not verify.
+        IntegrityFailure: Anything does not verify, or there is no page.
     """
-    try:
-        checkpoint = Checkpoint.verify(body["checkpoint"], key)
-        out: list[Entry] = []
-        for raw in body["entries"]:
-            entry = Entry.from_dict(raw["entry"])
-            proof: Sequence[bytes] = [bytes.fromhex(h) for h in raw["inclusion_proof"]]
-            if entry.package != package_id or entry.package_prev != head:
-                raise FormatError("package chain broken across pages", index=entry.index)
-            verify_inclusion(entry.leaf_hash(), entry.index, checkpoint.size, proof,
-                             checkpoint.root)
-            head = entry.leaf_hash().hex()
-            out.append(entry)
-        return out
-    except VerificationError as exc:
-        raise IntegrityFailure(f"the custody record of {package_id} does NOT verify: {exc}",
-                               slug="custody-not-verified", hint=_REPORT) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityFailure(f"the custody record of {package_id} is malformed: {exc}",
-                               slug="custody-not-verified") from exc
+    if not pages:
+        raise IntegrityFailure(f"the custody record of {package_id} has no page",
+                               slug="custody-not-verified")
+    entries: list[Entry] = []
+    for page in pages:
+        entries += verify_custody(page, key, package_id,
+                                  after=entries[-1].leaf_hash().hex() if entries else None)
+    return entries

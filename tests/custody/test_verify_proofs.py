@@ -64,6 +64,19 @@ def test_chain_must_start_at_the_first_entry() -> None:
     assert info.value.index == items[1].entry.index
 
 
+def test_a_later_page_continues_from_the_last_entry_verified() -> None:
+    items = proven("pkg-2")
+    head = items[1].entry.leaf_hash().hex()
+    result = verify_package(items[2:], LEDGER.note(), KEY, "pkg-2", after=head)
+    assert [e.index for e in result.entries] == [p.entry.index for p in items[2:]]
+    # A page that skips an entry, or starts over, does not continue the chain.
+    with pytest.raises(ChainError) as info:
+        verify_package(items[3:], LEDGER.note(), KEY, "pkg-2", after=head)
+    assert info.value.index == items[3].entry.index
+    with pytest.raises(ChainError):
+        verify_package(items, LEDGER.note(), KEY, "pkg-2", after=head)
+
+
 def test_entry_of_another_package() -> None:
     items = proven("pkg-1")
     intruder = proven("pkg-0")[0]
