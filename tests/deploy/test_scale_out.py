@@ -245,6 +245,10 @@ def test_appends_from_three_replicas_at_once_stay_ordered(cluster_world: Cluster
             deadline = time.monotonic() + APPEND_SECONDS
             while time.monotonic() < deadline:
                 r = client.get(f"/v1/packages/{package}", headers=headers)
+                if r.status_code == 429:
+                    # The per-officer rate (a burst of 200, then 20/s) ends this reader's run
+                    # on a fast machine; a refused read is not on the record as a read.
+                    return
                 assert r.status_code == 200, r.text
                 acked[subject] += 1
 
