@@ -35,8 +35,18 @@ from pathlib import Path
 import httpx
 
 from bench.bench_api import (
-    BLOCK, GIB, RssSampler, _curl, _free_port, _rss, clean_up, generate, http_download,
-    http_upload, serve_with_officer)
+    BLOCK,
+    GIB,
+    RssSampler,
+    _curl,
+    _free_port,
+    _rss,
+    clean_up,
+    generate,
+    http_download,
+    http_upload,
+    serve_with_officer,
+)
 
 NGINX_CONF = """
 worker_processes 1;

@@ -24,28 +24,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 import json.encoder
 import json.scanner
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
-
-from custody.merkle import CompactRange
+from datetime import datetime
+from typing import Any, NamedTuple, cast
 
 # The very patterns and key sets Entry validates with, so the two cannot drift apart.
 from custody.entry import (
     ACTOR_KEYS,
-    HEX_HASH_RE,
     ENTRY_KEYS,
+    HEX_HASH_RE,
     LEGAL_KEYS,
-    TIME_RE,
-    token_valid,
     MAX_ENTRY_BYTES,
+    TIME_RE,
     Action,
     Outcome,
     Role,
+    token_valid,
 )
 from custody.jcs import MAX_SAFE_INTEGER, key_is_fast
+from custody.merkle import CompactRange
 
 __all__ = ["CanonicalEntryLine", "CheckedRun", "check_canonical_entry_line", "check_entry_run"]
 
@@ -207,56 +206,79 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
     """The rules of ``Entry.from_dict`` and ``Entry.__post_init__`` over parsed JSON (exact types).
 
     Keep in step with ``custody/entry.py``: a rule missing here would let the fast path accept
-    what the reference path refuses.
+    what the reference path refuses. Each step below assumes the ones before it passed.
     """
     v = obj.get("v")
     if type(v) is not int or obj.keys() != ENTRY_KEYS.get(v):
         return False
-    if v >= 2 and obj["token"] is not None and not token_valid(obj["token"]):
-        return False
-    index = obj["index"]
-    if type(index) is not int or not 0 <= index <= MAX_SAFE_INTEGER:
-        return False
-    time = obj["time"]
+    return (
+        (v < 2 or obj["token"] is None or token_valid(obj["token"]))
+        and _index_valid(obj["index"])
+        and _time_valid(obj["time"])
+        and _actor_valid(obj["actor"])
+        and _vocabulary_valid(obj)
+        and _subject_valid(obj)
+        and _legal_valid(obj["legal"])
+        and _details_valid(obj["details"])
+        and _links_valid(obj)
+    )
+
+
+def _index_valid(index: object) -> bool:
+    return type(index) is int and 0 <= index <= MAX_SAFE_INTEGER
+
+
+def _time_valid(time: object) -> bool:
     if type(time) is not str or not TIME_RE.match(time):
         return False
     try:
         _fromisoformat(time[:-1])
     except ValueError:
         return False
-    actor = obj["actor"]
-    if (
-        type(actor) is not dict
-        or actor.keys() != ACTOR_KEYS
-        or type(actor["authority"]) is not str
-        or type(actor["subject"]) is not str
-    ):
-        return False
+    return True
+
+
+def _actor_valid(actor: object) -> bool:
+    return (
+        type(actor) is dict
+        and actor.keys() == ACTOR_KEYS
+        and type(actor["authority"]) is str
+        and type(actor["subject"]) is str
+    )
+
+
+def _vocabulary_valid(obj: dict[str, object]) -> bool:
+    """The actor's role, the action and the outcome are words of the contract."""
+    actor = cast("dict[str, object]", obj["actor"])  # _actor_valid passed
     role, action, outcome = actor["role"], obj["action"], obj["outcome"]
-    if (
-        type(role) is not str or role not in _ROLES
-        or type(action) is not str or action not in _ACTIONS
-        or type(outcome) is not str or outcome not in _OUTCOMES
-    ):
-        return False
+    return (
+        type(role) is str and role in _ROLES
+        and type(action) is str and action in _ACTIONS
+        and type(outcome) is str and outcome in _OUTCOMES
+    )
+
+
+def _subject_valid(obj: dict[str, object]) -> bool:
+    """Package and item are absent or non-empty strings; anything but "allowed" needs a reason."""
     package, item, reason = obj["package"], obj["item"], obj["reason"]
-    if package is not None and (type(package) is not str or not package):
-        return False
-    if item is not None and (type(item) is not str or not item):
-        return False
-    if reason is not None and type(reason) is not str:
-        return False
-    if outcome != _ALLOWED and not reason:
-        return False
-    legal = obj["legal"]
-    if legal is not None and (
-        type(legal) is not dict
-        or legal.keys() != LEGAL_KEYS
-        or type(legal["basis"]) is not str
-        or type(legal["request_reference"]) is not str
-    ):
-        return False
-    details = obj["details"]
+    return (
+        (package is None or (type(package) is str and bool(package)))
+        and (item is None or (type(item) is str and bool(item)))
+        and (reason is None or type(reason) is str)
+        and (obj["outcome"] == _ALLOWED or bool(reason))
+    )
+
+
+def _legal_valid(legal: object) -> bool:
+    return legal is None or (
+        type(legal) is dict
+        and legal.keys() == LEGAL_KEYS
+        and type(legal["basis"]) is str
+        and type(legal["request_reference"]) is str
+    )
+
+
+def _details_valid(details: object) -> bool:
     if type(details) is not dict:
         return False
     for key, value in details.items():
@@ -267,14 +289,17 @@ def _entry_fields_valid(obj: dict[str, object]) -> bool:
             continue
         if type(value) is not int or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             return False
+    return True
+
+
+def _links_valid(obj: dict[str, object]) -> bool:
+    """prev and package_prev are hex hashes where present, and present exactly where required."""
     prev, package_prev = obj["prev"], obj["package_prev"]
-    if prev is not None and (type(prev) is not str or not HEX_HASH_RE.match(prev)):
-        return False
-    if package_prev is not None and (
-        type(package_prev) is not str or not HEX_HASH_RE.match(package_prev)
-    ):
-        return False
-    if (index == 0) != (prev is None):
-        return False
-    return not (package is None and package_prev is not None)
+    return (
+        (prev is None or (type(prev) is str and bool(HEX_HASH_RE.match(prev))))
+        and (package_prev is None
+             or (type(package_prev) is str and bool(HEX_HASH_RE.match(package_prev))))
+        and (obj["index"] == 0) == (prev is None)
+        and not (obj["package"] is None and package_prev is not None)
+    )
 

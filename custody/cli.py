@@ -26,7 +26,7 @@ from custody.checkpoint import Checkpoint
 from custody.errors import FormatError, VerificationError
 from custody.export import MAX_LINE_BYTES, ExportRecord, read_export_line
 from custody.note import MAX_NOTE_BYTES, VerifierKey
-from custody.rules import RuleViolation, RulesViolated, RulesWalk
+from custody.rules import RulesViolated, RulesWalk, RuleViolation
 from custody.verify import VerifiedLedger, verify_export_lines
 
 __all__ = [

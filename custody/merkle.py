@@ -204,21 +204,7 @@ def verify_consistency(
             different sizes) any hash is not ``HASH_SIZE`` bytes.
         ValueError: A size is negative.
     """
-    if size1 < 0 or size2 < 0:
-        raise ValueError("tree sizes must not be negative")
-    if size1 == 0:
-        raise ConsistencyProofError("no consistency proof from the empty tree")
-    if size1 > size2:
-        raise ConsistencyProofError(f"size1 {size1} is greater than size2 {size2}")
-    if size1 == size2:
-        # Only equality matters here: a tree is consistent with itself whatever its root's
-        # encoding (transparency-dev/merkle behaves so, and its vector
-        # "sizes-are-equal-one-and-proof-is-empty" uses 12-byte roots).  Hash lengths are
-        # checked wherever a hash is computed with.
-        if proof:
-            raise ConsistencyProofError("proof between equal sizes must be empty")
-        if not hmac.compare_digest(root1, root2):
-            raise ConsistencyProofError("roots of equal sizes differ")
+    if _same_tree(size1, size2, proof, root1, root2):
         return
     _check_hash(root1, "root1", ConsistencyProofError)
     _check_hash(root2, "root2", ConsistencyProofError)
@@ -228,6 +214,38 @@ def verify_consistency(
         _check_hash(p, "proof hash", ConsistencyProofError)
     if not proof:
         raise ConsistencyProofError("empty proof between different sizes")
+    fr, sr = _consistency_roots(size1, size2, proof, root1)
+    if not hmac.compare_digest(fr, root1):
+        raise ConsistencyProofError("proof does not lead to root1")
+    if not hmac.compare_digest(sr, root2):
+        raise ConsistencyProofError("proof does not lead to root2")
+
+
+def _same_tree(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> bool:
+    """Refuse sizes no proof can join; True when the sizes are equal and the roots agree."""
+    if size1 < 0 or size2 < 0:
+        raise ValueError("tree sizes must not be negative")
+    if size1 == 0:
+        raise ConsistencyProofError("no consistency proof from the empty tree")
+    if size1 > size2:
+        raise ConsistencyProofError(f"size1 {size1} is greater than size2 {size2}")
+    if size1 != size2:
+        return False
+    # Only equality matters here: a tree is consistent with itself whatever its root's
+    # encoding (transparency-dev/merkle behaves so, and its vector
+    # "sizes-are-equal-one-and-proof-is-empty" uses 12-byte roots).  Hash lengths are
+    # checked wherever a hash is computed with.
+    if proof:
+        raise ConsistencyProofError("proof between equal sizes must be empty")
+    if not hmac.compare_digest(root1, root2):
+        raise ConsistencyProofError("roots of equal sizes differ")
+    return True
+
+
+def _consistency_roots(
+    size1: int, size2: int, proof: Sequence[bytes], root1: bytes
+) -> tuple[bytes, bytes]:
+    """The two roots the proof leads to (RFC 9162 2.1.4.2, steps 1-7), for different sizes."""
     path = list(proof)
     if size1 & (size1 - 1) == 0:  # size1 is a power of two: its root is the first node
         path.insert(0, root1)
@@ -252,10 +270,7 @@ def verify_consistency(
         sn >>= 1
     if sn != 0:
         raise ConsistencyProofError("proof is shorter than needed")
-    if not hmac.compare_digest(fr, root1):
-        raise ConsistencyProofError("proof does not lead to root1")
-    if not hmac.compare_digest(sr, root2):
-        raise ConsistencyProofError("proof does not lead to root2")
+    return fr, sr
 
 
 # --- proof planning (for the side that holds the tree) -------------------------------------

@@ -114,15 +114,7 @@ class Policy:
                 types, bad keys, duplicate keys or names, forward references, a threshold out
                 of range, a quorum line missing or repeated.
         """
-        if isinstance(text, bytes):
-            if len(text) > MAX_POLICY_BYTES:
-                raise PolicyError(f"policy exceeds {MAX_POLICY_BYTES} bytes")
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                raise PolicyError("policy is not UTF-8") from None
-        if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
-            raise PolicyError(f"policy exceeds {MAX_POLICY_BYTES} bytes")
+        text = _policy_text(text)
         logs: list[PolicyLog] = []
         witnesses: dict[str, PolicyWitness] = {}
         groups: dict[str, Group] = {}
@@ -144,14 +136,7 @@ class Policy:
                     group = _parse_group(args, witnesses, groups)
                     groups[group.name] = group
                 elif kind == "quorum":
-                    if quorum is not None:
-                        raise ValueError("a policy has exactly one quorum line")
-                    if len(args) != 1:
-                        raise ValueError("quorum takes one name")
-                    if args[0] != NONE and args[0] not in witnesses and args[0] not in groups:
-                        raise ValueError(f"quorum {args[0]!r} is not a witness or group "
-                                         "defined above")
-                    quorum = args[0]
+                    quorum = _parse_quorum(args, quorum, witnesses, groups)
                 else:
                     raise ValueError(f"unknown line type {kind!r}")
             except (ValueError, FormatError) as exc:
@@ -253,6 +238,31 @@ def _url(args: list[str], at: int, kind: str) -> str | None:
     if len(args) > at + 1:
         raise ValueError(f"too many fields on a {kind} line")
     return args[at] if len(args) == at + 1 else None
+
+
+def _policy_text(text: str | bytes) -> str:
+    """The policy as text, once it is UTF-8 and within ``MAX_POLICY_BYTES``."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_POLICY_BYTES:
+            raise PolicyError(f"policy exceeds {MAX_POLICY_BYTES} bytes")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PolicyError("policy is not UTF-8") from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyError(f"policy exceeds {MAX_POLICY_BYTES} bytes")
+    return text
+
+
+def _parse_quorum(args: list[str], quorum: str | None, witnesses: Mapping[str, PolicyWitness],
+                  groups: Mapping[str, Group]) -> str:
+    if quorum is not None:
+        raise ValueError("a policy has exactly one quorum line")
+    if len(args) != 1:
+        raise ValueError("quorum takes one name")
+    if args[0] != NONE and args[0] not in witnesses and args[0] not in groups:
+        raise ValueError(f"quorum {args[0]!r} is not a witness or group defined above")
+    return args[0]
 
 
 def _parse_log(args: list[str], logs: list[PolicyLog]) -> PolicyLog:

@@ -21,7 +21,7 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from custody import jcs
 from custody.entry import Action, Entry, Outcome, Role

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from custody._walk import ExportReading, LedgerWalk, VerifiedLedger
 from custody.checkpoint import Checkpoint
 from custody.entry import Entry
 from custody.errors import (
@@ -29,7 +30,6 @@ from custody.errors import (
 from custody.export import Export
 from custody.merkle import verify_consistency, verify_inclusion
 from custody.note import VerifierKey
-from custody._walk import ExportReading, LedgerWalk, VerifiedLedger
 
 __all__ = [
     "ProvenEntry",

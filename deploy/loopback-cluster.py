@@ -31,6 +31,7 @@ set. Everything is stopped by process-group id; nothing is found by name.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -49,7 +50,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-import contextlib
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(tempfile.gettempdir()) / "evx-loopback-cluster"

@@ -7,15 +7,14 @@ migrations can refer to. Schema changes happen only through Alembic (:func:`upgr
 
 from __future__ import annotations
 
-import os
-
 import importlib.util
+import os
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from datetime import UTC
 
 #: Constraint names are deterministic so migrations can create and drop them by name.
 NAMING_CONVENTION: dict[str, str] = {

@@ -9,12 +9,11 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-import structlog
 
 # The problem types are part of the contract the client shares (evx/protocol/problems.py).
 from evx.protocol.problems import (  # noqa: F401 - the service uses them as problems.X

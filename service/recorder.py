@@ -10,11 +10,11 @@ import time
 
 import structlog
 
-from evx.protocol.names import MAX_NAME_TEXT_CHARS
 from custody.entry import Actor, Legal, Role, TokenRef
-from service.ledger.errors import LedgerUnavailable
+from evx.protocol.names import MAX_NAME_TEXT_CHARS
 from service.identity.caller import Caller
 from service.identity.tokens import Principal
+from service.ledger.errors import LedgerUnavailable
 from service.ledger.ledger import Ledger
 from service.ledger.models import Event
 from service.metrics import Metrics

@@ -4,16 +4,17 @@ from the settings, shared by every request, closed at shutdown."""
 from __future__ import annotations
 
 import time
-from functools import partial
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
-import structlog
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import Engine
 
 from service.db import make_engine, schema_revision, upgrade
+from service.events.dispatcher import Notifier, parse_schedule
 from service.identity.authorities import AUTHORITY_ID_PATTERN
 from service.identity.errors import UnknownAuthority, UnknownKey
 from service.identity.providers import ProviderFollower, ProviderUnavailable
@@ -30,15 +31,14 @@ from service.packages.service import PackageService
 from service.packages.transfers import ItemTransfers
 from service.packages.uploads import ResumableUploads
 from service.recorder import CustodyRecorder
-from service.events.dispatcher import Notifier, parse_schedule
 from service.requests.service import RequestService
 from service.settings import MIB, Settings
 from service.web.sessions import WebSessions
 from storage.evidence import EvidenceVault
-from storage.staged import StagedItems
 from storage.filesystem import FileSystemStore
 from storage.keyring import DirectoryKeySource, Keyring
 from storage.objectstore import ObjectStore
+from storage.staged import StagedItems
 
 log = structlog.get_logger("evx.identity")
 

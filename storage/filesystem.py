@@ -7,6 +7,7 @@ is there. Hidden names never match ``OBJECT_NAME_PATTERN``, so temporaries are n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -23,7 +24,6 @@ from storage.objectstore import (
     validate_prefix,
     validate_range,
 )
-import contextlib
 
 READ_SIZE = 1 << 20  # bytes per read(); bounds memory per open object
 TEMP_PREFIX = ".tmp-"

@@ -45,17 +45,16 @@ from storage.envelope import (
     wrap_dek,
 )
 from storage.errors import AuthenticationFailed, TruncatedObject
-from storage.evidence import ENVELOPE_SUFFIX, EvidenceVault, StoredItem, _checked_name, \
-    _piece_size
+from storage.evidence import ENVELOPE_SUFFIX, EvidenceVault, StoredItem, _checked_name, _piece_size
 from storage.objectstore import ObjectStore
 from storage.pipeline import read_ahead
 from storage.stream import (
     DEK_LEN,
     HEADER_LEN,
+    MAX_CHUNKS,
     ChunkLayout,
     ContentHeader,
     ItemBinding,
-    MAX_CHUNKS,
     chunk_nonce,
     open_chunks,
 )

@@ -44,7 +44,8 @@ def test_the_gates_are_configured_strictly_enough() -> None:
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     lint = config["tool"]["ruff"]["lint"]
-    assert {"E", "F", "W", "B", "UP", "SIM", "RUF"} <= set(lint["select"])
+    assert {"E", "F", "W", "B", "UP", "SIM", "RUF", "I", "C90"} <= set(lint["select"])
+    assert lint["mccabe"]["max-complexity"] <= 15
     assert not lint.get("ignore"), "ignore a rule for a file with a reason, not everywhere"
     assert config["tool"]["ruff"]["line-length"] <= 100
     strict = next(o for o in config["tool"]["mypy"]["overrides"]

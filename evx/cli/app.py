@@ -13,7 +13,6 @@ here, and :func:`mount` hangs them all on a Typer app (the root ``evx`` or a tes
 
 from __future__ import annotations
 
-
 import functools
 import importlib.util
 import itertools

@@ -60,7 +60,6 @@ def custody(
     naming the entry index."""
     from custody.checkpoint import Checkpoint
     from custody.policy import Policy
-
     from evx.client.errors import UsageError
     from evx.client.record import hold_record
     from evx.client.trust import (
@@ -81,17 +80,7 @@ def custody(
         raise UsageError("--bundle and --report need the verification (drop --no-verify)")
 
     with connect(url, token, output, retries) as api:
-        pages = []
-        start = 0
-        while True:
-            # A request's chain (req_...) is verified exactly as a package's.
-            subject = f"/v1/requests/{quote(package_id, safe='')}" \
-                if package_id.startswith("req_") else package_path(package_id)
-            body = api.json("GET", subject + "/custody", params={"start": start})
-            pages.append(body)
-            if body["complete"] or not body["entries"]:
-                break
-            start = body["entries"][-1]["index"] + 1
+        pages = _custody_pages(api, package_id)
         result: dict[str, Any] = {"package": package_id, "verified": False}
         if verify:
             state = trust_state(api)
@@ -137,25 +126,44 @@ def custody(
     output.rows(result, raw_entries, TIMELINE_COLUMNS, empty="no entries",
                 title=f"custody of {package_id}")
     if verify:
-        cp = result["checkpoint"]
-        since = "" if cp["previous_size"] is None else \
-            f", consistent with the {cp['previous_size']} entries verified here before"
-        extends = "" if "extends_entry" not in result else \
-            f"; still holds entry {result['extends_entry']} verified here before"
-        output.out.print(f"[bold green]VERIFIED[/bold green] {len(raw_entries)} entries: "
-                         f"inclusion proofs and package chain against the checkpoint of "
-                         f"{cp['tree_size']} entries signed by the pinned log key{since}; "
-                         f"every rule of the exchange kept{extends}.")
-        if "witnesses" in result:
-            output.out.print(escape("Witnessed: checkpoint of "
-                                    f"{result['witnesses']['tree_size']} entries cosigned by "
-                                    f"{', '.join(result['witnesses']['cosigned_by'])} (policy: "
-                                    f"{result['witnesses']['quorum']})."))
-        for kind in ("bundle", "report"):
-            if kind in result:
-                output.out.print(escape(f"{kind} written to {result[kind]}"))
+        _print_verified(output, result, len(raw_entries))
     else:
         output.out.print("[yellow]NOT verified[/yellow] (--no-verify)")
+
+
+def _custody_pages(api: Api, package_id: str) -> list[dict[str, Any]]:
+    """Every page of the chain, as the service sent them (verified by the caller)."""
+    # A request's chain (req_...) is verified exactly as a package's.
+    subject = f"/v1/requests/{quote(package_id, safe='')}" \
+        if package_id.startswith("req_") else package_path(package_id)
+    pages = []
+    start = 0
+    while True:
+        body = api.json("GET", subject + "/custody", params={"start": start})
+        pages.append(body)
+        if body["complete"] or not body["entries"]:
+            return pages
+        start = body["entries"][-1]["index"] + 1
+
+
+def _print_verified(output: Output, result: dict[str, Any], entries: int) -> None:
+    cp = result["checkpoint"]
+    since = "" if cp["previous_size"] is None else \
+        f", consistent with the {cp['previous_size']} entries verified here before"
+    extends = "" if "extends_entry" not in result else \
+        f"; still holds entry {result['extends_entry']} verified here before"
+    output.out.print(f"[bold green]VERIFIED[/bold green] {entries} entries: "
+                     f"inclusion proofs and package chain against the checkpoint of "
+                     f"{cp['tree_size']} entries signed by the pinned log key{since}; "
+                     f"every rule of the exchange kept{extends}.")
+    if "witnesses" in result:
+        output.out.print(escape("Witnessed: checkpoint of "
+                                f"{result['witnesses']['tree_size']} entries cosigned by "
+                                f"{', '.join(result['witnesses']['cosigned_by'])} (policy: "
+                                f"{result['witnesses']['quorum']})."))
+    for kind in ("bundle", "report"):
+        if kind in result:
+            output.out.print(escape(f"{kind} written to {result[kind]}"))
 
 
 def _write_proofs(api: Api, package_id: str, entries: list[Any], policy: Any, witnessed: Any,
@@ -288,9 +296,8 @@ def ledger_export(
 
     from custody.cli import verify_file
     from custody.errors import VerificationError
-
-    from evx.client.errors import IntegrityFailure, LedgerInconsistent
     from evx import durable
+    from evx.client.errors import IntegrityFailure, LedgerInconsistent
     from evx.client.witnessed import configured_policy, require_log_key, to_json
 
     written = 0

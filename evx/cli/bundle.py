@@ -33,7 +33,6 @@ def verify_bundle_command(
     Exit status 1 names the first thing that does not verify."""
     from custody.bundle import verify_bundle
     from custody.errors import VerificationError
-
     from evx.cli.audit import TIMELINE_COLUMNS
     from evx.client.errors import IntegrityFailure, UsageError
     from evx.client.witnessed import load_policy

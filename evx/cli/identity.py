@@ -76,8 +76,7 @@ def _registrar() -> Iterator[tuple[Any, Any, Path]]:
 
 def _sync_provider(registrar: Any, authority: Authority) -> None:
     """Fetch the provider's keys now, so the operator sees them (or why not) at once."""
-    from service.identity.providers import ProviderUnavailable, discover_keys, \
-        provider_http_client
+    from service.identity.providers import ProviderUnavailable, discover_keys, provider_http_client
 
     assert authority.issuer is not None
     try:

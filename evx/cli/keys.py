@@ -30,8 +30,8 @@ KEK_COLUMNS = (
 @command("list", group="keys", server=True)
 def list_keys(as_json: bool = JSON, output_format: str = OUTPUT, wide: bool = WIDE) -> None:
     """The KEK ids and which one wraps new items."""
-    from storage.keyring import DirectoryKeySource, Keyring
     from service.settings import load_settings
+    from storage.keyring import DirectoryKeySource, Keyring
 
     output = Output(as_json=as_json, fmt=output_format, wide=wide)
     keyring = Keyring(DirectoryKeySource(load_settings().resolved_kek_dir))

@@ -7,7 +7,6 @@ import os
 import typer
 
 from custody.note import VerifierKey
-
 from evx.cli.render import Output
 from evx.client.errors import UsageError
 from evx.client.http import DEFAULT_RETRIES, DEFAULT_URL, Api, Retry

@@ -17,9 +17,11 @@ from rich.table import Table
 from evx.cli.app import PANEL_EVIDENCE, command, group
 from evx.cli.board import Board
 from evx.cli.options import JSON, OUTPUT, RETRIES, TOKEN, URL, WIDE, connect, trust_state
-from evx.cli.render import Column, Output, add_row, size as _size, when as _when
-from evx.client.errors import DeniedError, UsageError
+from evx.cli.render import Column, Output, add_row
+from evx.cli.render import size as _size
+from evx.cli.render import when as _when
 from evx.client.directory import check_partner
+from evx.client.errors import DeniedError, UsageError
 from evx.client.http import Api, package_path
 
 group("package", "Evidence packages: create, list, show.", panel=PANEL_EVIDENCE)
@@ -200,10 +202,10 @@ def upload(
     directories directory items. Each file is opened without following links and checked to be
     the file listed. An item already there with the same digest is skipped; with a different
     digest it is an error."""
-    from evx.client.sources import collect_sources
-    from evx.protocol.names import display
     from evx.client.parallel import run_parallel
+    from evx.client.sources import collect_sources
     from evx.client.uploads import upload_file
+    from evx.protocol.names import display
 
     output = Output(as_json=as_json)
     sources = collect_sources(paths, follow_links=follow_links)

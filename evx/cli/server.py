@@ -3,6 +3,7 @@ its database."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import typer
@@ -11,7 +12,6 @@ from evx.cli.app import PANEL_SERVER, command, group
 from evx.cli.options import JSON
 from evx.cli.render import Output
 from evx.client.errors import UsageError
-from datetime import UTC
 
 group("db", "Database schema management.", panel=PANEL_SERVER)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import typer
 

@@ -11,7 +11,6 @@ from custody.entry import Action, Entry, Outcome
 from custody.errors import VerificationError
 from custody.policy import Policy, WitnessedCheckpoint
 from custody.verify import ProvenEntry
-
 from evx.client.errors import IntegrityFailure
 from evx.client.http import Api
 

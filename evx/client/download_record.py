@@ -22,7 +22,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

@@ -12,6 +12,7 @@ exactly what it did.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -22,7 +23,6 @@ from pathlib import Path
 from evx.client.errors import LocalFileError, UsageError
 from evx.client.localnames import PARTIAL_DIR, RECORD_DIR
 from evx.protocol.names import display, encode_bytes
-import contextlib
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evx.client.download_record import record_files
 from evx.client.errors import DeniedError
 from evx.client.http import Api, package_path
-from evx.client.state import TrustState
 from evx.client.localnames import Profile, local_paths
 from evx.client.outdir import OutputFolder
-from evx.client.download_record import record_files
+from evx.client.state import TrustState
 from evx.client.transfer import DownloadResult, download_one
 from evx.protocol.names import decode_text, display
 
@@ -54,7 +54,6 @@ def verified_custody(api: Api, state: TrustState, package_id: str) -> VerifiedCu
         IntegrityFailure, LogKeyChanged, LedgerInconsistent: it does not verify.
     """
     from custody.checkpoint import Checkpoint
-
     from evx.client.trust import (
         advance_checkpoint,
         pinned_log_key,

@@ -23,7 +23,6 @@ from custody.entry import Action, Entry, Outcome, Role
 from custody.errors import VerificationError
 from custody.merkle import verify_inclusion
 from custody.rules import check_package_rules
-
 from evx.client.errors import IntegrityFailure
 from evx.client.http import Api, package_path
 from evx.client.state import PackagePin, TrustState

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from custody.bundle import VerifiedBundle
 from custody.policy import Policy
-
 from evx.client.errors import UsageError
 
 BUNDLE_ATTACHMENT = "custody-bundle.json"

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Mapping
 
 from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from custody.note import MAX_NOTE_BYTES, VerifierKey
-
-from evx.client.errors import IntegrityFailure, UsageError
 from evx import durable
+from evx.client.errors import IntegrityFailure, UsageError
 from evx.client.platform import state_dir
 
 MAX_KEY_BYTES = 4096  # a verifier key is ~90 bytes

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 
 from evx.client.errors import AuthenticationError, IntegrityFailure, UnavailableError
+from evx.client.http import Api, item_path
 from evx.client.localnames import PARTIAL_DIR
 from evx.client.outdir import NotOurs, OutputFolder
-from evx.protocol.names import decode_text, display, encode_bytes
-from evx.client.http import Api, item_path
 from evx.client.progress import Progress
 from evx.protocol import headers as fields
+from evx.protocol.names import decode_text, display, encode_bytes
 
 BLOCK_BYTES = 1024 * 1024
 _DIGEST = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/=]+):")
@@ -67,6 +67,29 @@ class DownloadResult:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "local": self.local, "kind": self.kind, "size": self.size,
                 "sha256": self.sha256, "status": self.status, "resumed_from": self.resumed_from}
+
+
+def _served_digest(response: httpx.Response, name: str, sha256: str, size: int,
+                   offset: int) -> str:
+    """The response's Repr-Digest once it names this item and, when resuming, the range asked."""
+    served = parse_sha256_field(response.headers.get(fields.REPR_DIGEST))
+    etag = response.headers.get(fields.ETAG, "").strip()
+    if served is None or (etag and etag != f'"{served}"'):
+        raise IntegrityFailure(f"the service sent {name!r} without a usable sha-256 "
+                               "Repr-Digest", slug="digest-mismatch")
+    if not hmac.compare_digest(served, sha256):
+        raise IntegrityFailure(
+            f"the service announces {name!r} with sha256 {served}, but the package "
+            f"records {sha256}; refusing it", slug="digest-mismatch",
+            hint="Report this to the owning authority and the operator.")
+    if offset:
+        if response.status_code == 200:
+            raise _Restart()
+        match = _CONTENT_RANGE.fullmatch(response.headers.get(fields.CONTENT_RANGE, ""))
+        if response.status_code != 206 or match is None or \
+                int(match.group(1)) != offset or int(match.group(3)) != size:
+            raise _Restart()
+    return served
 
 
 class _Broken(Exception):
@@ -110,30 +133,10 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out: OutputFol
     name, size, sha256 = item["name"], int(item["size"]), str(item["sha256"]).lower()
     kind = item.get("kind") or "file"
     local_text = encode_bytes(b"/".join(local))
-    if kind == "link":
-        target = decode_text(str(item["target"]))
-        if not hmac.compare_digest(hashlib.sha256(target).hexdigest(), sha256):
-            raise IntegrityFailure(f"the target of link {display(name)} does not match its "
-                                   "recorded digest", slug="digest-mismatch")
-        status = out.make_link(local, target)
-        return DownloadResult(name, local_text, size, sha256,
-                              "downloaded" if status == "created" else "present", kind=kind)
-    if kind == "directory":
-        status = out.make_directory(local)
-        return DownloadResult(name, local_text, 0, sha256,
-                              "downloaded" if status == "created" else "present", kind=kind)
-    existing = out.lstat(local)
-    if existing is not None:
-        fd = out.open_existing(local) if stat.S_ISREG(existing.st_mode) else None
-        if fd is not None:
-            try:
-                have, length = _hash_fd(fd, transfers, f"checking {display(name)}", size)
-            finally:
-                os.close(fd)
-            if hmac.compare_digest(have, sha256) and length == size:
-                return DownloadResult(name, local_text, size, sha256, "present")
-        raise NotOurs(f"{out.shown(local)} already exists and is not this item",
-                      hint="Move it away or choose another -o directory.", slug="exists")
+    if kind in ("link", "directory"):
+        return _make_from_metadata(item, kind, out, local, local_text)
+    if out.lstat(local) is not None:
+        return _already_there(name, size, sha256, out, local, local_text, transfers)
     fd, partial_stat = out.open_partial(name)
     # Always fetch at least the last byte: the response carries the service's Repr-Digest.
     offset = min(partial_stat.st_size, max(size - 1, 0))
@@ -169,29 +172,8 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out: OutputFol
                 offset += broken.received
                 attempts += 1
                 stalled = stalled + 1 if broken.received == 0 else 0
-                if stalled >= 2:
-                    # Broken off twice in a row at this very byte, on fresh connections: the
-                    # service stops streaming where stored bytes fail their integrity check.
-                    raise IntegrityFailure(
-                        f"the service stopped sending {display(name)} repeatedly at byte "
-                        f"{offset} of {size}: the stored item is probably damaged (the service "
-                        "serves no byte that fails its integrity check)",
-                        slug="stored-item-damaged",
-                        hint="Report it to the operator and the owning authority; nothing was "
-                             f"saved at {out.shown(local)} (the bytes verified so far stay in "
-                             f"{PARTIAL_DIR} for a later retry).") from broken.cause
-                if attempts > api.retry.retries:
-                    raise UnavailableError(
-                        f"the transfer of {display(name)} broke off at byte {offset} of {size} "
-                        f"({broken.cause})", slug="transfer-interrupted",
-                        hint=f"The {offset} bytes received are kept in {PARTIAL_DIR}: run the "
-                             "same command again to resume.") from broken.cause
-                wait = api.retry.wait(attempts)
-                if api.retry.on_retry is not None:
-                    api.retry.on_retry(f"the transfer of {display(name)} broke off at byte "
-                                       f"{offset}; resuming in {wait:.1f} s ({attempts} of "
-                                       f"{api.retry.retries} retries)")
-                time.sleep(wait)
+                _wait_to_resume(api, broken, name, offset, size, attempts, stalled,
+                                out.shown(local))
             except _Restart:
                 handle.truncate(0)
                 handle.seek(0)
@@ -215,6 +197,68 @@ def download_one(api: Api, package_id: str, item: dict[str, Any], out: OutputFol
                  "operator.")
     out.place(name, written, local)
     return DownloadResult(name, local_text, size, sha256, "downloaded", resumed_from)
+
+
+def _make_from_metadata(item: dict[str, Any], kind: str, out: OutputFolder,
+                        local: tuple[bytes, ...], local_text: str) -> DownloadResult:
+    """A link or directory item: created from its metadata, nothing is fetched."""
+    name, sha256 = item["name"], str(item["sha256"]).lower()
+    if kind == "directory":
+        status = out.make_directory(local)
+        return DownloadResult(name, local_text, 0, sha256,
+                              "downloaded" if status == "created" else "present", kind=kind)
+    target = decode_text(str(item["target"]))
+    if not hmac.compare_digest(hashlib.sha256(target).hexdigest(), sha256):
+        raise IntegrityFailure(f"the target of link {display(name)} does not match its "
+                               "recorded digest", slug="digest-mismatch")
+    status = out.make_link(local, target)
+    return DownloadResult(name, local_text, int(item["size"]), sha256,
+                          "downloaded" if status == "created" else "present", kind=kind)
+
+
+def _already_there(name: str, size: int, sha256: str, out: OutputFolder,
+                   local: tuple[bytes, ...], local_text: str,
+                   transfers: Progress) -> DownloadResult:
+    """Something exists at the destination: "present" if it is this item's file, else refused."""
+    existing = out.lstat(local)
+    fd = out.open_existing(local) if existing and stat.S_ISREG(existing.st_mode) else None
+    if fd is not None:
+        try:
+            have, length = _hash_fd(fd, transfers, f"checking {display(name)}", size)
+        finally:
+            os.close(fd)
+        if hmac.compare_digest(have, sha256) and length == size:
+            return DownloadResult(name, local_text, size, sha256, "present")
+    raise NotOurs(f"{out.shown(local)} already exists and is not this item",
+                  hint="Move it away or choose another -o directory.", slug="exists")
+
+
+def _wait_to_resume(api: Api, broken: _Broken, name: str, offset: int, size: int,
+                    attempts: int, stalled: int, shown: str) -> None:
+    """After a transfer broke off at ``offset``: refuse, give up, or wait before resuming."""
+    if stalled >= 2:
+        # Broken off twice in a row at this very byte, on fresh connections: the
+        # service stops streaming where stored bytes fail their integrity check.
+        raise IntegrityFailure(
+            f"the service stopped sending {display(name)} repeatedly at byte "
+            f"{offset} of {size}: the stored item is probably damaged (the service "
+            "serves no byte that fails its integrity check)",
+            slug="stored-item-damaged",
+            hint="Report it to the operator and the owning authority; nothing was "
+                 f"saved at {shown} (the bytes verified so far stay in "
+                 f"{PARTIAL_DIR} for a later retry).") from broken.cause
+    if attempts > api.retry.retries:
+        raise UnavailableError(
+            f"the transfer of {display(name)} broke off at byte {offset} of {size} "
+            f"({broken.cause})", slug="transfer-interrupted",
+            hint=f"The {offset} bytes received are kept in {PARTIAL_DIR}: run the "
+                 "same command again to resume.") from broken.cause
+    wait = api.retry.wait(attempts)
+    if api.retry.on_retry is not None:
+        api.retry.on_retry(f"the transfer of {display(name)} broke off at byte "
+                           f"{offset}; resuming in {wait:.1f} s ({attempts} of "
+                           f"{api.retry.retries} retries)")
+    time.sleep(wait)
 
 
 class _Restart(Exception):
@@ -249,23 +293,7 @@ def _fetch(api: Api, package_id: str, name: str, sha256: str, size: int, offset:
     try:
         with api.stream("GET", item_path(package_id, name) + "/content",
                         headers=headers) as response:
-            served = parse_sha256_field(response.headers.get(fields.REPR_DIGEST))
-            etag = response.headers.get(fields.ETAG, "").strip()
-            if served is None or (etag and etag != f'"{served}"'):
-                raise IntegrityFailure(f"the service sent {name!r} without a usable sha-256 "
-                                       "Repr-Digest", slug="digest-mismatch")
-            if not hmac.compare_digest(served, sha256):
-                raise IntegrityFailure(
-                    f"the service announces {name!r} with sha256 {served}, but the package "
-                    f"records {sha256}; refusing it", slug="digest-mismatch",
-                    hint="Report this to the owning authority and the operator.")
-            if offset:
-                if response.status_code == 200:
-                    raise _Restart()
-                match = _CONTENT_RANGE.fullmatch(response.headers.get(fields.CONTENT_RANGE, ""))
-                if response.status_code != 206 or match is None or \
-                        int(match.group(1)) != offset or int(match.group(3)) != size:
-                    raise _Restart()
+            served = _served_digest(response, name, sha256, size, offset)
             started = time.monotonic()
             try:
                 for block in response.iter_bytes():  # as it arrives: a cut body keeps what came

@@ -9,14 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from filelock import Timeout
+
 from custody.checkpoint import Checkpoint
 from custody.entry import Entry
 from custody.errors import FormatError, VerificationError
 from custody.note import VerifierKey
 from custody.verify import ProvenEntry, verify_consistency_from, verify_package
-
-from filelock import Timeout
-
 from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged, UsageError
 from evx.client.http import Api
 from evx.client.platform import lock

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from evx.protocol import headers as hdr
 from evx.client.errors import ClientError, IntegrityFailure, UnavailableError, UsageError
 from evx.client.http import Api, item_path, package_path
-from evx.client.sources import Source, open_source
-from evx.protocol.names import decode_text, display
 from evx.client.progress import Progress
+from evx.client.sources import Source, open_source
 from evx.client.transfer import sha256_field
+from evx.protocol import headers as hdr
+from evx.protocol.names import decode_text, display
 
 BLOCK_BYTES = 1024 * 1024
 # Below this a file is read into memory, hashed and sent in one request (one read, one round

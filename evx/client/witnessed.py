@@ -18,7 +18,6 @@ from custody.errors import VerificationError
 from custody.merkle import verify_consistency
 from custody.note import VerifierKey
 from custody.policy import MAX_POLICY_BYTES, Policy, QuorumNotMet, WitnessedCheckpoint
-
 from evx.client.errors import IntegrityFailure, LedgerInconsistent, LogKeyChanged, UsageError
 from evx.client.http import Api
 from evx.client.state import TrustState

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.db import as_utc
-
 from service.events.tables import events, webhook_attempts, webhook_deliveries, webhook_endpoints
 
 _aware = as_utc

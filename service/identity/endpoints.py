@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from sqlalchemy.engine import Engine
 from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
 
 from service.auth import Officer
 from service.identity.authorities import AUTHORITY_ID_PATTERN, Authority
 from service.identity.errors import UnknownAuthority
 from service.identity.registry import TrustRegistry
-from service.problems import NOT_FOUND, AS_PROBLEM, Problem
+from service.problems import AS_PROBLEM, NOT_FOUND, Problem
 from service.wiring import EngineDep, SettingsDep
 
 router = APIRouter(prefix="/v1/authorities", tags=["authorities"])

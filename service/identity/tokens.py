@@ -80,6 +80,21 @@ def verify_token(
         raise ValueError("now must be timezone-aware")
     if leeway < timedelta(0):
         raise ValueError("leeway must not be negative")
+    header_b64, payload_b64, signature_b64 = _compact_segments(token)
+    alg, kid = _checked_header(_json_object(header_b64, "header"))
+    claims = _json_object(payload_b64, "payload")
+    key = _issuer_key(claims, kid, alg, lookup_key)
+    try:
+        signature = b64url_decode(signature_b64)
+    except ValueError:
+        _refuse("malformed", "signature is not base64url")
+    if not _signature_valid(key, alg, f"{header_b64}.{payload_b64}".encode("ascii"), signature):
+        _refuse("bad_signature")
+    return _principal(claims, key, audience=audience, now=now, leeway=leeway)
+
+
+def _compact_segments(token: object) -> tuple[str, str, str]:
+    """The three base64url segments of a compact JWS, or a refusal."""
     if not isinstance(token, str):
         _refuse("malformed", "token is not text")
     if len(token) > MAX_TOKEN_BYTES:
@@ -89,9 +104,11 @@ def verify_token(
     segments = token.split(".")
     if len(segments) != 3 or not all(_SEGMENT.fullmatch(s) for s in segments):
         _refuse("malformed", "not a compact JWS (three base64url segments)")
-    header_b64, payload_b64, signature_b64 = segments
+    return segments[0], segments[1], segments[2]
 
-    header = _json_object(header_b64, "header")
+
+def _checked_header(header: dict[str, Any]) -> tuple[str, str]:
+    """The header's ``alg`` and ``kid`` once the header is one this service accepts."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
         _refuse("disallowed_algorithm", f"alg {alg!r} is not accepted")
@@ -104,8 +121,11 @@ def verify_token(
     kid = header.get("kid")
     if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
         _refuse("malformed", "header needs a kid")
+    return alg, kid
 
-    claims = _json_object(payload_b64, "payload")
+
+def _issuer_key(claims: dict[str, Any], kid: str, alg: str, lookup_key: KeyLookup) -> TrustedKey:
+    """The registered key of the token's issuer named ``kid``, registered for ``alg``."""
     issuer = claims.get("iss")
     if issuer is None:
         _refuse("missing_claim", "iss")
@@ -121,15 +141,7 @@ def verify_token(
         raise RuntimeError("key lookup returned a key for another kid")
     if key.algorithm != alg:
         _refuse("disallowed_algorithm", f"key {kid!r} is registered for {key.algorithm}, not {alg}")
-
-    try:
-        signature = b64url_decode(signature_b64)
-    except ValueError:
-        _refuse("malformed", "signature is not base64url")
-    if not _signature_valid(key, alg, f"{header_b64}.{payload_b64}".encode("ascii"), signature):
-        _refuse("bad_signature")
-
-    return _principal(claims, key, audience=audience, now=now, leeway=leeway)
+    return key
 
 
 def sign_token(

@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from custody.checkpoint import Checkpoint
 from custody.errors import VerificationError
 from service.auth import Officer
-from service.ledger.errors import LedgerAccessDenied, LedgerCorrupted
 from service.identity.tokens import Principal
+from service.ledger.errors import LedgerAccessDenied, LedgerCorrupted
 from service.ledger.ledger import Ledger
 from service.ledger.models import StoredCheckpoint
 from service.ledger.witnesses import CosignatureCollector, served_note

@@ -8,8 +8,8 @@ its leaves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from functools import partial
 from datetime import UTC
+from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from service.auth import Officer
 from service.ledger.endpoints import LedgerDep, RecorderDep
 from service.ledger.ledger import Ledger
-from service.packages.gate import Gate
 from service.packages.endpoints import ERRORS
+from service.packages.gate import Gate
 from service.packages.policy import Operation
 from service.wiring import EngineDep, provide
 

@@ -16,17 +16,6 @@ from evx.protocol.names import InvalidName, decode_text
 from service.auth import Officer
 from service.guard import streams_body
 from service.limits import TransferSlots
-from service.problems import AS_PROBLEM, Responses
-from service.wiring import MetricsDep, SettingsDep, provide
-from service.transfer_limits import (
-    DOWNLOAD_BUFFER_BYTES,
-    UPLOAD_BUFFER_BYTES,
-    PacedStream,
-    PacedStreamingResponse,
-    transfer_slot,
-)
-from service.transfer_limits import acquire as acquire_slot
-from storage.errors import IntegrityError as StorageIntegrityError
 from service.packages import repository as repo
 from service.packages.errors import InvalidItemName, ItemNotFound
 from service.packages.http_fields import (
@@ -36,19 +25,31 @@ from service.packages.http_fields import (
 )
 from service.packages.schemas import (
     EntryCreate,
-    ReceiptCreate,
-    ReceiptOut,
     ItemOut,
     PackageCreate,
     PackageList,
     PackageOut,
+    ReceiptCreate,
+    ReceiptOut,
     SealOut,
     ShareCreate,
     ShareOut,
 )
 from service.packages.service import PackageService
-from service.packages.transfers import ItemTransfers
 from service.packages.streaming import blocks_from_thread, with_body
+from service.packages.transfers import ItemTransfers
+from service.problems import AS_PROBLEM, Responses
+from service.transfer_limits import (
+    DOWNLOAD_BUFFER_BYTES,
+    UPLOAD_BUFFER_BYTES,
+    PacedStream,
+    PacedStreamingResponse,
+    transfer_slot,
+)
+from service.transfer_limits import acquire as acquire_slot
+from service.wiring import MetricsDep, SettingsDep, provide
+from storage.errors import IntegrityError as StorageIntegrityError
+
 
 class ItemNameConvertor(PathConvertor):
     """``{name:item}``: like ``path``, but an item name may hold any character, newline too."""
@@ -192,8 +193,7 @@ async def upload_item(
     """Upload one item as the raw request body, streamed and encrypted as it arrives; or, with
     ``Upload-Complete: ?0``, create a resumable upload of it
     (draft-ietf-httpbis-resumable-upload)."""
-    from service.packages.upload_endpoints import create_upload, parse_sf_boolean, \
-        parse_sf_integer
+    from service.packages.upload_endpoints import create_upload, parse_sf_boolean, parse_sf_integer
 
     name = _item_name(request, name)
     if parse_sf_boolean(upload_complete, hdr.UPLOAD_COMPLETE) is False:

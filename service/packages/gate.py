@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection, Engine
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.packages.policy import ShareState
-from service.packages.tables import item_dirs, items, open_downloads, packages, pending_objects, \
-    shares, upload_segments, upload_sessions
+from service.packages.tables import (
+    item_dirs,
+    items,
+    open_downloads,
+    packages,
+    pending_objects,
+    shares,
+    upload_segments,
+    upload_sessions,
+)
 
 
 @dataclass(frozen=True)

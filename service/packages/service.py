@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 from custody import rules
 from service.events import repository as events

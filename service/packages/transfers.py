@@ -19,9 +19,19 @@ from sqlalchemy.engine import Connection
 from evx.protocol.names import InvalidName, check_name, check_target, parent_names
 from service.events import repository as events
 from service.packages import repository as repo
-from service.packages.errors import AccessDenied, DigestMismatch, InvalidItemName, \
-    ItemExists, ItemNotFound, ItemTooLarge, NameConflict, NotAFile, PackageSealed, ShareExpired, \
-    ShareRevoked
+from service.packages.errors import (
+    AccessDenied,
+    DigestMismatch,
+    InvalidItemName,
+    ItemExists,
+    ItemNotFound,
+    ItemTooLarge,
+    NameConflict,
+    NotAFile,
+    PackageSealed,
+    ShareExpired,
+    ShareRevoked,
+)
 from service.packages.gate import Gate
 from service.packages.policy import Caller, Operation
 from storage.errors import UnknownKey

@@ -23,9 +23,6 @@ from service.auth import Officer
 from service.guard import streams_body
 from service.limits import TransferSlots
 from service.metrics import Metrics
-from service.problems import AS_PROBLEM
-from service.settings import Settings
-from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
 from service.packages import repository as repo
 from service.packages.errors import InvalidRequest
 from service.packages.gate import Gate
@@ -33,6 +30,9 @@ from service.packages.http_fields import parse_content_digest
 from service.packages.policy import Caller
 from service.packages.streaming import with_body
 from service.packages.uploads import AppendOutcome, ResumableUploads, upload_limits
+from service.problems import AS_PROBLEM
+from service.settings import Settings
+from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
 from service.wiring import provide
 
 router = APIRouter(prefix="/v1/uploads", tags=["packages"])

@@ -21,14 +21,22 @@ from typing import Any
 import structlog
 
 from service.packages import repository as repo
-from service.packages.errors import DigestMismatch, InvalidRequest, ItemExists, \
-    PackageSealed, UploadGone, UploadInProgress, UploadLengthMismatch, UploadOffsetMismatch, \
-    UploadSuperseded
+from service.packages.errors import (
+    DigestMismatch,
+    InvalidRequest,
+    ItemExists,
+    PackageSealed,
+    UploadGone,
+    UploadInProgress,
+    UploadLengthMismatch,
+    UploadOffsetMismatch,
+    UploadSuperseded,
+)
 from service.packages.gate import Gate
 from service.packages.policy import Caller, Operation
 from service.packages.transfers import admit_new_item, record_item
 from storage.errors import UnknownKey
-from storage.staged import BodyReader, StageKey, StagedItems
+from storage.staged import BodyReader, StagedItems, StageKey
 
 log = structlog.get_logger("evx.uploads")
 

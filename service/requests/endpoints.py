@@ -16,8 +16,14 @@ from service.packages.custody_endpoints import CustodyOut, proven_record
 from service.packages.endpoints import ERRORS
 from service.problems import AS_PROBLEM, Responses
 from service.requests import repository as repo
-from service.requests.deadlines import LEGAL_BASIS, Deadline, Instrument, State, \
-    parse_duration, rules_document
+from service.requests.deadlines import (
+    LEGAL_BASIS,
+    Deadline,
+    Instrument,
+    State,
+    parse_duration,
+    rules_document,
+)
 from service.requests.errors import InvalidRequestData
 from service.requests.schemas import (
     DeadlineOut,

@@ -5,7 +5,7 @@ are not, and that strangers cannot tell an existing package id from a made-up on
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest

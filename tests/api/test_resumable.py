@@ -8,7 +8,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Iterator
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest

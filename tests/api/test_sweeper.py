@@ -3,7 +3,7 @@ never touches an item's objects or an upload still in progress."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 

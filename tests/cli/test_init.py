@@ -19,10 +19,17 @@ import httpx
 import pytest
 
 from evx.cli.exits import EXIT_USAGE
-from evx.cli.preflight import known_variables, option_variables, unknown_variables
 from evx.cli.main import build
-from tests.client.harness import CLI_TIMEOUT_S, EVX, REPO, STARTUP_TIMEOUT_S, EvxServer, \
-    _base_env, free_port
+from evx.cli.preflight import known_variables, option_variables, unknown_variables
+from tests.client.harness import (
+    CLI_TIMEOUT_S,
+    EVX,
+    REPO,
+    STARTUP_TIMEOUT_S,
+    EvxServer,
+    _base_env,
+    free_port,
+)
 
 pytestmark = pytest.mark.slow  # real `evx` processes against a real server
 

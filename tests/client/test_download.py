@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from evx.client.outdir import OutputFolder
-
 from tests.client.conftest import World, write_random
 from tests.client.harness import RECIPIENT, User
 

@@ -8,10 +8,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.client.conftest import World
 from tests.client.harness import OWNER, RECIPIENT, User
-
-import pytest
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

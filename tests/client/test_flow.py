@@ -10,10 +10,10 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.client.conftest import World, write_random
 from tests.client.harness import RECIPIENT
-
-import pytest
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

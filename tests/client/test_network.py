@@ -10,13 +10,12 @@ import json
 import types
 from pathlib import Path
 
+import pytest
 
 from evx.client.http import backoff_seconds, retry_after_seconds
 from tests.client.conftest import World, write_random
 from tests.client.flaky import FlakyProxy
 from tests.client.harness import RECIPIENT, User
-
-import pytest
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

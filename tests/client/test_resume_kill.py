@@ -6,6 +6,7 @@ sent (headers included), across both processes' lifetimes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -22,7 +23,6 @@ import pytest
 
 from tests.client.conftest import World, build_world
 from tests.client.harness import EVX, EvxServer, User
-import contextlib
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

@@ -7,9 +7,9 @@ import re
 import socket
 import time
 
-from tests.client.conftest import World
-
 import pytest
+
+from tests.client.conftest import World
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

@@ -21,8 +21,8 @@ from evx.cli.exits import (
     exit_code_for,
 )
 from evx.client.errors import UsageError
-from evx.client.sources import collect_sources, open_source
 from evx.client.http import error_from_response, server_origin
+from evx.client.sources import collect_sources, open_source
 from evx.client.transfer import parse_sha256_field, sha256_field
 
 TYPE = "https://evidence-exchange.example/problems/"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from evx.client.errors import IntegrityFailure, UsageError
-from evx.client.sources import Source, collect_sources
 from evx.client.http import Api
 from evx.client.progress import NO_PROGRESS
+from evx.client.sources import Source, collect_sources
 from evx.client.uploads import RESUMABLE_FROM_BYTES, ResumableUpload, upload_file
 from service.settings import Settings
 from tests.api.conftest import OPERATOR, OWNER, World, _world

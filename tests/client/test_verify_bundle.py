@@ -7,10 +7,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.client.harness import EVX, _base_env
 from tests.custody.bundle_vector import BUNDLE_FILE, POLICY_FILE
-
-import pytest
 
 pytestmark = pytest.mark.slow  # real `evx serve` processes and `evx` client processes
 

@@ -9,6 +9,7 @@ or the same error: class, index, line and reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -35,7 +36,6 @@ from custody.errors import (
 from custody.export import read_export_line
 from custody.verify import verify_export_lines
 from tests.custody.ledgers import random_ledger
-import contextlib
 
 LEDGER = random_ledger(16, random.Random(11), packages=3)
 KEY = LEDGER.signer.verifier_key

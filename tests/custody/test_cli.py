@@ -15,6 +15,7 @@ from custody.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from custody.note import Signer
 from tests.custody.broken_exports import INTEGRITY_FAILURES, LEDGER, resigned
 from tests.custody.ledgers import ORIGIN, Ledger, random_ledger
+
 KEY = str(LEDGER.signer.verifier_key)
 
 

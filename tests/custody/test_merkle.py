@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from hypothesis import strategies as st
 from custody import merkle
 from custody.errors import ConsistencyProofError, InclusionProofError
 from tests.custody.ledgers import VECTORS
-import itertools
 
 RFC6962 = VECTORS / "rfc6962"
 INCLUSION = sorted((RFC6962 / "inclusion").rglob("*.json"))

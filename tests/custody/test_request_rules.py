@@ -4,7 +4,7 @@ stranger reading it, another reference) is reported once, at its entry, with its
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 
 import pytest
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import random
 import ssl
@@ -26,7 +27,6 @@ import httpx
 import pytest
 
 from tests.deploy.conftest import OPERATOR, OWNER, ClusterWorld
-import itertools
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.s3]
 

@@ -11,6 +11,7 @@ requirement (the one place a test asserts timing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -27,7 +28,6 @@ import pytest
 
 from tests.client.harness import EVX, _base_env
 from tests.hostile.conftest import Hub, start_hub
-import contextlib
 
 pytestmark = pytest.mark.slow
 

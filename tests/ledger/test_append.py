@@ -23,8 +23,8 @@ from service.ledger import (
     InvalidProofRequest,
     Ledger,
     LedgerUnavailable,
+    tables,
 )
-from service.ledger import tables
 from tests.ledger.helpers import ORIGIN, event, export_bytes, verify
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import psycopg
@@ -13,7 +14,6 @@ from service.db import make_engine
 from service.ledger import Ledger, tables
 from service.ledger.pgpipeline import HeadMoved, commit_on_cached_head
 from tests.ledger.helpers import ORIGIN, event, export_bytes, verify
-import itertools
 
 pytestmark = pytest.mark.postgres
 

@@ -3,7 +3,7 @@ time zones and DST, end of month, emergencies in hours, which deadline is next i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -5,6 +5,7 @@ Every port is chosen explicitly (free ports picked at start) so parallel runs ne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -15,7 +16,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-import contextlib
 
 ACCESS_KEY = "evx-test-access"
 SECRET_KEY = "evx-test-secret-key-0123456789"

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from selenium.webdriver.common.by import By
 
 from tests.client.harness import RECIPIENT
@@ -28,8 +29,6 @@ from tests.web.harness import (
     sign_in,
     wait_for,
 )
-
-import pytest
 
 pytestmark = pytest.mark.slow  # a real server and a headless browser
 
