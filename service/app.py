@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from service.health import router as health_router
     from service.identity.endpoints import router as authorities_router
     from service.ledger.endpoints import router as ledger_router
+    from service.packages.archive_endpoints import router as archive_router
     from service.packages.custody_endpoints import router as custody_router
     from service.packages.endpoints import router as packages_router
     from service.packages.upload_endpoints import router as uploads_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(packages_router)
     app.include_router(uploads_router)
     app.include_router(custody_router)
+    app.include_router(archive_router)
     app.include_router(ledger_router)
     app.include_router(requests_router)
     app.include_router(authorities_router)

@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from evx.client.errors import LocalFileError, UsageError
-from evx.client.localnames import PARTIAL_DIR, RECORD_DIR
+from evx.protocol.localnames import PARTIAL_DIR, RECORD_DIR
 from evx.protocol.names import display, encode_bytes
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evx.client.download_record import record_files
 from evx.client.errors import DeniedError
 from evx.client.http import Api, package_path
-from evx.client.localnames import Profile, local_paths
 from evx.client.outdir import OutputFolder
 from evx.client.state import TrustState
 from evx.client.transfer import DownloadResult, download_one
+from evx.protocol.localnames import Profile, local_paths
 from evx.protocol.names import decode_text, display
+from evx.protocol.record import record_files
 
 
 def custody_pages(api: Api, package_id: str,

@@ -22,10 +22,10 @@ import httpx
 
 from evx.client.errors import AuthenticationError, IntegrityFailure, UnavailableError
 from evx.client.http import Api, item_path
-from evx.client.localnames import PARTIAL_DIR
 from evx.client.outdir import NotOurs, OutputFolder
 from evx.client.progress import Progress
 from evx.protocol import headers as fields
+from evx.protocol.localnames import PARTIAL_DIR
 from evx.protocol.names import decode_text, display, encode_bytes
 
 BLOCK_BYTES = 1024 * 1024

@@ -36,7 +36,7 @@ from service.packages.schemas import (
     ShareOut,
 )
 from service.packages.service import PackageService
-from service.packages.streaming import blocks_from_thread, with_body
+from service.packages.streaming import blocks_from_thread, served, with_body
 from service.packages.transfers import ItemTransfers
 from service.problems import AS_PROBLEM, Responses
 from service.transfer_limits import (
@@ -48,7 +48,6 @@ from service.transfer_limits import (
 )
 from service.transfer_limits import acquire as acquire_slot
 from service.wiring import MetricsDep, SettingsDep, provide
-from storage.errors import IntegrityError as StorageIntegrityError
 
 
 class ItemNameConvertor(PathConvertor):
@@ -331,37 +330,22 @@ async def download_item(
     else:
         headers[hdr.CONTENT_DIGEST] = headers[hdr.REPR_DIGEST]
 
-    async def body() -> object:
-        sent = 0
-        error: BaseException | None = None
-        try:
-            first = True
+    first = True
 
-            def recheck() -> None:  # the first block was authorised a moment ago
-                nonlocal first
-                if not first:
-                    transfers.recheck(officer, download)
-                first = False
+    def recheck() -> None:  # the first block was authorised a moment ago
+        nonlocal first
+        if not first:
+            transfers.recheck(officer, download)
+        first = False
 
-            async for block in blocks_from_thread(download.chunks, recheck, slots.threads):
-                yield block
-                sent += len(block)
-                metrics.bytes_out.inc(len(block))
-        except (anyio.get_cancelled_exc_class(), GeneratorExit):
-            raise  # the client went away: recorded as an abort with the bytes sent
-        except BaseException as exc:
-            error = exc
-            if isinstance(exc, StorageIntegrityError):
-                metrics.integrity_failures.inc()
-            raise
-        finally:
-            slots.release(officer, DOWNLOAD_BUFFER_BYTES)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: transfers.finish_download(
-                    officer, package_id, name, sent=sent, error=error, expected=length,
-                    started_index=download.started_index))
+    body = served(
+        blocks_from_thread(download.chunks, recheck, slots.threads), metrics,
+        release=lambda: slots.release(officer, DOWNLOAD_BUFFER_BYTES),
+        finish=lambda sent, error: transfers.finish_download(
+            officer, package_id, name, sent=sent, error=error, expected=length,
+            started_index=download.started_index))
 
     return PacedStreamingResponse(
-        body(), status_code=206 if partial else 200,  # type: ignore[arg-type]
+        body, status_code=206 if partial else 200,  # type: ignore[arg-type]
         media_type="application/octet-stream", headers=headers,
         min_rate=settings.transfer_min_bytes_per_second, window=settings.transfer_stall_seconds)

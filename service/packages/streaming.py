@@ -14,6 +14,9 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from service.metrics import Metrics
+from storage.errors import IntegrityError as StorageIntegrityError
+
 BLOCK_BYTES = 1024 * 1024
 T = TypeVar("T")
 
@@ -105,3 +108,30 @@ async def blocks_from_thread(chunks: Iterator[bytes],
         if not block:
             return
         yield block
+
+
+async def served(blocks: AsyncIterator[bytes], metrics: Metrics, *,
+                 release: Callable[[], None],
+                 finish: Callable[[int, BaseException | None], None]) -> AsyncIterator[bytes]:
+    """A response body of evidence ``blocks``, counted; afterwards, however it ended, the
+    transfer slot is released and ``finish(bytes sent, error)`` runs on a worker thread (it
+    records the completion or the abort). A client that went away is no error: ``finish``
+    gets ``None`` with fewer bytes than expected."""
+    sent = 0
+    error: BaseException | None = None
+    try:
+        async for block in blocks:
+            yield block
+            sent += len(block)
+            metrics.bytes_out.inc(len(block))
+    except (anyio.get_cancelled_exc_class(), GeneratorExit):
+        raise
+    except BaseException as exc:
+        error = exc
+        if isinstance(exc, StorageIntegrityError):
+            metrics.integrity_failures.inc()
+        raise
+    finally:
+        release()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: finish(sent, error))

@@ -9,7 +9,7 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evx.client.localnames import (
+from evx.protocol.localnames import (
     MAX_COMPONENT_BYTES,
     RESERVED,
     Profile,
