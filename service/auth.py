@@ -9,6 +9,7 @@ import anyio.to_thread
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
 
 from evx.protocol.tokens import REFUSAL_ADVICE
 from service.guard import PRINCIPAL_SCOPE_KEY
@@ -41,6 +42,7 @@ class Authenticating(Protocol):
     """What authenticating a request needs of the running service (service.runtime.Runtime)."""
 
     settings: Settings
+    engine: Engine  # the trust registry, for a web session's provider (service/web/signin.py)
     metrics: Metrics
     request_limits: RequestLimits
     registrar: TrustRegistrar
@@ -72,6 +74,7 @@ async def current_principal(
                 request.client.host if request.client else None, cookie=cookie, csrf=csrf,
                 method=request.method))
         request.scope[PRINCIPAL_SCOPE_KEY] = principal
+    assert isinstance(principal, Principal)
     if not request.scope.get(ADMITTED_SCOPE_KEY):
         # Every authenticated request writes a ledger entry: its rate is the caller's rate of
         # writing to the record (service/limits.py).
@@ -83,7 +86,6 @@ async def current_principal(
                           f"Too many requests from this {throttled.scope}; retry in "
                           f"{throttled.retry_after} s.",
                           headers={"Retry-After": str(throttled.retry_after)})
-    assert isinstance(principal, Principal)
     return principal
 
 
@@ -144,7 +146,7 @@ def _session_principal(runtime: Authenticating, token: str, csrf: str | None, me
         runtime.metrics.unauthenticated.labels("csrf").inc()
         log.warning("csrf_refused", path=path, client=client)
         raise Problem(FORBIDDEN, f"A change through a web session needs its {CSRF_HEADER}.")
-    return session.principal  # type: ignore[no-any-return]
+    return session.principal
 
 
 Officer = Annotated[Principal, Depends(current_principal)]

@@ -19,19 +19,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import structlog
 
+from service.identity.caller import Caller
+
 K = TypeVar("K")
+
+#: An officer's bucket and refusal count: (authority, subject, role).
+OfficerKey = tuple[str, str, str]
 
 log = structlog.get_logger("evx.limits")
 
 MAX_TRACKED_KEYS = 100_000  # DoS bound on the buckets kept (least recently used go first)
 
 
-class TokenBuckets:
+class TokenBuckets(Generic[K]):
     """One token bucket per key: ``burst`` tokens, refilled at ``rate`` per second."""
 
     def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
@@ -42,10 +47,10 @@ class TokenBuckets:
         self.burst = burst
         self._clock = clock
         self._max_keys = max_keys
-        self._buckets: OrderedDict[Any, tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[K, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, key: Any) -> float:
+    def take(self, key: K) -> float:
         """Take a token for ``key``: 0.0 if granted, else the seconds until one is available."""
         now = self._clock()
         with self._lock:
@@ -61,7 +66,7 @@ class TokenBuckets:
                 self._buckets.popitem(last=False)
         return wait
 
-    def give_back(self, key: Any) -> None:
+    def give_back(self, key: K) -> None:
         """Return a token taken by :meth:`take` (the request was refused by another bucket)."""
         with self._lock:
             if key in self._buckets:
@@ -82,13 +87,15 @@ class RequestLimits:
 
     def __init__(self, *, officer_rate: float, officer_burst: int, authority_rate: float,
                  authority_burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._officers = TokenBuckets(officer_rate, officer_burst, clock=clock)
-        self._authorities = TokenBuckets(authority_rate, authority_burst, clock=clock)
+        self._officers: TokenBuckets[OfficerKey] = TokenBuckets(officer_rate, officer_burst,
+                                                                clock=clock)
+        self._authorities: TokenBuckets[str] = TokenBuckets(authority_rate, authority_burst,
+                                                            clock=clock)
         self._lock = threading.Lock()
-        self._refused: dict[tuple[str, str, str], tuple[Any, int]] = {}
+        self._refused: dict[OfficerKey, tuple[Caller, int]] = {}
         self.window_started = time.time()
 
-    def admit(self, caller: Any) -> Throttled | None:
+    def admit(self, caller: Caller) -> Throttled | None:
         """None if ``caller`` (authority, subject, role) may make a request now."""
         officer = (caller.authority, caller.subject, caller.role)
         wait = self._officers.take(officer)
@@ -103,14 +110,14 @@ class RequestLimits:
         self.count_refused(caller, 1)
         return Throttled(max(1, math.ceil(wait)), scope)
 
-    def count_refused(self, caller: Any, count: int) -> None:
+    def count_refused(self, caller: Caller, count: int) -> None:
         """Add ``count`` refusals of ``caller`` to the current window."""
         officer = (caller.authority, caller.subject, caller.role)
         with self._lock:
             _, before = self._refused.get(officer, (caller, 0))
             self._refused[officer] = (caller, before + count)
 
-    def drain(self) -> tuple[float, list[tuple[Any, int]]]:
+    def drain(self) -> tuple[float, list[tuple[Caller, int]]]:
         """The refusals counted since the last drain, per officer, and when that window began."""
         with self._lock:
             refused, self._refused = self._refused, {}
@@ -118,7 +125,15 @@ class RequestLimits:
         return started, list(refused.values())
 
 
-def record_throttled(limits: RequestLimits, recorder: Any, window_seconds: float) -> int:
+class ThrottleRecorder(Protocol):
+    """Where refusals go on the record (``service.recorder.CustodyRecorder``, a layer above)."""
+
+    def record(self, caller: Caller, action: str, *, outcome: str, reason: str | None,
+               details: dict[str, str | int | bool | None] | None) -> int: ...
+
+
+def record_throttled(limits: RequestLimits, recorder: ThrottleRecorder,
+                     window_seconds: float) -> int:
     """Write one ``requests.throttled`` entry per officer refused in the window; return how many.
 
     An officer's count that cannot be recorded (ledger down) is kept for the next window.
@@ -138,7 +153,7 @@ def record_throttled(limits: RequestLimits, recorder: Any, window_seconds: float
     return written
 
 
-def throttle_recorder(limits: RequestLimits, recorder: Any, window_seconds: float,
+def throttle_recorder(limits: RequestLimits, recorder: ThrottleRecorder, window_seconds: float,
                       stop: threading.Event) -> None:
     """Thread body: record the window's refusals every ``window_seconds``, and once at stop."""
     while not stop.wait(window_seconds):
@@ -191,7 +206,7 @@ class TransferSlots:
         self.reserved = 0
         self.running = 0
 
-    def try_acquire(self, caller: Any, cost: int) -> None:
+    def try_acquire(self, caller: Caller, cost: int) -> None:
         """Reserve a slot and ``cost`` bytes, or raise :class:`TransferRefused`."""
         officer = (caller.authority, caller.subject)
         with self._lock:
@@ -212,7 +227,7 @@ class TransferSlots:
             self.reserved += cost
             self.running += 1
 
-    def release(self, caller: Any, cost: int) -> None:
+    def release(self, caller: Caller, cost: int) -> None:
         officer = (caller.authority, caller.subject)
         with self._lock:
             self.reserved -= cost

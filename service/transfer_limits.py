@@ -22,6 +22,7 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
+from service.identity.caller import Caller
 from service.limits import TransferRefused, TransferSlots, TransferStalled
 from service.problems import SERVICE_BUSY, TOO_MANY_REQUESTS, Problem
 
@@ -36,7 +37,7 @@ DOWNLOAD_BUFFER_BYTES = 12 * MIB
 
 
 @asynccontextmanager
-async def transfer_slot(slots: TransferSlots, caller: Any, cost: int,
+async def transfer_slot(slots: TransferSlots, caller: Caller, cost: int,
                         queue_seconds: float) -> AsyncIterator[None]:
     """Hold a transfer slot for the block; raise a 429/503 :class:`Problem` if none comes."""
     await acquire(slots, caller, cost, queue_seconds)
@@ -46,7 +47,8 @@ async def transfer_slot(slots: TransferSlots, caller: Any, cost: int,
         slots.release(caller, cost)
 
 
-async def acquire(slots: TransferSlots, caller: Any, cost: int, queue_seconds: float) -> None:
+async def acquire(slots: TransferSlots, caller: Caller, cost: int,
+                  queue_seconds: float) -> None:
     deadline = time.monotonic() + queue_seconds
     while True:
         try:

@@ -24,7 +24,9 @@ SERVICE_LAYERS: list[tuple[str, ...]] = [
     # 0: shared base: configuration, database, metrics, limits, the problem-details renderer
     ("service.db", "service.settings", "service.metrics", "service.limits", "service.logs",
      "service.problems", "service.guard", "service.transfer_limits", "service.wiring",
-     "service.docs", "service"),
+     "service.docs", "service",
+     # the Caller protocol alone (no imports): what the base's limits count by
+     "service.identity.caller"),
     # 1: who is calling (and the HTTP authentication over it, bearer token or web session)
     ("service.identity", "service.auth", "service.web.sessions", "service.web.tables",
      "service.web.signin"),  # sign-in is identity: providers, registry and sessions only

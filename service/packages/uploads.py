@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -281,7 +281,7 @@ class ResumableUploads:
 
 
 def upload_limits(session: repo.UploadSession, idle_expiry: timedelta,
-                  max_item_bytes: int, now: Any) -> dict[str, int]:
+                  max_item_bytes: int, now: datetime) -> dict[str, int]:
     """The ``Upload-Limit`` members for this upload: size bound and remaining lifetime."""
     remaining = session.updated_at + idle_expiry - now
     return {"max-size": max_item_bytes, "max-age": max(0, int(remaining.total_seconds()))}

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import Connection
+
 from service.events import repository as events
 from service.ledger.ledger import Ledger
 from service.packages.errors import PackageNotFound
@@ -357,7 +359,8 @@ class RequestService:
 
     # -- events -------------------------------------------------------------------------------
 
-    def _emit(self, conn: Any, request: repo.RequestRow, event_type: str, now: datetime, *,
+    def _emit(self, conn: Connection, request: repo.RequestRow, event_type: str,
+              now: datetime, *,
               actor: Caller, note: str = "", extra: dict[str, Any] | None = None) -> None:
         data = event_data(request)
         data["actor"] = {"authority": actor.authority, "subject": actor.subject}

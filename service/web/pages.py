@@ -41,6 +41,9 @@ from service.web.sessions import (
 from service.wiring import provide_service
 
 if TYPE_CHECKING:
+    from service.identity.authorities import Authority
+    from service.identity.caller import Caller
+    from service.packages.repository import ShareRow
     from service.runtime import Runtime
 
 log = structlog.get_logger("evx.web")
@@ -226,8 +229,8 @@ def sign_in_callback(request: Request, state: str = "", code: str = "",
     runtime.web_sessions.end(cookie_value(request.headers.get("cookie"), SESSION_COOKIE))
     token = runtime.web_sessions.open(
         done.principal, client_id=done.provider.client_id, refresh_token=done.refresh_token,
-        revocation_endpoint=done.provider.metadata.get("revocation_endpoint"),
-        end_session_endpoint=done.provider.metadata.get("end_session_endpoint"))
+        revocation_endpoint=done.provider.revocation_endpoint,
+        end_session_endpoint=done.provider.end_session_endpoint)
     log.info("web_signed_in", authority=done.principal.authority,
              subject=done.principal.subject, role=done.principal.role)
     # A page, not a redirect: the SameSite=Strict cookie is sent on the next navigation only
@@ -292,7 +295,7 @@ async def packages_page(request: Request, q: str = "", show: str = "all",
 MAX_NOTICES = 10
 
 
-def _notices(runtime: Any, officer: Any) -> list[tuple[Any, str, str | None]]:
+def _notices(runtime: Runtime, officer: Caller) -> list[tuple[datetime, str, str | None]]:
     """The authority's newest events as (when, text, package id) for the notices panel."""
     from service.events import repository as events
 
@@ -353,9 +356,9 @@ async def package_page(request: Request, package_id: str, error: str = "") -> Re
     package, items, shares = await _domain(lambda: service.read(session.principal, package_id))
     owner = package.owner_authority == session.principal.authority
     now = service.now()
-    directory: list[Any] = []
+    directory: list[Authority] = []
     if owner:
-        def authorities() -> list[Any]:
+        def authorities() -> list[Authority]:
             with runtime.engine.connect() as conn:
                 return [a for a in TrustRegistry(conn).list_authorities()
                         if a.id != session.principal.authority]
@@ -368,7 +371,7 @@ async def package_page(request: Request, package_id: str, error: str = "") -> Re
                              if k.startswith(("upload.", "verify."))})
 
 
-def _share_state(share: Any, now: datetime) -> str:
+def _share_state(share: ShareRow, now: datetime) -> str:
     state = share.state()
     if state.revoked_at is not None:
         return "state.shared_revoked"

@@ -14,11 +14,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlencode
 
 import httpx
 import structlog
+from sqlalchemy.engine import Engine
 
 from service.identity.errors import AuthenticationFailed, UnknownAuthority
 from service.identity.http import authenticate
@@ -28,7 +29,9 @@ from service.identity.providers import (
     provider_http_client,
 )
 from service.identity.registry import TrustRegistry
-from service.web.sessions import PendingSignIn, WebSession
+from service.identity.tokens import Principal, TrustedKey
+from service.settings import Settings
+from service.web.sessions import PendingSignIn, WebSession, WebSessions
 
 log = structlog.get_logger("evx.web")
 
@@ -37,19 +40,37 @@ SCOPES = "openid offline_access"
 MAX_TOKEN_RESPONSE_BYTES = 64 * 1024  # DoS bound on what a provider may make us parse
 
 
+class SignInRuntime(Protocol):
+    """What sign-in needs of the running service (``service.runtime.Runtime`` has it; that
+    module sits above this one, so the type is spelled here)."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def web_sessions(self) -> WebSessions: ...
+    def lookup_key(self, issuer: str, kid: str) -> TrustedKey: ...
+
+
 class SignInRefused(Exception):
     """The sign-in cannot go on; the message is for the officer."""
 
 
 @dataclass(frozen=True)
 class Provider:
+    """An authority's sign-in service: the endpoints of its discovery document this client uses."""
+
     authority: str
     issuer: str
     client_id: str
-    metadata: dict[str, Any]
+    authorization_endpoint: str
+    token_endpoint: str
+    revocation_endpoint: str | None = None
+    end_session_endpoint: str | None = None
 
 
-def provider_for(runtime: Any, authority_id: str) -> Provider:
+def provider_for(runtime: SignInRuntime, authority_id: str) -> Provider:
     """Where officers of ``authority_id`` sign in. Raises SignInRefused."""
     with runtime.engine.connect() as conn:
         try:
@@ -64,11 +85,15 @@ def provider_for(runtime: Any, authority_id: str) -> Provider:
     except ProviderUnavailable as exc:
         raise SignInRefused(f"the sign-in service of {authority_id} cannot be reached "
                             f"({exc})") from None
-    if not isinstance(metadata.get("authorization_endpoint"), str) or \
-            not isinstance(metadata.get("token_endpoint"), str):
+    authorization, token = metadata.get("authorization_endpoint"), metadata.get("token_endpoint")
+    if not isinstance(authorization, str) or not isinstance(token, str):
         raise SignInRefused(f"the sign-in service of {authority_id} has no authorization "
                             "code endpoints")
-    return Provider(authority.id, authority.issuer, authority.client_id, metadata)
+    revocation, end_session = (metadata.get(name) for name in ("revocation_endpoint",
+                                                               "end_session_endpoint"))
+    return Provider(authority.id, authority.issuer, authority.client_id, authorization, token,
+                    revocation if isinstance(revocation, str) else None,
+                    end_session if isinstance(end_session, str) else None)
 
 
 def code_verifier() -> str:
@@ -82,24 +107,24 @@ def authorization_url(provider: Provider, *, state: str, verifier: str,
         "response_type": "code", "client_id": provider.client_id, "redirect_uri": redirect_uri,
         "scope": SCOPES, "state": state, "code_challenge": challenge.rstrip(b"=").decode(),
         "code_challenge_method": "S256"})
-    endpoint = provider.metadata["authorization_endpoint"]
+    endpoint = provider.authorization_endpoint
     return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
 
 @dataclass(frozen=True)
 class SignedIn:
-    principal: Any
+    principal: Principal
     provider: Provider
     refresh_token: str | None
 
 
-def finish(runtime: Any, pending: PendingSignIn, code: str) -> SignedIn:
+def finish(runtime: SignInRuntime, pending: PendingSignIn, code: str) -> SignedIn:
     """Exchange ``code`` (with the PKCE verifier) and verify the access token as the API does.
     Raises SignInRefused."""
     provider = provider_for(runtime, pending.authority)
     try:
         with provider_http_client() as client:
-            response = client.post(provider.metadata["token_endpoint"], data={
+            response = client.post(provider.token_endpoint, data={
                 "grant_type": "authorization_code", "code": code,
                 "redirect_uri": pending.redirect_uri, "client_id": provider.client_id,
                 "code_verifier": pending.code_verifier}, headers={"Accept": "application/json"})
@@ -131,7 +156,7 @@ def finish(runtime: Any, pending: PendingSignIn, code: str) -> SignedIn:
     return SignedIn(principal, provider, refresh if isinstance(refresh, str) else None)
 
 
-def revoke_at_provider(session: Any) -> None:
+def revoke_at_provider(session: WebSession) -> None:
     """Sign-out: revoke the refresh token at the provider (RFC 7009), best effort."""
     if not session.revocation_endpoint or not session.refresh_token:
         return
@@ -148,7 +173,7 @@ class ProviderUnreachable(Exception):
     """The provider could not be asked; the session is confirmed at a later request."""
 
 
-def live_session(runtime: Any, token: str | None) -> WebSession | None:
+def live_session(runtime: SignInRuntime, token: str | None) -> WebSession | None:
     """The session of ``token`` if it is live -- and, every ``web_provider_check_seconds``,
     still vouched for by the officer's provider (refresh token grant): an account the provider
     disabled, or a refresh token it revoked, ends the session here at the next request."""
@@ -172,7 +197,7 @@ def live_session(runtime: Any, token: str | None) -> WebSession | None:
     return session
 
 
-def _renew(runtime: Any, session: WebSession) -> str | None:
+def _renew(runtime: SignInRuntime, session: WebSession) -> str | None:
     """A refresh token grant for ``session``: its new refresh token (or the old one if the
     provider keeps it), or None if the provider refused -- or vouches for someone else now."""
     officer = session.principal
@@ -182,7 +207,7 @@ def _renew(runtime: Any, session: WebSession) -> str | None:
         raise ProviderUnreachable(str(exc)) from None
     try:
         with provider_http_client() as client:
-            response = client.post(provider.metadata["token_endpoint"], data={
+            response = client.post(provider.token_endpoint, data={
                 "grant_type": "refresh_token", "refresh_token": session.refresh_token or "",
                 "client_id": session.client_id}, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
