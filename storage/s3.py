@@ -1,9 +1,10 @@
 """``S3Store``: objects in one bucket of an S3-compatible server (MinIO in production, SeaweedFS in
 tests), through the minio SDK.
 
-Uploads stream as a multipart upload of ``part_size`` parts read from the chunk iterator, so
-memory is bounded by ``part_size`` times the number of parts in flight, never by object size. S3
-makes a completed upload visible atomically; a failed one is aborted by the SDK.
+Uploads stream as a multipart upload of ``part_size`` parts read from the chunk iterator into
+``parallel_uploads + 1`` buffers that each upload reuses (``storage.s3_multipart``), so memory is
+bounded by those buffers, never by object size. S3 makes a completed upload visible atomically;
+a failed one is aborted.
 """
 
 from __future__ import annotations
@@ -13,24 +14,23 @@ from collections.abc import Iterable, Iterator
 
 import urllib3
 from minio import Minio
-from minio.error import MinioException, S3Error
+from minio.error import S3Error
 
 from storage.errors import BackendUnavailable, ObjectNotFound
 from storage.objectstore import validate_object_name, validate_prefix, validate_range
+from storage.s3_multipart import TRANSPORT_ERRORS as _TRANSPORT_ERRORS
+from storage.s3_multipart import PartSource, put_object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 # S3 allows 10,000 parts and the size is unknown up front, so part_size caps the object size:
 # 8 MiB -> 78 GiB per item. Raise it for larger items (memory grows with it).
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-MAX_PARTS = 10_000
-DEFAULT_PARALLEL_UPLOADS = 2  # parts in flight: each costs ~part_size of memory
+DEFAULT_PARALLEL_UPLOADS = 2  # parts in flight; an upload holds this + 1 part buffers
 READ_SIZE = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
 RETRIES = 3
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
-# Anything the transport can raise: minio's own errors, urllib3's, and socket-level OSErrors.
-_TRANSPORT_ERRORS = (MinioException, urllib3.exceptions.HTTPError, OSError)
 
 
 class S3Store:
@@ -93,26 +93,19 @@ class S3Store:
             self._bucket_ready = True
 
     def put(self, name: str, chunks: Iterable[bytes]) -> int:
-        """Stream ``chunks`` into ``name`` as a multipart upload; return the object size.
+        """Stream ``chunks`` into ``name`` (one ``PUT`` up to ``part_size``, else a multipart
+        upload through ``parallel_uploads + 1`` reused part buffers); return the object size.
 
         An exception from ``chunks`` aborts the upload and propagates unchanged.
 
         Raises:
             BackendUnavailable: S3 unreachable or failing (the upload is aborted).
-            ValueError: malformed name.
+            ValueError: malformed name, or more than ``s3_multipart.MAX_PARTS`` parts (aborted).
         """
         validate_object_name(name)
         self._ensure_bucket()
-        reader = _ChunkReader(chunks)
-        try:
-            self._client.put_object(self.bucket, name, reader, length=-1,  # type: ignore[arg-type]
-                                    part_size=self.part_size,
-                                    num_parallel_uploads=self.parallel_uploads)
-        except _TRANSPORT_ERRORS as exc:
-            if reader.source_error is not None:
-                raise reader.source_error from None
-            raise BackendUnavailable(f"S3 put {name} failed: {exc}") from exc
-        return reader.total
+        return put_object(self._client, self.bucket, name, PartSource(chunks),
+                          part_size=self.part_size, parallel=self.parallel_uploads)
 
     def get(self, name: str, offset: int = 0, length: int | None = None, *,
             piece_size: int | None = None) -> Iterator[bytes]:
@@ -236,38 +229,3 @@ class S3Store:
         self._bucket_ready = False
         self._ensure_bucket()
 
-
-class _ChunkReader:
-    """A read()-able file over an iterator of chunks, as ``put_object`` wants its data.
-
-    ``read(n)`` returns exactly ``n`` bytes until the end: the SDK concatenates what read()
-    returns, so short reads would make it copy a part quadratically. An exception raised by the
-    source is remembered, so ``put`` can re-raise it rather than report a backend failure.
-    """
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = memoryview(b"")
-        self.total = 0
-        self.source_error: BaseException | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            raise ValueError("unbounded read is not supported")
-        parts: list[memoryview] = []
-        have = 0
-        while have < size:
-            if not self._pending:
-                try:
-                    self._pending = memoryview(next(self._chunks))
-                except StopIteration:
-                    break
-                except BaseException as exc:
-                    self.source_error = exc
-                    raise
-            take = self._pending[: size - have]
-            self._pending = self._pending[len(take):]
-            parts.append(take)
-            have += len(take)
-        self.total += have
-        return b"".join(parts)  # the only copy of a part's bytes on our side
