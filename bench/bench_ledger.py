@@ -52,6 +52,16 @@ def bench_database() -> Iterator[str]:
         yield url
 
 
+def open_bench_ledger(url: str, origin: str) -> Ledger:
+    """Migrate the empty database at ``url``, add the plain baseline table ``bench_plain``, and
+    open a ledger on it with a fresh key."""
+    upgrade(url)
+    with make_engine(url).begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bench_plain (id bigserial PRIMARY KEY, "
+                             "payload text NOT NULL)")
+    return Ledger(make_engine(url, pool_size=8), Ed25519PrivateKey.generate(), origin=origin)
+
+
 def run_threads(writers: int, seconds: float, work: Callable[[int, int], None]) -> int:
     """Run ``work(writer, n)`` in ``writers`` threads for ``seconds``; return calls completed."""
     counts = [0] * writers
@@ -77,12 +87,13 @@ def run_threads(writers: int, seconds: float, work: Callable[[int, int], None]) 
 
 
 def side_by_side(url: str, ledger: Ledger, writers: int, seconds: float, row_bytes: int,
-                 slices: int = SLICES) -> tuple[float, float, float]:
+                 slices: int = SLICES, event: Callable[[int], Event] = make_event,
+                 ) -> tuple[float, float, float]:
     """Plain rows/s, ledger appends/s and mean entries per ledger commit at ``writers``.
 
     "Plain" is single-row INSERT + COMMIT (synchronous commit) of ``row_bytes`` rows. The two are
     run in alternating slices, ``seconds`` in total each, so that the host's drifting load and
-    commit-flush latency weigh on both alike.
+    commit-flush latency weigh on both alike. ``event(n)`` makes the n-th appended event.
     """
     engine = make_engine(url, pool_size=writers + 2)
     payload = "x" * row_bytes
@@ -94,7 +105,7 @@ def side_by_side(url: str, ledger: Ledger, writers: int, seconds: float, row_byt
             plain += run_threads(writers, seconds / slices,
                                  lambda w, n: _insert_one(engine, table, payload))
             appended += run_threads(writers, seconds / slices,
-                                    lambda w, n: ledger.append(make_event(w * 10**6 + n)))
+                                    lambda w, n: ledger.append(event(w * 10**6 + n)))
     finally:
         engine.dispose()
     batches, items = ledger.append_stats
@@ -164,12 +175,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with bench_database() as url:
-        upgrade(url)
-        with make_engine(url).begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE bench_plain (id bigserial PRIMARY KEY, "
-                                 "payload text NOT NULL)")
-        ledger = Ledger(make_engine(url, pool_size=8), Ed25519PrivateKey.generate(),
-                        origin=ORIGIN)
+        ledger = open_bench_ledger(url, ORIGIN)
         try:
             sample = ledger.append(make_event(0))
             row_bytes = len(sample.entry.canonical_bytes()) + 32 + 60  # + hash + index columns
