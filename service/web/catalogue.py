@@ -154,6 +154,84 @@ MESSAGES: dict[str, str] = {
     "custody.col.result": "Result",
     "custody.entry.ok": "Verified",
     "custody.entry.bad": "FAILED: {reason}",
+    "custody.entry.unwitnessed": "NOT WITNESSED: in the log's signed checkpoint, not in one "
+                                 "your policy's quorum of witnesses cosigned",
+    "custody.summary.unwitnessed": "None of the {count} entries is verified: they are in the "
+                                   "log's signed checkpoint, but no checkpoint holding them "
+                                   "has the witness cosignatures your policy requires.",
+    "custody.policy": "Pinned witness policy",
+    "custody.policy.help": "Paste the witness policy your authority distributes (C2SP "
+                           "tlog-policy: the log key, the witnesses' keys and the quorum; the "
+                           "file evx --policy reads). Pin an empty policy to remove it.",
+    "custody.policy.pin": "Pin this policy",
+    "custody.policy.unpinned": "No witness policy pinned in this browser: checkpoints are "
+                               "checked against the log key alone.",
+    "custody.policy.pinned": "Pinned: {logs} log(s), {witnesses} witness(es), quorum "
+                             "{quorum}.",
+    "custody.policy.bad": "Not a valid witness policy, not pinned: {reason}",
+    "custody.policy.too_large": "the policy is larger than {bytes} bytes",
+    "custody.policy.control": "line {line}: control characters other than tab",
+    "custody.policy.fields": "line {line}: too many fields on a {kind} line",
+    "custody.policy.none": "line {line}: 'none' is predefined and cannot be redefined",
+    "custody.policy.defined": "line {line}: the name {name} is already defined",
+    "custody.policy.log_args": "line {line}: log needs a verifier key",
+    "custody.policy.witness_args": "line {line}: witness needs a name and a verifier key",
+    "custody.policy.group_args": "line {line}: group needs a name, a threshold and at least "
+                                 "one member",
+    "custody.policy.duplicate_key": "line {line}: duplicate key",
+    "custody.policy.too_many": "line {line}: more than {limit} lines of type {kind}",
+    "custody.policy.none_member": "line {line}: 'none' cannot be a group member",
+    "custody.policy.undefined": "line {line}: {name} is not a witness or group defined above",
+    "custody.policy.twice": "line {line}: a name is listed twice in the group",
+    "custody.policy.threshold": "line {line}: threshold {threshold} is not all, any or a "
+                                "number from 1",
+    "custody.policy.threshold_high": "line {line}: threshold {threshold} exceeds the {count} "
+                                     "members",
+    "custody.policy.quorum_twice": "line {line}: a policy has exactly one quorum line",
+    "custody.policy.quorum_args": "line {line}: quorum takes one name",
+    "custody.policy.unknown": "line {line}: unknown line type {kind}",
+    "custody.policy.no_quorum": "the policy has no quorum line",
+    "custody.policy.bad_key": "line {line}: {key} is not a verifier key (name+id+key)",
+    "custody.policy.bad_key_type": "line {line}: {key} is not an Ed25519 key of the right type "
+                                   "(0x01 for a log, 0x04 for a witness's cosignature/v1)",
+    "custody.policy.bad_key_id": "line {line}: the key id of {key} does not match its name "
+                                 "and key",
+    "custody.witness": "Witnesses",
+    "custody.witness.explain": "With a witness policy pinned, entries are verified only in a "
+                               "checkpoint that the quorum of your policy's witnesses "
+                               "cosigned (C2SP cosignature/v1, Ed25519, checked in this "
+                               "browser). Each witness cosigns a checkpoint only if it extends "
+                               "every one it cosigned before, so the hub cannot show you a "
+                               "history that others, or you earlier, did not see.",
+    "custody.witness.none": "No witness policy pinned: not checked.",
+    "custody.witness.waiting": "Waiting for the witnesses to cosign a checkpoint of at least "
+                               "{size} entries (policy: {quorum})…",
+    "custody.witness.waiting_seen": "Waiting for the witnesses: the newest witnessed "
+                                    "checkpoint ({size} entries) is cosigned by {names} "
+                                    "(policy: {quorum})…",
+    "custody.witness.met": "Witnessed: the checkpoint of {size} entries, which extends the "
+                           "one of {covered} these entries are proven in, is cosigned by "
+                           "{names}. Quorum met (policy: {quorum}).",
+    "custody.witness.not_witnessed": "NOT WITNESSED: {reason} Nothing below is verified: "
+                                     "without the quorum your policy requires, the hub could "
+                                     "be showing you a history others do not see.",
+    "custody.witness.not_met": "the newest checkpoint ({size} entries) is cosigned by "
+                               "{names}; quorum not met (policy: {quorum}).",
+    "custody.witness.not_covering": "no checkpoint with the quorum covers the {covered} "
+                                    "entries yet (the newest witnessed one has {size}).",
+    "custody.witness.failed": "FAILED: {reason}",
+    "custody.witness.by": "{name} at {time}",
+    "custody.witness.nobody": "no witness of your policy",
+    "custody.witness.quorum_none": "no witness cosignature",
+    "custody.witness.quorum_group": "{threshold} of {members}",
+    "custody.witness.bad_cosignature": "the cosignature by witness {name} does not verify",
+    "custody.witness.log_not_in_policy": "the log key you pinned is not a log of your witness "
+                                         "policy",
+    "custody.witness.http": "the witnessed checkpoint could not be fetched (HTTP {status})",
+    "custody.witness.fork": "FORK: the witnessed checkpoint of {size} entries has another "
+                            "root than the one the entries are proven in",
+    "custody.witness.inconsistent": "the witnessed checkpoint of {size} entries does not "
+                                    "extend the one of {old} the entries are proven in",
     "custody.export": "Export as JSON",
     "custody.loading": "Loading and verifying…",
     "custody.need_js": "Verification runs in this browser and needs JavaScript.",

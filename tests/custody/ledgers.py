@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,10 @@ from custody.export import write_export
 from custody.merkle import root_from_leaf_hashes
 from custody.note import Signer
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+# ../shared/vectors beside the repository (as CI has it); EVX_SHARED_VECTORS for a checkout
+# elsewhere (a git worktree).
+VECTORS = Path(os.environ.get("EVX_SHARED_VECTORS")
+               or Path(__file__).resolve().parents[2].parent / "shared" / "vectors")
 ORIGIN = "evx.test/ledger"
 SEED = bytes(range(32))
 

@@ -4,6 +4,7 @@ and a small real HTTP proxy that can tamper with what it forwards to the browser
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import threading
@@ -51,7 +52,10 @@ class Hub:
         return httpx.get(self.url + "/v1/ledger/key").text.strip()
 
 
-def start_hub(root: Path, extra_env: dict[str, str] | None = None) -> Hub:
+def start_hub(root: Path, extra_env: dict[str, str] | None = None,
+              prepare: Callable[[EvxServer], dict[str, str]] | None = None) -> Hub:
+    """The hub and its providers; ``prepare`` runs once the hub's keys exist, before it starts,
+    and returns more environment (e.g. witnesses started for its log key)."""
     providers: dict[str, OpenIDProvider] = {}
     server = EvxServer(root, extra_env=extra_env or {})
     try:
@@ -67,6 +71,8 @@ def start_hub(root: Path, extra_env: dict[str, str] | None = None) -> Hub:
             server.admin("authority", "add", authority, "--name", f"{authority} (test)",
                          "--country", country, "--roles", roles, "--issuer",
                          providers[authority].issuer, "--client-id", CLIENT_ID)
+        if prepare is not None:
+            server.extra_env.update(prepare(server))
         server.start()
     except BaseException:
         server.stop()
@@ -143,7 +149,8 @@ def axe_violations(browser: Any) -> list[dict[str, Any]]:
 @dataclass
 class TamperingProxy:
     """A real HTTP proxy in front of the hub. ``tamper`` rewrites custody JSON it forwards:
-    ``"entry"`` changes one entry's time, ``"checkpoint"`` one byte of the signed note."""
+    ``"entry"`` changes one entry's time, ``"checkpoint"`` one byte of the signed note;
+    ``"cosignature"`` flips a bit of the last witness cosignature of /v1/ledger/checkpoint."""
 
     upstream: str
     tamper: str | None = None
@@ -178,6 +185,9 @@ class TamperingProxy:
                 elif proxy.tamper and self.path.startswith("/v1/ledger/export") and \
                         answer.status_code == 200:
                     content = proxy._rewrite_export(content)
+                elif proxy.tamper == "cosignature" and answer.status_code == 200 and \
+                        self.path.startswith("/v1/ledger/checkpoint"):
+                    content = tamper_cosignature(content)
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.multi_items():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection",
@@ -223,3 +233,15 @@ class TamperingProxy:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def tamper_cosignature(note: bytes) -> bytes:
+    """The note with one bit of its last signature line's Ed25519 signature flipped (with
+    witnesses, the last line is a witness's cosignature; base64 stays valid)."""
+    lines = note.decode().split("\n")
+    assert lines[-1] == "" and lines[-2].startswith("\u2014 "), note
+    head, _, b64 = lines[-2].rpartition(" ")
+    raw = bytearray(base64.b64decode(b64))
+    raw[-1] ^= 1
+    lines[-2] = f"{head} {base64.b64encode(bytes(raw)).decode()}"
+    return "\n".join(lines).encode()

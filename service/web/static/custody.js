@@ -1,13 +1,62 @@
 // The custody timeline, verified in this browser against the log key the auditor pinned:
 // the checkpoint's Ed25519 signature (C2SP signed note), each entry's leaf hash over its RFC 8785
-// canonical bytes, its RFC 9162 inclusion proof to the checkpoint's root, and the package chain.
+// canonical bytes, its RFC 9162 inclusion proof to the checkpoint's root, and the package chain;
+// with a witness policy pinned, also a checkpoint that extends that one and carries the quorum
+// of witness cosignatures the policy requires (witness.js), as `evx custody --policy` does.
 // Nothing the service says is believed without one of these checks (docs/ledger-format.md).
 import { equal, keySlot, leafHash, parseKey, rootFromInclusion, verifyCheckpoint } from "./tlog.js";
 import { fromHex, hex, messages } from "./sha256.js";
+import { Problem, describeQuorum, parsePolicy, policySlot, witnessedCheckpoint } from "./witness.js";
 
 const root = document.getElementById("custody");
 const t = messages(root);
 const packageId = root.dataset.package;
+
+const say = (error) => (error instanceof Problem ? t(error.key, error.values) : error.message);
+const when = (timestamp) => `${new Date(Number(timestamp) * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+const cosigners = (cosigned) => [...cosigned.entries()].sort(([a], [b]) => (a < b ? -1 : 1))
+  .map(([name, time]) => t("custody.witness.by", { name, time: when(time) })).join(", ") || t("custody.witness.nobody");
+
+function showWitness(state, text) {
+  const element = document.getElementById("witness-state");
+  element.textContent = text;
+  element.className = { met: "ok", "not-met": "bad", failed: "bad" }[state] ?? "";
+  element.dataset.state = state;
+}
+
+// With a policy pinned: {failure} when something does not verify, {unwitnessed} when the quorum
+// was not reached, {} when a checkpoint with the quorum extends the one the entries are in.
+async function witnesses(policyText, pinned, checkpoint, failure, current) {
+  const show = (state, text) => { if (current()) showWitness(state, text); };
+  if (!policyText) {
+    show("none", t("custody.witness.none"));
+    return {};
+  }
+  try {
+    const policy = await parsePolicy(policyText);
+    const quorum = describeQuorum(policy, t);
+    if (!checkpoint) {
+      show("failed", t("custody.witness.failed", { reason: failure }));
+      return { failure };
+    }
+    show("waiting", t("custody.witness.waiting", { size: checkpoint.size, quorum }));
+    const result = await witnessedCheckpoint(policy, parseKey(pinned), checkpoint, current, (seen) => {
+      show("waiting", t("custody.witness.waiting_seen", { size: seen.checkpoint.size, names: cosigners(seen.cosigned), quorum }));
+    });
+    const values = { size: result.checkpoint.size, names: cosigners(result.cosigned), quorum, covered: checkpoint.size };
+    if (result.state === "met") {
+      show("met", t("custody.witness.met", values));
+      return {};
+    }
+    const reason = result.met ? t("custody.witness.not_covering", values) : t("custody.witness.not_met", values);
+    show("not-met", t("custody.witness.not_witnessed", { reason }));
+    return { unwitnessed: reason };
+  } catch (error) {
+    const reason = say(error);
+    show("failed", t("custody.witness.failed", { reason }));
+    return { failure: reason };
+  }
+}
 
 function row(entry, result, reason) {
   const tr = document.createElement("tr");
@@ -19,14 +68,19 @@ function row(entry, result, reason) {
     tr.append(td);
   }
   const td = document.createElement("td");
-  td.textContent = result ? t("custody.entry.ok") : t("custody.entry.bad", { reason });
-  td.className = result ? "ok" : "bad";
+  td.textContent = result === true ? t("custody.entry.ok") : result === null
+    ? t("custody.entry.unwitnessed") : t("custody.entry.bad", { reason });
+  td.className = result === true ? "ok" : "bad";
   tr.append(td);
-  tr.dataset.verified = result ? "yes" : "no";
+  tr.dataset.verified = result === true ? "yes" : "no";
   return tr;
 }
 
+let runs = 0; // a pin while a check runs starts another; only the newest writes the page
+
 async function verify() {
+  const mine = ++runs;
+  const current = () => mine === runs;
   const state = document.getElementById("checkpoint-state");
   const summary = document.getElementById("custody-summary");
   const body = document.querySelector("#timeline tbody");
@@ -34,16 +88,20 @@ async function verify() {
   summary.textContent = "";
   root.dataset.result = "running";
   const pinned = localStorage.getItem(keySlot);
+  const policyText = localStorage.getItem(policySlot);
+  showWitness("waiting", t("custody.loading"));
   const response = await fetch(`/v1/packages/${encodeURIComponent(packageId)}/custody`, { credentials: "same-origin" });
   if (!response.ok) {
     let detail = `HTTP ${response.status}`;
     try { detail = (await response.json()).detail; } catch { /* keep the status */ }
     state.textContent = t("custody.checkpoint.bad", { reason: detail });
     state.className = "bad";
+    showWitness("failed", t("custody.witness.failed", { reason: detail }));
     root.dataset.result = "failed";
     return;
   }
   const record = await response.json();
+  if (!current()) return;
   let checkpoint = null, failure = null;
   if (!pinned) {
     failure = t("custody.key.unpinned");
@@ -60,7 +118,9 @@ async function verify() {
   }
   state.textContent = checkpoint ? t("custody.checkpoint.ok", { size: checkpoint.size }) : t("custody.checkpoint.bad", { reason: failure });
   state.className = checkpoint ? "ok" : "bad";
-  let previous = null, failed = 0;
+  const witnessed = await witnesses(policyText, pinned, checkpoint, failure, current);
+  if (!current()) return;
+  let previous = null, failed = 0, unwitnessed = 0;
   for (const [position, proven] of record.entries.entries()) {
     const entry = proven.entry;
     let reason = null, leaf = null;
@@ -74,20 +134,26 @@ async function verify() {
       else {
         const computed = await rootFromInclusion(entry.index, checkpoint.size, leaf, proven.inclusion_proof.map(fromHex));
         if (!computed || !equal(computed, checkpoint.root)) reason = "the inclusion proof does not lead to the signed checkpoint";
+        else if (witnessed.failure) reason = witnessed.failure;
       }
     } catch (error) {
       reason = error.message;
     }
     // The next entry must link to this one as recorded: a tampered entry fails on its own
     // hash, and an entry left out breaks the link of the one after it.
+    if (!current()) return;
     previous = proven.leaf_hash;
     if (reason) failed += 1;
-    body.append(row(entry, !reason, reason));
+    else if (witnessed.unwitnessed) unwitnessed += 1;
+    // Never "verified" under a policy whose quorum was not met: such an entry is shown as
+    // proven in the log's checkpoint, not witnessed.
+    body.append(row(entry, reason ? false : witnessed.unwitnessed ? null : true, reason ?? witnessed.unwitnessed));
   }
   const count = record.entries.length;
-  summary.textContent = failed ? t("custody.summary.bad", { failed, count }) : t("custody.summary.ok", { count });
-  summary.className = failed ? "bad" : "ok";
-  root.dataset.result = failed ? "failed" : "verified";
+  summary.textContent = failed ? t("custody.summary.bad", { failed, count })
+    : unwitnessed ? t("custody.summary.unwitnessed", { count }) : t("custody.summary.ok", { count });
+  summary.className = failed || unwitnessed ? "bad" : "ok";
+  root.dataset.result = failed ? "failed" : unwitnessed ? "not-witnessed" : "verified";
 }
 
 const input = document.getElementById("pinned-key");
@@ -104,4 +170,41 @@ document.getElementById("pin-form").addEventListener("submit", (e) => {
   }
   verify();
 });
+
+const policyInput = document.getElementById("pinned-policy");
+const policyState = document.getElementById("policy-state");
+async function describePinned() {
+  const text = localStorage.getItem(policySlot);
+  policyInput.value = text || "";
+  if (!text) {
+    policyState.textContent = t("custody.policy.unpinned");
+    return;
+  }
+  try {
+    const policy = await parsePolicy(text);
+    policyState.textContent = t("custody.policy.pinned", { logs: policy.logs.length, witnesses: policy.witnesses.size, quorum: describeQuorum(policy, t) });
+  } catch (error) {
+    policyState.textContent = t("custody.policy.bad", { reason: say(error) });
+  }
+}
+document.getElementById("policy-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const text = policyInput.value;
+  if (!text.trim()) {
+    localStorage.removeItem(policySlot);
+  } else {
+    try {
+      await parsePolicy(text);
+    } catch (error) {
+      policyState.textContent = t("custody.policy.bad", { reason: say(error) });
+      policyState.className = "bad";
+      return; // an invalid policy is never pinned
+    }
+    localStorage.setItem(policySlot, text);
+  }
+  policyState.className = "";
+  await describePinned();
+  verify();
+});
+describePinned();
 verify();

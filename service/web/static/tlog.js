@@ -20,7 +20,7 @@ export const nodeHash = (l, r) => sha256(concat(new Uint8Array([1]), l, r));
 
 // RFC 9162 section 2.1.3.2, with indices as plain numbers (< 2^53).
 export async function rootFromInclusion(index, size, leaf, proof) {
-  if (index >= size || proof.length > 64) return null;
+  if (index >= size || leaf.length !== 32 || proof.length > 64) return null;
   let fn = index, sn = size - 1, r = leaf;
   for (const p of proof) {
     if (p.length !== 32 || sn === 0) return null;
@@ -46,37 +46,96 @@ export function parseKey(text) {
   return { name, id, pub: raw.slice(1) };
 }
 
-// C2SP signed note with the pinned key; returns {size, root} of the checkpoint body.
-export async function verifyCheckpoint(note, key) {
-  const computedId = hex((await sha256(concat(encoder.encode(key.name), new Uint8Array([10, 1]), key.pub))).slice(0, 4));
-  if (computedId !== key.id) throw new Error("the pinned key's id does not match its key");
+const MAX_NOTE_BYTES = 64 * 1024; // as custody/note.py: checkpoints are well under 1 KiB
+const MAX_SIGNATURES = 100; // as Go's note.Open
+
+// A C2SP signed note split into its body (with the final newline) and its signature lines,
+// not verified: [{name, id (8 hex digits), raw (the bytes after the key id)}]. Two lines with
+// the same name and key id make the note malformed (as Go's note.Open).
+export function parseNote(note) {
+  if (note.length > MAX_NOTE_BYTES) throw new Error("the note is too large");
   const split = note.lastIndexOf("\n\n");
   if (split < 0 || !note.endsWith("\n")) throw new Error("not a signed note");
   const body = note.slice(0, split + 1);
   const lines = note.slice(split + 2, -1).split("\n");
-  const publicKey = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
-  let verified = 0;
+  if (lines.length > MAX_SIGNATURES) throw new Error("too many signature lines");
+  const signatures = [];
   const seen = new Set();
   for (const line of lines) {
     const match = /^\u2014 (\S+) (\S+)$/.exec(line);
     if (!match) throw new Error("malformed signature line");
-    const raw = fromBase64(match[2]);
+    const raw = strictBase64(match[2]);
+    if (raw.length < 5) throw new Error("malformed signature");
     const id = hex(raw.slice(0, 4));
     if (seen.has(`${match[1]} ${id}`)) throw new Error("duplicate signature");
     seen.add(`${match[1]} ${id}`);
-    if (match[1] !== key.name || id !== key.id) continue; // a witness or another key
-    if (raw.length !== 68) throw new Error("malformed signature");
-    const ok = await crypto.subtle.verify({ name: "Ed25519" }, publicKey, raw.slice(4), encoder.encode(body));
+    signatures.push({ name: match[1], id, raw: raw.slice(4) });
+  }
+  return { body, signatures };
+}
+
+// Base64 with padding, nothing else (atob alone also takes spaces and missing padding).
+export function strictBase64(text) {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new Error("not base64");
+  return fromBase64(text);
+}
+
+// The note's body when it carries a valid signature by `key` (an Ed25519 verifier key as
+// parseKey returns it); every line by that key must verify.
+export async function verifyNote(note, key) {
+  const computedId = hex((await sha256(concat(encoder.encode(key.name), new Uint8Array([10, 1]), key.pub))).slice(0, 4));
+  if (computedId !== key.id) throw new Error("the pinned key's id does not match its key");
+  const { body, signatures } = parseNote(note);
+  const publicKey = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
+  let verified = 0;
+  for (const { name, id, raw } of signatures) {
+    if (name !== key.name || id !== key.id) continue; // a witness or another key
+    if (raw.length !== 64) throw new Error("malformed signature");
+    const ok = await crypto.subtle.verify({ name: "Ed25519" }, publicKey, raw, encoder.encode(body));
     if (!ok) throw new Error("the checkpoint signature does not verify with the pinned key");
     verified += 1;
   }
   if (!verified) throw new Error("the checkpoint is not signed by the pinned key");
+  return body;
+}
+
+// C2SP signed note with the pinned key; returns {size, root, body} of the checkpoint.
+export async function verifyCheckpoint(note, key) {
+  const body = await verifyNote(note, key);
   const [origin, size, rootText] = body.split("\n");
   if (origin !== key.name) throw new Error("the checkpoint is for another log");
-  if (!/^(0|[1-9][0-9]*)$/.test(size)) throw new Error("malformed tree size");
-  const treeRoot = fromBase64(rootText);
+  if (!/^(0|[1-9][0-9]*)$/.test(size) || !Number.isSafeInteger(Number(size))) throw new Error("malformed tree size");
+  const treeRoot = strictBase64(rootText ?? "");
   if (treeRoot.length !== 32) throw new Error("malformed root");
-  return { size: Number(size), root: treeRoot };
+  return { size: Number(size), root: treeRoot, body };
+}
+
+// RFC 9162 section 2.1.4.2: whether `proof` shows that the tree of size2 (root2) extends the
+// tree of size1 (root1). As the project's Python (custody/merkle.py) and the RFC 6962 vectors:
+// equal sizes need an empty proof and equal roots; a proof from size 0 is refused.
+export async function verifyConsistency(size1, size2, proof, root1, root2) {
+  if (size1 === 0 || size1 > size2) return false;
+  if (size1 === size2) return proof.length === 0 && equal(root1, root2);
+  if (root1.length !== 32 || root2.length !== 32) return false;
+  if (!proof.length || proof.length > 64 || proof.some((p) => p.length !== 32)) return false;
+  let odd = size1;
+  while (odd % 2 === 0) odd /= 2;
+  const path = odd === 1 ? [root1, ...proof] : proof; // a power of two: its root comes first
+  let fn = size1 - 1, sn = size2 - 1;
+  while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+  let fr = path[0], sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      fr = await nodeHash(c, fr);
+      sr = await nodeHash(c, sr);
+      while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && equal(fr, root1) && equal(sr, root2);
 }
 
 // RFC 9162 tree head over leaf hashes added one by one, in O(log n) memory
