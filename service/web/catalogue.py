@@ -110,6 +110,25 @@ MESSAGES: dict[str, str] = {
     "package.verify.help": "Checking downloads each item and computes its SHA-256 in this "
                            "browser, then compares it with the sealed manifest.",
     "package.custody": "Custody timeline",
+    "package.folder": "Download as a folder",
+    "package.folder.help": "Every item in one ZIP file, under a folder named after the "
+                           "package, with their names as listed above (a name a computer "
+                           "cannot store as it is, such as one with \":\" or a reserved "
+                           "word, is given a safe spelling; the record inside says which). "
+                           "Each item's download is put on the custody record as it starts.",
+    "package.folder.button": "Download all items as a folder (ZIP)",
+    "package.folder.started": "The download has started. When it has finished, extract the "
+                              "ZIP file and check it as shown below.",
+    "package.folder.check": "To check what you received, extract the ZIP file, then, in a "
+                            "terminal:",
+    "package.folder.commands": "cd {folder}\nsha256sum -c .evx/{package}/SHA256SUMS\n"
+                               "evx verify .",
+    "package.folder.record": "The folder .evx inside it holds the same download record as "
+                             "evx download writes: every item's name, local name, size and "
+                             "SHA-256, the package's custody record with its proofs, and "
+                             "SHA256SUMS. evx verify checks all of it offline; compare the log "
+                             "key in custody.json with the one you received from the hub's "
+                             "operator.",
     "verify.pending": "Not checked",
     "verify.running": "Checking…",
     "verify.ok": "Verified: SHA-256 matches the sealed manifest",

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import problems
 from service.identity.registry import TrustRegistry
+from service.packages.archive import archive_folder
 from service.packages.schemas import PackageCreate, ShareCreate
 from service.web import signin
 from service.web.catalogue import LANGUAGE, MESSAGES, shown, t
@@ -364,11 +365,15 @@ async def package_page(request: Request, package_id: str, error: str = "") -> Re
                         if a.id != session.principal.authority]
         directory = await anyio.to_thread.run_sync(authorities)
     share_states = [(s, _share_state(s, now)) for s in shares]
+    # The server decides again at the download; this only spares a link that would be refused.
+    may_download = session.principal.role == "investigator" and (owner or any(
+        state == "state.shared_active" for _, state in share_states))
     return _render(request, "package.html", session, package=package, items=items,
                    owner=owner, shares=share_states, directory=directory,
-                   error=error or None,
+                   error=error or None, may_download=may_download,
+                   folder=archive_folder(package.id),
                    messages={k: v for k, v in MESSAGES.items()
-                             if k.startswith(("upload.", "verify."))})
+                             if k.startswith(("upload.", "verify.", "package.folder."))})
 
 
 def _share_state(share: ShareRow, now: datetime) -> str:

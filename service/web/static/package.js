@@ -302,3 +302,16 @@ async function receipt() {
   shown.className = record.matches_seal ? "ok" : "bad";
   shown.dataset.matches = record.matches_seal ? "yes" : "no";
 }
+
+// -- the whole package as a folder (a ZIP the service streams) --------------------------------
+
+const folderLink = document.getElementById("download-folder");
+if (folderLink) {
+  // The browser downloads it by itself (the link works without this script); the page then
+  // says how to check what arrived.
+  folderLink.addEventListener("click", () => {
+    const status = document.getElementById("folder-status");
+    status.textContent = t("package.folder.started");
+    status.dataset.started = "yes";
+  });
+}
