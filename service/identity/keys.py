@@ -89,6 +89,15 @@ def public_key_from_jwk(
     """
     jwk = _jwk_object(data)
     kty = jwk.get("kty")
+    declared, kid = _checked_jwk_members(jwk, algorithm)
+    return public_key_from_key(_jwk_public_key(jwk, kty), kid=kid,
+                               algorithm=algorithm or declared)
+
+
+def _checked_jwk_members(jwk: dict[str, Any], algorithm: str | None) -> tuple[Any, str | None]:
+    """Refuse secret material and a use other than verifying signatures; the JWK's ``alg``
+    and ``kid``."""
+    kty = jwk.get("kty")
     if kty == "oct" or "k" in jwk:
         raise KeyRejected("symmetric (oct) keys are refused: only a partner's public key may "
                           "verify its tokens")
@@ -107,7 +116,11 @@ def public_key_from_jwk(
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise KeyRejected("the JWK's kid must be a string")
+    return declared, kid
 
+
+def _jwk_public_key(jwk: dict[str, Any], kty: object) -> PublicKeyTypes:
+    """The public key of an RSA or EC JWK's members (RFC 7518 section 6)."""
     key: PublicKeyTypes
     try:
         if kty == "RSA":
@@ -133,7 +146,7 @@ def public_key_from_jwk(
             raise KeyRejected(f"key type {kty!r} is not accepted (RSA or EC)")
     except ValueError as exc:  # cryptography: point not on curve, even modulus, bad exponent
         raise KeyRejected(f"invalid {kty} public key: {exc}") from exc
-    return public_key_from_key(key, kid=kid, algorithm=algorithm or declared)
+    return key
 
 
 def public_key_from_pem(
