@@ -265,6 +265,11 @@ MESSAGES: dict[str, str] = {
     "ledger.ok": "Verified: all {count} entries, and their root is the one the pinned key "
                  "signed.",
     "ledger.bad": "FAILED after {count} entries: {reason}",
+    "ledger.unwitnessed": "NOT verified: the {count} entries check against the log's signed "
+                          "checkpoint, but it does not have the witness cosignatures your "
+                          "policy requires.",
+    "ledger.witness.met": "Witnessed: the checkpoint of {size} entries the export ends with is "
+                          "cosigned by {names}. Quorum met (policy: {quorum}).",
     "ledger.col.package": "Package or request",
     "ledger.export": "Download the export (JSON Lines)",
     "ledger.operator_only": "The whole ledger is for the hub operator's auditors.",

@@ -150,7 +150,8 @@ def axe_violations(browser: Any) -> list[dict[str, Any]]:
 class TamperingProxy:
     """A real HTTP proxy in front of the hub. ``tamper`` rewrites custody JSON it forwards:
     ``"entry"`` changes one entry's time, ``"checkpoint"`` one byte of the signed note;
-    ``"cosignature"`` flips a bit of the last witness cosignature of /v1/ledger/checkpoint."""
+    ``"cosignature"`` flips a bit of the last witness cosignature of /v1/ledger/checkpoint and
+    of the export's checkpoint."""
 
     upstream: str
     tamper: str | None = None
@@ -222,8 +223,13 @@ class TamperingProxy:
         return json.dumps(record).encode()
 
     def _rewrite_export(self, content: bytes) -> bytes:
-        # One entry's actor renamed on its way to the browser (line 0 is the header).
         lines = content.split(b"\n")
+        if self.tamper == "cosignature":  # in the checkpoint line, the last one
+            line = json.loads(lines[-2])
+            line["checkpoint"] = tamper_cosignature(line["checkpoint"].encode()).decode()
+            lines[-2] = json.dumps(line).encode()
+            return b"\n".join(lines)
+        # One entry's actor renamed on its way to the browser (line 0 is the header).
         line = json.loads(lines[3])
         line["entry"]["actor"]["subject"] = "someone.else"
         lines[3] = json.dumps(line).encode()

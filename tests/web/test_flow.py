@@ -153,6 +153,7 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
                        "download.completed", "download.verified"):
             assert action in actions, actions
         _accessible(olga, "custody")
+        olga.execute_script("document.getElementById('checkpoint-state').scrollIntoView()")
         screenshot(olga, "custody-verified")
 
         proxy.tamper = "entry"  # the first entry's time, changed on its way to the browser
@@ -165,6 +166,7 @@ def test_de_uploads_fr_verifies_auditor_sees_custody(hub: Hub, browsers: list[An
         assert failed == [min(results)], results  # that entry, and only that one
         assert "hash" in olga.find_element(
             By.CSS_SELECTOR, "#timeline tbody tr:first-child td:last-child").text
+        olga.execute_script("document.getElementById('checkpoint-state').scrollIntoView()")
         screenshot(olga, "custody-tampered")
 
         proxy.tamper = "checkpoint"  # a checkpoint whose signature cannot verify

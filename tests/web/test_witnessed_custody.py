@@ -4,7 +4,7 @@ submits to W1 and W2. The auditor pins the log key and a 2-of-3 policy and sees 
 witnessed and verified; then, through the real proxy of the tamper tests, a cosignature with one
 bit flipped fails; a policy whose only witness never cosigned this hub (every cosignature is by
 a key not in the policy) and a quorum left with one witness are shown as not witnessed, every
-entry NOT verified."""
+entry NOT verified. The whole-ledger page applies the same policy to its export."""
 
 from __future__ import annotations
 
@@ -89,6 +89,16 @@ def _state(browser: Any) -> tuple[str | None, str | None]:
     custody = browser.find_element(By.ID, "custody")
     return custody.get_attribute("data-result"), browser.find_element(
         By.ID, "witness-state").get_attribute("data-state")
+
+
+def _ledger_state(browser: Any) -> tuple[str | None, str | None]:
+    return browser.find_element(By.ID, "ledger").get_attribute("data-result"), \
+        browser.find_element(By.ID, "witness-state").get_attribute("data-state")
+
+
+def _ledger_results(browser: Any) -> list[str]:
+    return [row.get_attribute("data-verified")
+            for row in browser.find_elements(By.CSS_SELECTOR, "#ledger-entries tbody tr")]
 
 
 def _show_results(browser: Any) -> None:
@@ -182,5 +192,29 @@ def test_witness_policy_pinned_in_the_browser(witnessed: Witnessed,
         assert not violations, [(v["id"], v["impact"], v["help"]) for v in violations]
         _show_results(olga)
         screenshot(olga, "custody-not-witnessed")
+
+        # The whole ledger under the same policy: its export ends with the newest witnessed
+        # checkpoint, cosigned by W1 alone; then any one witness is enough; then a tampered
+        # cosignature in the export.
+        olga.get(proxy.url + "/app/ledger")
+        wait_for(olga, lambda b: _ledger_state(b) == ("not-witnessed", "not-met"),
+                 "the ledger not witnessed")
+        text = olga.find_element(By.ID, "witness-state").text
+        assert "cosigned by W1 at " in text and "quorum not met" in text, text
+        assert set(_ledger_results(olga)) == {"no"}
+        assert "NOT verified" in olga.find_element(By.ID, "ledger-state").text
+        _pin_policy(olga, witnessed.policy("W1", "W2", "W3",
+                                           quorum="group anyone any W1 W2 W3\nquorum anyone"))
+        wait_for(olga, lambda b: _ledger_state(b) == ("verified", "met"), "the ledger witnessed")
+        assert "Quorum met (policy: 1 of W1, W2, W3)" in olga.find_element(
+            By.ID, "witness-state").text
+        assert _ledger_results(olga) and set(_ledger_results(olga)) == {"yes"}
+        violations = axe_violations(olga)
+        assert not violations, [(v["id"], v["impact"], v["help"]) for v in violations]
+        proxy.tamper = "cosignature"
+        olga.refresh()
+        wait_for(olga, lambda b: _ledger_state(b) == ("failed", "failed"),
+                 "a tampered cosignature in the export")
+        assert "does not verify" in olga.find_element(By.ID, "witness-state").text
     finally:
         proxy.stop()

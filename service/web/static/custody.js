@@ -6,23 +6,14 @@
 // Nothing the service says is believed without one of these checks (docs/ledger-format.md).
 import { equal, keySlot, leafHash, parseKey, rootFromInclusion, verifyCheckpoint } from "./tlog.js";
 import { fromHex, hex, messages } from "./sha256.js";
-import { Problem, describeQuorum, parsePolicy, policySlot, witnessedCheckpoint } from "./witness.js";
+import { describeQuorum, parsePolicy, policySlot, witnessedCheckpoint } from "./witness.js";
+import { cosigners, saying, setUpPins, showWitness } from "./pins.js";
 
 const root = document.getElementById("custody");
 const t = messages(root);
 const packageId = root.dataset.package;
 
-const say = (error) => (error instanceof Problem ? t(error.key, error.values) : error.message);
-const when = (timestamp) => `${new Date(Number(timestamp) * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
-const cosigners = (cosigned) => [...cosigned.entries()].sort(([a], [b]) => (a < b ? -1 : 1))
-  .map(([name, time]) => t("custody.witness.by", { name, time: when(time) })).join(", ") || t("custody.witness.nobody");
-
-function showWitness(state, text) {
-  const element = document.getElementById("witness-state");
-  element.textContent = text;
-  element.className = { met: "ok", "not-met": "bad", failed: "bad" }[state] ?? "";
-  element.dataset.state = state;
-}
+const say = saying(t);
 
 // With a policy pinned: {failure} when something does not verify, {unwitnessed} when the quorum
 // was not reached, {} when a checkpoint with the quorum extends the one the entries are in.
@@ -41,9 +32,9 @@ async function witnesses(policyText, pinned, checkpoint, failure, current) {
     }
     show("waiting", t("custody.witness.waiting", { size: checkpoint.size, quorum }));
     const result = await witnessedCheckpoint(policy, parseKey(pinned), checkpoint, current, (seen) => {
-      show("waiting", t("custody.witness.waiting_seen", { size: seen.checkpoint.size, names: cosigners(seen.cosigned), quorum }));
+      show("waiting", t("custody.witness.waiting_seen", { size: seen.checkpoint.size, names: cosigners(t, seen.cosigned), quorum }));
     });
-    const values = { size: result.checkpoint.size, names: cosigners(result.cosigned), quorum, covered: checkpoint.size };
+    const values = { size: result.checkpoint.size, names: cosigners(t, result.cosigned), quorum, covered: checkpoint.size };
     if (result.state === "met") {
       show("met", t("custody.witness.met", values));
       return {};
@@ -156,55 +147,5 @@ async function verify() {
   root.dataset.result = failed ? "failed" : unwitnessed ? "not-witnessed" : "verified";
 }
 
-const input = document.getElementById("pinned-key");
-input.value = localStorage.getItem(keySlot) || "";
-document.getElementById("pin-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const text = input.value.trim();
-  try {
-    parseKey(text);
-    localStorage.setItem(keySlot, text);
-  } catch (error) {
-    document.getElementById("checkpoint-state").textContent = t("custody.checkpoint.bad", { reason: error.message });
-    return;
-  }
-  verify();
-});
-
-const policyInput = document.getElementById("pinned-policy");
-const policyState = document.getElementById("policy-state");
-async function describePinned() {
-  const text = localStorage.getItem(policySlot);
-  policyInput.value = text || "";
-  if (!text) {
-    policyState.textContent = t("custody.policy.unpinned");
-    return;
-  }
-  try {
-    const policy = await parsePolicy(text);
-    policyState.textContent = t("custody.policy.pinned", { logs: policy.logs.length, witnesses: policy.witnesses.size, quorum: describeQuorum(policy, t) });
-  } catch (error) {
-    policyState.textContent = t("custody.policy.bad", { reason: say(error) });
-  }
-}
-document.getElementById("policy-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const text = policyInput.value;
-  if (!text.trim()) {
-    localStorage.removeItem(policySlot);
-  } else {
-    try {
-      await parsePolicy(text);
-    } catch (error) {
-      policyState.textContent = t("custody.policy.bad", { reason: say(error) });
-      policyState.className = "bad";
-      return; // an invalid policy is never pinned
-    }
-    localStorage.setItem(policySlot, text);
-  }
-  policyState.className = "";
-  await describePinned();
-  verify();
-});
-describePinned();
+setUpPins(t, verify);
 verify();

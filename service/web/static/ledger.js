@@ -1,12 +1,17 @@
 // The whole ledger, for the operator's auditors: the export streamed into this browser and
 // verified as `evx ledger verify` does (docs/ledger-format.md section 7) -- every leaf hash, the
 // hash chain, each package's chain, and the root over all leaves against the checkpoint signed
-// by the pinned key. The newest entries are listed with their result.
+// by the pinned key. The newest entries are listed with their result. With a witness policy
+// pinned, the export is asked under the newest witnessed checkpoint and is verified only if
+// that checkpoint has the policy's quorum (as `evx ledger export --policy`).
 import { RunningRoot, equal, keySlot, leafHash, parseKey, verifyCheckpoint } from "./tlog.js";
 import { hex, messages } from "./sha256.js";
+import { describeQuorum, parsePolicy, policySlot, verifyUnderPolicy } from "./witness.js";
+import { cosigners, saying, setUpPins, showWitness } from "./pins.js";
 
 const root = document.getElementById("ledger");
 const t = messages(root);
+const say = saying(t);
 const SHOWN = 100; // newest entries listed on the page
 const MAX_LINE = 132 * 1024;
 
@@ -27,7 +32,7 @@ async function* lines(response) {
   if (pending) throw new Error("the export does not end with a newline");
 }
 
-function show(entry, reason) {
+function show(entry, reason, unwitnessed) {
   const tr = document.createElement("tr");
   for (const text of [String(entry.index), entry.time, entry.action, entry.package ?? "",
     `${entry.actor.subject} (${entry.actor.role}, ${entry.actor.authority})`]) {
@@ -36,17 +41,23 @@ function show(entry, reason) {
     tr.append(td);
   }
   const td = document.createElement("td");
-  td.textContent = reason ? t("custody.entry.bad", { reason }) : t("custody.entry.ok");
-  td.className = reason ? "bad" : "ok";
+  td.textContent = reason ? t("custody.entry.bad", { reason })
+    : unwitnessed ? t("custody.entry.unwitnessed") : t("custody.entry.ok");
+  td.className = reason || unwitnessed ? "bad" : "ok";
   tr.append(td);
-  tr.dataset.verified = reason ? "no" : "yes";
+  tr.dataset.verified = reason || unwitnessed ? "no" : "yes";
   return tr;
 }
 
+let runs = 0; // a pin while a check runs starts another; only the newest writes the page
+
 async function verify() {
+  const mine = ++runs;
   const state = document.getElementById("ledger-state");
   const pinned = localStorage.getItem(keySlot);
+  const policyText = localStorage.getItem(policySlot);
   root.dataset.result = "running";
+  showWitness(policyText ? "waiting" : "none", t(policyText ? "custody.loading" : "custody.witness.none"));
   if (!pinned) {
     state.textContent = t("custody.key.unpinned");
     state.className = "bad";
@@ -55,11 +66,12 @@ async function verify() {
   }
   const failures = [];
   const shown = [];
-  let count = 0, previous = null, checkpoint = null, ended = false;
+  let count = 0, previous = null, checkpoint = null, ended = false, unwitnessed = false, judged = false;
   const running = new RunningRoot();
   const lastOfPackage = new Map();
   try {
-    const response = await fetch("/v1/ledger/export", { credentials: "same-origin" });
+    const policy = policyText ? await parsePolicy(policyText) : null;
+    const response = await fetch(policy ? "/v1/ledger/export?witnessed=true" : "/v1/ledger/export", { credentials: "same-origin" });
     if (!response.ok) throw new Error((await response.json()).detail);
     let first = true;
     for await (const line of lines(response)) {
@@ -69,6 +81,14 @@ async function verify() {
       if ("checkpoint" in value) {
         checkpoint = await verifyCheckpoint(value.checkpoint, parseKey(pinned));
         ended = true;
+        if (policy) {
+          const result = await verifyUnderPolicy(value.checkpoint, policy, parseKey(pinned));
+          const values = { size: result.checkpoint.size, names: cosigners(t, result.cosigned), quorum: describeQuorum(policy, t) };
+          unwitnessed = !result.met;
+          judged = true;
+          if (result.met) showWitness("met", t("ledger.witness.met", values));
+          else showWitness("not-met", t("custody.witness.not_witnessed", { reason: t("custody.witness.not_met", values) }));
+        }
         continue;
       }
       const entry = value.entry;
@@ -90,20 +110,17 @@ async function verify() {
     if (checkpoint.size !== count) throw new Error(`the checkpoint covers ${checkpoint.size} entries, the export has ${count}`);
     if (!equal(await running.root(), checkpoint.root)) throw new Error("the root over the entries is not the signed root");
   } catch (error) {
-    failures.push(error.message); // after the entries that failed before it
+    failures.push(say(error)); // after the entries that failed before it
+    if (policyText && !judged) showWitness("failed", t("custody.witness.failed", { reason: say(error) }));
   }
+  if (mine !== runs) return;
   const body = document.querySelector("#ledger-entries tbody");
-  body.replaceChildren(...shown.reverse().map(([entry, reason]) => show(entry, reason)));
-  state.textContent = failures.length ? t("ledger.bad", { count, reason: failures[0] }) : t("ledger.ok", { count });
-  state.className = failures.length ? "bad" : "ok";
-  root.dataset.result = failures.length ? "failed" : "verified";
+  body.replaceChildren(...shown.reverse().map(([entry, reason]) => show(entry, reason, unwitnessed)));
+  state.textContent = failures.length ? t("ledger.bad", { count, reason: failures[0] })
+    : unwitnessed ? t("ledger.unwitnessed", { count }) : t("ledger.ok", { count });
+  state.className = failures.length || unwitnessed ? "bad" : "ok";
+  root.dataset.result = failures.length ? "failed" : unwitnessed ? "not-witnessed" : "verified";
 }
 
-const input = document.getElementById("pinned-key");
-input.value = localStorage.getItem(keySlot) || "";
-document.getElementById("pin-form").addEventListener("submit", (e) => {
-  e.preventDefault();
-  localStorage.setItem(keySlot, input.value.trim());
-  verify();
-});
+setUpPins(t, verify);
 verify();
