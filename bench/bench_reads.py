@@ -47,6 +47,7 @@ class WrkRun:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx responses and socket errors
+    cpu_seconds: float = 0.0  # the server's processes, user + system, during the slice
 
     @property
     def rate(self) -> float:
@@ -77,6 +78,32 @@ def wrk(url: str, token: str | None, *, connections: int, seconds: int) -> WrkRu
     return WrkRun(int(done.group(1)), elapsed, _ms(p50.group(1)), _ms(p99.group(1)), errors)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants (uvicorn's worker processes) so far."""
+    tree, parents = {pid}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    grew = True
+    while grew:
+        grew = False
+        for child, (parent, _) in parents.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    return sum(parents[p][1] for p in tree if p in parents) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(pid: int, run: Callable[[], WrkRun]) -> WrkRun:
+    before = process_cpu_seconds(pid)
+    result = run()
+    result.cpu_seconds = process_cpu_seconds(pid) - before
+    return result
+
+
 def served_reads(url: str) -> int:
     """The server's own count of 200 answers on the read route (all workers' sum is not
     available from one worker's /metrics, so this is used with one worker only)."""
@@ -84,6 +111,13 @@ def served_reads(url: str) -> int:
     pattern = (r'^evx_http_requests_total\{method="GET",route="' + re.escape(READ_ROUTE)
                + r'",status="200"\} ([\d.e+]+)$')
     found = re.search(pattern, text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def ledger_commits(url: str) -> int:
+    """Ledger transactions the (one) server process committed so far: its group commits."""
+    found = re.search(r"^evx_ledger_commits ([\d.e+]+)$", httpx.get(url + "/metrics",
+                                                                 timeout=10).text, re.M)
     return int(float(found.group(1))) if found else 0
 
 
@@ -112,7 +146,9 @@ def _wait_ready(url: str) -> None:
 def run_database(db: str, args: argparse.Namespace, work: Path,
                  cleanups: list[Callable[[], None]]) -> None:
     data = work / db
+    # The production log format (deploy/ sets json): the access line of every request stays on.
     env = {**os.environ, "EVX_DATA_DIR": str(data), "EVX_OPERATOR_AUTHORITY": "EU-OPERATOR",
+           "EVX_LOG_FORMAT": "json",
            "EVX_OFFICER_REQUESTS_PER_SECOND": UNLIMITED, "EVX_OFFICER_REQUEST_BURST": UNLIMITED,
            "EVX_AUTHORITY_REQUESTS_PER_SECOND": UNLIMITED,
            "EVX_AUTHORITY_REQUEST_BURST": UNLIMITED}
@@ -151,41 +187,46 @@ def run_database(db: str, args: argparse.Namespace, work: Path,
     time.sleep(1)
     ledger_before = ledger_reads(database_url)
     served_before = served_reads(server.url) if args.workers == 1 else 0
+    commits_before = ledger_commits(server.url) if args.workers == 1 else 0
     load_before = os.getloadavg()[0]
     slices: dict[str, list[WrkRun]] = {"evx": [], "peer": []}
     for _ in range(args.slices):
-        slices["peer"].append(wrk(peer_url, None, connections=args.connections,
-                                  seconds=args.seconds))
-        slices["evx"].append(wrk(evx_url, token, connections=args.connections,
-                                 seconds=args.seconds))
+        slices["peer"].append(measured(peer.pid, lambda: wrk(
+            peer_url, None, connections=args.connections, seconds=args.seconds)))
+        slices["evx"].append(measured(server.proc.pid, lambda: wrk(
+            evx_url, token, connections=args.connections, seconds=args.seconds)))
     load_after = os.getloadavg()[0]
     time.sleep(2)  # requests in flight when wrk closed its connections finish and are recorded
     grew = ledger_reads(database_url) - ledger_before
     served = served_reads(server.url) - served_before if args.workers == 1 else None
+    commits = ledger_commits(server.url) - commits_before if args.workers == 1 else 0
 
-    def total(runs: list[WrkRun]) -> tuple[int, float, float, float, int]:
+    def total(runs: list[WrkRun]) -> tuple[int, float, float, float, int, float]:
         requests = sum(r.requests for r in runs)
         seconds = sum(r.seconds for r in runs)
         return (requests, requests / seconds, max(r.p50_ms for r in runs),
-                max(r.p99_ms for r in runs), sum(r.errors for r in runs))
+                max(r.p99_ms for r in runs), sum(r.errors for r in runs),
+                sum(r.cpu_seconds for r in runs) * 1000 / max(1, requests))
 
-    evx_n, evx_rate, evx_p50, evx_p99, evx_err = total(slices["evx"])
-    peer_n, peer_rate, peer_p50, peer_p99, peer_err = total(slices["peer"])
+    evx_n, evx_rate, evx_p50, evx_p99, evx_err, evx_cpu = total(slices["evx"])
+    peer_n, peer_rate, peer_p50, peer_p99, peer_err, peer_cpu = total(slices["peer"])
     print(f"\n{db}: wrk -t2 -c{args.connections}, {args.slices} x {args.seconds} s slices each, "
           f"alternating; {args.workers} worker process(es) each; load average "
           f"{load_before:.2f} before, {load_after:.2f} after")
-    print(f"  {'':<28}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"  {'':<28}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'CPU ms/req':>12}")
     print(f"  {'bare FastAPI (peer)':<28}{peer_n:>10}{peer_rate:>10.0f}{peer_p50:>9.1f}"
-          f"{peer_p99:>9.1f}{peer_err:>8}")
+          f"{peer_p99:>9.1f}{peer_err:>8}{peer_cpu:>12.2f}")
     print(f"  {'evx GET /v1/packages/{id}':<28}{evx_n:>10}{evx_rate:>10.0f}{evx_p50:>9.1f}"
-          f"{evx_p99:>9.1f}{evx_err:>8}")
+          f"{evx_p99:>9.1f}{evx_err:>8}{evx_cpu:>12.2f}")
     print(f"  ratio evx / peer: {evx_rate / peer_rate:.2f}x (goal >= 0.5x), evx p99 "
           f"{evx_p99:.0f} ms (goal < 100 ms); per-slice ratios: "
           + ", ".join(f"{e.rate / p.rate:.2f}"
                       for e, p in zip(slices["evx"], slices["peer"], strict=True)))
     print(f"  ledger: package.read entries grew by {grew}; server answered "
           f"{served if served is not None else 'n/a (several workers)'} reads with 200; "
-          f"wrk received {evx_n} responses")
+          f"wrk received {evx_n} responses"
+          + (f"; {commits} commits, {grew / commits:.1f} entries per commit" if commits else ""))
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ class Metrics:
     witness_submissions: Counter
     throttled: Counter
     transfers_running: Gauge
+    ledger_commits: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -61,4 +62,8 @@ class Metrics:
             transfers_running=Gauge("evx_transfers_running",
                                     "Uploads and downloads holding a transfer slot (at most "
                                     "EVX_TRANSFERS_PER_REPLICA)", registry=r),
+            ledger_commits=Gauge("evx_ledger_commits",
+                                 "Ledger transactions committed by this process since it "
+                                 "started (its entries / these = the group-commit batch size)",
+                                 registry=r),
         )

@@ -268,6 +268,7 @@ def build_runtime(settings: Settings) -> Runtime:
                           warning=timedelta(hours=settings.deadline_warning_hours)))
     slots = runtime.transfer_slots
     metrics.transfers_running.set_function(lambda: slots.running)
+    metrics.ledger_commits.set_function(lambda: ledger.append_stats[0])
     if settings.witness_endpoints:
         runtime.collector = CosignatureCollector(
             engine, ledger, settings.witness_endpoints, metrics=metrics,

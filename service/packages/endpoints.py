@@ -164,9 +164,12 @@ def list_packages(officer: Officer, service: PackagesDep,
 
 
 @router.get("/{package_id}", response_model=PackageOut, responses=ERRORS)
-def get_package(package_id: str, officer: Officer, service: PackagesDep) -> PackageOut:
+async def get_package(package_id: str, officer: Officer, service: PackagesDep) -> PackageOut:
     """Metadata and items (name, size, SHA-256) of one package."""
-    package, items, shares = service.read(officer, package_id)
+    # One worker-thread hand-off for the queries and the durable ledger append together; the
+    # response is built and checked on the event loop (a plain ``def`` endpoint would take a
+    # second hand-off for FastAPI's response validation).
+    package, items, shares = await anyio.to_thread.run_sync(service.read, officer, package_id)
     return _package_out(service, officer.authority, package, items, shares)
 
 

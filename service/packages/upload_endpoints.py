@@ -33,7 +33,7 @@ from service.packages.uploads import AppendOutcome, ResumableUploads, upload_lim
 from service.problems import AS_PROBLEM
 from service.settings import Settings
 from service.transfer_limits import UPLOAD_BUFFER_BYTES, PacedStream, transfer_slot
-from service.wiring import provide
+from service.wiring import part_of, provide
 
 router = APIRouter(prefix="/v1/uploads", tags=["packages"])
 
@@ -69,12 +69,27 @@ def parse_sf_integer(value: str | None, field: str) -> int | None:
 
 # The running service's parts, typed (service/wiring.py); the helpers below are shared with
 # the one-request upload endpoint, which passes its request on.
-_uploads = provide("uploads", ResumableUploads)
-_settings = provide("settings", Settings)
-_slots = provide("transfer_slots", TransferSlots)
-_metrics = provide("metrics", Metrics)
-_gate = provide("gate", Gate)
-UploadsDep = Annotated[ResumableUploads, Depends(_uploads)]
+UploadsDep = Annotated[ResumableUploads, Depends(provide("uploads", ResumableUploads))]
+
+
+def _uploads(request: Request) -> ResumableUploads:
+    return part_of(request, "uploads", ResumableUploads)
+
+
+def _settings(request: Request) -> Settings:
+    return part_of(request, "settings", Settings)
+
+
+def _slots(request: Request) -> TransferSlots:
+    return part_of(request, "transfer_slots", TransferSlots)
+
+
+def _metrics(request: Request) -> Metrics:
+    return part_of(request, "metrics", Metrics)
+
+
+def _gate(request: Request) -> Gate:
+    return part_of(request, "gate", Gate)
 
 
 def upload_headers(request: Request, session: repo.UploadSession,

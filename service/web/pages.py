@@ -39,7 +39,7 @@ from service.web.sessions import (
     WebSession,
     cookie_value,
 )
-from service.wiring import provide_service
+from service.wiring import service_of
 
 if TYPE_CHECKING:
     from service.identity.authorities import Authority
@@ -106,7 +106,7 @@ class WebError(Exception):
 def _runtime(request: Request) -> Runtime:
     from service.runtime import Runtime  # the app-level object, built after this module loads
 
-    return provide_service(Runtime)(request)
+    return service_of(request, Runtime)
 
 
 def _session(request: Request) -> WebSession | None:
