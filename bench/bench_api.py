@@ -114,13 +114,16 @@ def serve_with_officer(env: dict[str, str], cleanups: list[Callable[[], None]]
 
 
 class RssSampler:
-    def __init__(self, pid: int) -> None:
+    """Peak of ``measure(pid)`` (the process's RSS by default), sampled every 20 ms."""
+
+    def __init__(self, pid: int, measure: Callable[[int], int] = _rss) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._measure = measure
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss(self.pid))
+            self.peak = max(self.peak, self._measure(self.pid))
             time.sleep(0.02)
 
     def __enter__(self) -> RssSampler:

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_nginx --size-gib 1
     .venv/bin/python -m bench.bench_nginx --size-gib 1 --s3     # PostgreSQL + SeaweedFS
+    .venv/bin/python -m bench.bench_nginx --size-gib 1 --rss-sizes 1,4 [--s3]
 
 With --s3, evx runs on a fresh PostgreSQL database + SeaweedFS, and the peer is curl with
 `--aws-sigv4` straight to the same SeaweedFS S3 server (PUT and GET of a plain object).
@@ -17,8 +18,13 @@ entry) before the first byte is stored, encrypts (AES-256-GCM) and hashes (SHA-2
 byte, fsyncs the object and records the download before sending it; nginx writes the body to a
 temporary file and renames it (no fsync), and `sendfile`s it back.
 
-Then the evx server's RSS above idle while 4 uploads, then 4 downloads, of SIZE run at once.
-This is a benchmark, not a test: it asserts nothing.
+Then, for each size of --rss-sizes (default: SIZE), the server's RSS above idle while 4 uploads,
+then 4 downloads, of that size run at once: evx's (idle measured before its first transfer) and
+the peer's (nginx's master and worker, or the SeaweedFS process) during the same four transfers
+straight to it. The peer's copies are removed after each size (on S3 its bucket is dropped, so
+SeaweedFS frees the volumes); evx's stay until the end, so the disk needs about
+4 x (1 + sizes) GiB for evx plus 4 x the largest size for the peer.
+This is a benchmark, not a test: it asserts nothing beyond byte counts.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -71,7 +78,9 @@ http {{
 """
 
 
-def start_nginx(root: Path, cleanups: list[Callable[[], None]]) -> str:
+def start_nginx(root: Path, cleanups: list[Callable[[], None]],
+                pids: list[int] | None = None) -> str:
+    """Start nginx on a free port; its stop goes on ``cleanups``, its master's pid on ``pids``."""
     (root / "files").mkdir(parents=True)
     (root / "body").mkdir()
     port = _free_port()
@@ -81,6 +90,8 @@ def start_nginx(root: Path, cleanups: list[Callable[[], None]]) -> str:
     proc = subprocess.Popen(["nginx", "-p", str(root), "-c", str(conf), "-g", "daemon off;"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    if pids is not None:
+        pids.append(proc.pid)
 
     def stop() -> None:
         proc.terminate()
@@ -137,11 +148,76 @@ class S3Peer:
         return elapsed, int(written.split()[1])
 
 
+def tree_rss(pid: int) -> int:
+    """RSS of ``pid`` and its descendants (nginx's master and worker process)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += _rss(current)
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # gone meanwhile
+            continue
+        pending.extend(int(child) for child in children)
+    return total
+
+
+@dataclass
+class Side:
+    """One server of the RSS comparison: how to measure it and move bytes through it."""
+
+    name: str
+    pid: int
+    measure: Callable[[int], int]
+    put: Callable[[str, Path], float]
+    get: Callable[[str], int]
+    remove_copies: Callable[[], None] | None
+    idle: int = 0
+    fresh_idle: bool = True  # idle measured again before each size (the peer: on S3 it is
+    # also evx's store, so evx's transfers grow it); evx's stays that of the fresh server
+
+    def four_at_once(self, size: int, source: Path) -> tuple[int, int]:
+        """Peak RSS above idle with 4 concurrent uploads, then 4 concurrent downloads."""
+        if self.fresh_idle:
+            self.idle = self.measure(self.pid)
+        names = [f"c{size >> 20}m{i}.bin" for i in range(4)]
+        with RssSampler(self.pid, self.measure) as up, ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda name: self.put(name, source), names))
+        with RssSampler(self.pid, self.measure) as down, ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(self.get, names)) == [size] * 4
+        if self.remove_copies is not None:
+            self.remove_copies()
+        return up.peak - self.idle, down.peak - self.idle
+
+
+def rss_table(sizes_gib: list[float], evx: Side, peer: Side, work: Path) -> None:
+    """Print evx's and the peer's RSS above idle, 4 concurrent transfers of each size."""
+    print(f"server RSS above idle, peak with 4 concurrent transfers of each size "
+          f"(goal < 150 MiB for evx, flat across sizes); idle evx {evx.idle / BLOCK:.0f} MiB")
+    print(f"  {'size':>8}{peer.name + ' up':>16}{'evx up':>9}{peer.name + ' down':>18}"
+          f"{'evx down':>10}   load average")
+    source = work / "rss-source.bin"
+    for gib in sizes_gib:
+        size = int(gib * GIB)
+        with open(source, "wb") as handle:
+            for piece in generate(size):
+                handle.write(piece)
+        load = os.getloadavg()[0]
+        peer_up, peer_down = peer.four_at_once(size, source)
+        evx_up, evx_down = evx.four_at_once(size, source)
+        print(f"  {gib:>4g} GiB{peer_up / BLOCK:>16.0f}{evx_up / BLOCK:>9.0f}"
+              f"{peer_down / BLOCK:>18.0f}{evx_down / BLOCK:>10.0f}   "
+              f"{load:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
+    source.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-rss", action="store_true", help="skip the 4-concurrent RSS part")
+    parser.add_argument("--rss-sizes", default="",
+                        help="GiB per transfer for the RSS part, comma-separated (e.g. 1,4)")
     parser.add_argument("--s3", action="store_true", help="evx on PostgreSQL + SeaweedFS, "
                         "the peer curl --aws-sigv4 to the same S3 server")
     args = parser.parse_args()
@@ -163,8 +239,18 @@ def main() -> None:
                        EVX_S3_BUCKET="evx")
             s3 = S3Peer(weed.endpoint, weed.access_key, weed.secret_key, "plain")
             peer_name, peer_put, peer_get = "S3 direct", s3.put, s3.get
+
+            rss_peer = S3Peer(weed.endpoint, weed.access_key, weed.secret_key, "plain-rss")
+
+            def drop_rss_bucket() -> None:  # frees SeaweedFS's volumes; a fresh bucket after
+                weed.drop_bucket("plain-rss")
+                S3Peer(weed.endpoint, weed.access_key, weed.secret_key, "plain-rss")
+
+            peer_side = Side("SeaweedFS", weed.process.pid, tree_rss, rss_peer.put,
+                             lambda name: rss_peer.get(name)[1], drop_rss_bucket)
         else:
-            nginx = start_nginx(work / "nginx", cleanups)
+            nginx_proc: list[int] = []
+            nginx = start_nginx(work / "nginx", cleanups, nginx_proc)
             peer_name = "nginx"
 
             def peer_put(name: str, source: Path) -> float:
@@ -172,6 +258,15 @@ def main() -> None:
 
             def peer_get(name: str) -> tuple[float, int]:
                 return nginx_get(nginx, name)
+
+            def remove_nginx_copies() -> None:
+                for path in (work / "nginx" / "files").glob("c*.bin"):
+                    path.unlink()
+
+            assert nginx_proc
+            peer_side = Side("nginx", nginx_proc[0], tree_rss,
+                             lambda name, path: nginx_put(nginx, name, path),
+                             lambda name: nginx_get(nginx, name)[1], remove_nginx_copies)
         server, token = serve_with_officer(env, cleanups)
         assert server.proc is not None
         source = work / "source.bin"
@@ -181,6 +276,10 @@ def main() -> None:
         package = httpx.post(f"{server.url}/v1/packages", timeout=30,
                              headers={"Authorization": f"Bearer {token}"},
                              json={"case_reference": "BENCH", "title": "bench"}).json()["id"]
+        evx = Side("evx", server.proc.pid, _rss,
+                   lambda name, path: http_upload(server.url, token, package, name, path),
+                   lambda name: http_download(server.url, token, package, name)[1], None)
+        evx.idle, evx.fresh_idle = _rss(server.proc.pid), False
         load_before = os.getloadavg()[0]
         seconds = {"nginx put": 0.0, "fsync": 0.0, "evx put": 0.0, "nginx get": 0.0,
                    "evx get": 0.0}
@@ -216,17 +315,9 @@ def main() -> None:
                   "evx fsyncs before it answers)")
 
         if not args.no_rss:
-            pid = server.proc.pid
-            idle = _rss(pid)
-            with RssSampler(pid) as up, ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda i: http_upload(server.url, token, package, f"c{i}.bin",
-                                                    source), range(4)))
-            with RssSampler(pid) as down, ThreadPoolExecutor(4) as pool:
-                list(pool.map(lambda i: http_download(server.url, token, package,
-                                                      f"c{i}.bin"), range(4)))
-            print(f"evx server RSS: idle {idle / BLOCK:.0f} MiB; peak above idle with 4 "
-                  f"concurrent {args.size_gib:g} GiB uploads {(up.peak - idle) / BLOCK:.0f} MiB, "
-                  f"downloads {(down.peak - idle) / BLOCK:.0f} MiB (goal < 150 MiB)")
+            sizes = [float(x) for x in args.rss_sizes.split(",")] if args.rss_sizes else [
+                args.size_gib]
+            rss_table(sizes, evx, peer_side, work)
     finally:
         clean_up(cleanups, work)
 
