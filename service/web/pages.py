@@ -469,33 +469,6 @@ async def ledger_page(request: Request) -> Response:
                              if k.startswith(("custody.", "ledger."))})
 
 
-# -- requests ------------------------------------------------------------------------------
-
-
-@router.get("/requests", response_class=HTMLResponse)
-async def requests_page(request: Request) -> Response:
-    session = await _current(request)
-    if session is None:
-        return _to_sign_in()
-    from service.requests import repository as requests_repo
-
-    officer = session.principal
-    service = _runtime(request).requests
-    rows = await _domain(lambda: service.list(officer, requests_repo.ListFilter(
-        authority=officer.authority, side=None, states=(), open_only=False, due_before=None,
-        overdue_at=None, sort="due", limit=MAX_LISTED, offset=0)))
-    now = service.now()
-    listed = [(r, r.requesting_authority == officer.authority,
-               r.next_due_at is not None and now >= _aware(r.next_due_at)) for r in rows]
-    listed.sort(key=lambda x: (not x[2], _aware(x[0].next_due_at) if x[0].next_due_at
-                               else datetime.max.replace(tzinfo=UTC)))
-    return _render(request, "requests.html", session, requests=listed)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 # -- wiring --------------------------------------------------------------------------------
 
 
@@ -536,7 +509,10 @@ def install_web(app: FastAPI) -> None:
         response.headers.update(exc.headers or {})
         return response
 
+    from service.web import request_pages  # its routes use this module's helpers
+
     app.include_router(router)
+    app.include_router(request_pages.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")), name="web-static")
     app.add_middleware(SecurityHeaders)
 
