@@ -40,6 +40,7 @@ MAX_POLICY_BYTES = 64 * 1024  # a policy names a few dozen keys; bound what we p
 # tlog-policy recommends supporting at least 32 of each; we allow a margin and no more.
 MAX_LOGS = MAX_WITNESSES = MAX_GROUPS = 256
 NONE = "none"
+_DESCRIBED_LEVELS, _DESCRIBED_CHARS = 3, 200  # describe_quorum: how much nesting is spelled out
 _FIELD_SEP = re.compile(r"[ \t]+")
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -164,32 +165,46 @@ class Policy:
         return "\n".join(lines) + "\n"
 
     def describe_quorum(self) -> str:
-        """The quorum in words, e.g. ``2 of W1, W2, W3``."""
-        return self._describe(self.quorum)
+        """The quorum in words, e.g. ``2 of W1, W2, W3``; a nested group is spelled out in
+        parentheses while that stays short (three levels, 200 characters), else named -- a
+        group of groups of groups would otherwise spell out exponentially many names. The
+        browser (service/web/static/witness.js) words it the same."""
+        return self._describe(self.quorum, 0)
 
-    def _describe(self, name: str) -> str:
+    def _describe(self, name: str, depth: int) -> str:
         if name == NONE:
             return "no witness cosignature"
         group = self.groups.get(name)
         if group is None:
             return name
-        return f"{group.threshold} of " + ", ".join(
-            f"({self._describe(m)})" if m in self.groups else m for m in group.members)
+        members = []
+        for member in group.members:
+            if member not in self.groups:
+                members.append(member)
+                continue
+            inner = self._describe(member, depth + 1) if depth < _DESCRIBED_LEVELS else None
+            members.append(f"({inner})" if inner and len(inner) <= _DESCRIBED_CHARS else member)
+        return f"{group.threshold} of " + ", ".join(members)
 
     # -- deciding ----------------------------------------------------------------------------
 
     def is_witnessed(self, cosigned: Iterable[str]) -> bool:
-        """Whether the witnesses named in ``cosigned`` (policy names) satisfy the quorum."""
+        """Whether the witnesses named in ``cosigned`` (policy names) satisfy the quorum. Each
+        group is decided once: a chain of groups that each name the two before costs linear
+        time, not exponential."""
         done = set(cosigned)
-        return self._satisfied(self.quorum, done)
+        return self._satisfied(self.quorum, done, {})
 
-    def _satisfied(self, name: str, done: set[str]) -> bool:
+    def _satisfied(self, name: str, done: set[str], decided: dict[str, bool]) -> bool:
         if name == NONE:
             return True
         group = self.groups.get(name)
         if group is None:
             return name in done
-        return sum(self._satisfied(member, done) for member in group.members) >= group.threshold
+        if name not in decided:
+            decided[name] = sum(self._satisfied(member, done, decided)
+                                for member in group.members) >= group.threshold
+        return decided[name]
 
     def log_key_for(self, origin: str) -> tuple[VerifierKey, ...]:
         """The policy's log keys for ``origin`` (a log key's name is its origin)."""

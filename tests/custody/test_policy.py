@@ -99,6 +99,25 @@ def test_nested_groups_and_none() -> None:
     assert Policy.for_log(LOG.verifier_key).verify_checkpoint(CHECKPOINT.sign(LOG)).cosigned == {}
 
 
+def test_a_chain_of_groups_is_decided_and_described_in_linear_time() -> None:
+    # Each group needs the two before it: evaluated naively, 2^100 visits, and a description
+    # spelling out 2^100 names.
+    lines = [f"log {LOG.verifier_key}", f"witness W1 {W[0].key}", f"witness W2 {W[1].key}",
+             "group g0 any W1", "group g1 any W1 W2"]
+    lines += [f"group g{i} all g{i - 1} g{i - 2}" for i in range(2, 100)]
+    policy = Policy.parse("\n".join(lines) + "\nquorum g99\n")
+    assert policy.is_witnessed({"W1"})
+    assert not policy.is_witnessed({"W2"})
+    assert policy.describe_quorum() == (
+        "2 of (2 of (2 of (2 of g95, g94), (2 of g94, g93)), (2 of (2 of g94, g93), (2 of g93, "
+        "g92))), (2 of (2 of (2 of g94, g93), (2 of g93, g92)), (2 of (2 of g93, g92), (2 of "
+        "g92, g91)))")  # three levels spelled out, then names
+    nested = Policy.parse(f"log {LOG.verifier_key}\nwitness W1 {W[0].key}\n"
+                          f"witness W2 {W[1].key}\ngroup a any W1 W2\ngroup b all a W2\n"
+                          "quorum b\n")
+    assert nested.describe_quorum() == "2 of (1 of W1, W2), W2"
+
+
 @pytest.mark.parametrize(("text", "reason"), [
     ("log x\nquorum none\n", "line 1"),
     (f"log {LOG.verifier_key}\n", "no quorum line"),

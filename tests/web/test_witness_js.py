@@ -113,6 +113,11 @@ def test_signed_note_known_answer(page: Any) -> None:
     assert "does not verify" in run(page, body, {"note": forged, "key": key})["error"]
 
 
+# The page's catalogue lookup (sha256.js messages()) over data.t, for describeQuorum.
+CATALOGUE_JS = """
+      const t = (k, v = {}) => (data.t[k] || k).replace(/\\{(\\w+)\\}/g, (_, n) => v[n] ?? "");"""
+CATALOGUE = {k: v for k, v in MESSAGES.items() if k.startswith("custody.")}
+
 COSIGNED = """
   const policy = await witness.parsePolicy(data.policy);
   const found = await witness.verifyCosignatures(data.note, policy);
@@ -249,9 +254,7 @@ BAD_POLICIES = [
 
 
 def test_policy_parser_as_python_decides(page: Any) -> None:
-    t = {k: v for k, v in MESSAGES.items() if k.startswith("custody.")}
-    got = run(page, """
-      const t = (k, v = {}) => (data.t[k] || k).replace(/\\{(\\w+)\\}/g, (_, n) => v[n] ?? "");
+    got = run(page, CATALOGUE_JS + """
       const out = [];
       for (const text of data.policies) {
         try {
@@ -260,7 +263,7 @@ def test_policy_parser_as_python_decides(page: Any) -> None:
                     quorum: witness.describeQuorum(p, t)});
         } catch (e) { out.push({error: e.key || e.message}); }
       }
-      return out;""", {"policies": GOOD_POLICIES + BAD_POLICIES, "t": t})["ok"]
+      return out;""", {"policies": GOOD_POLICIES + BAD_POLICIES, "t": CATALOGUE})["ok"]
     for text, result in zip(GOOD_POLICIES, got[:len(GOOD_POLICIES)], strict=True):
         policy = Policy.parse(text)
         assert result == {"logs": len(policy.logs), "witnesses": list(policy.witnesses),
@@ -279,3 +282,7 @@ def test_a_deep_policy_costs_linear_time(page: Any) -> None:
     note = _signed(W[0].cosign(BODY, 5))
     assert run(page, COSIGNED, {"note": note, "policy": text}) == {
         "ok": {"cosigned": {"A": "5"}, "met": True}}
+    described = run(page, CATALOGUE_JS + """
+      return witness.describeQuorum(await witness.parsePolicy(data.policy), t);""",
+                    {"policy": text, "t": CATALOGUE})
+    assert described == {"ok": Policy.parse(text).describe_quorum()}  # three levels, then names

@@ -131,8 +131,8 @@ export function describeQuorum(policy, t) {
     if (!group) return name;
     const members = group.members.map((m) => {
       if (!policy.groups.has(m)) return m;
-      const inner = depth < 3 ? describe(m, depth + 1) : m;
-      return inner.length > 200 ? m : `(${inner})`;
+      const inner = depth < 3 ? describe(m, depth + 1) : null; // as custody/policy.py
+      return inner && inner.length <= 200 ? `(${inner})` : m;
     });
     return t("custody.witness.quorum_group", { threshold: group.threshold, members: members.join(", ") });
   };
