@@ -10,6 +10,8 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from markupsafe import Markup, escape
+
 LANGUAGE = "en"
 
 MESSAGES: dict[str, str] = {
@@ -99,6 +101,8 @@ MESSAGES: dict[str, str] = {
     "package.share.legal_basis": "Legal basis",
     "package.share.request_ref": "Request reference",
     "package.share.expires": "Expires (optional, date and time in UTC)",
+    "package.share.expires_local": "Expires (optional, date and time in your time zone, "
+                                   "{zone})",
     "package.share.button": "Share this package",
     "package.shares": "Shares",
     "package.revoke": "Revoke",
@@ -364,8 +368,14 @@ MESSAGES: dict[str, str] = {
 
 
 def t(key: str, **values: Any) -> str:
-    """The text of ``key`` with ``values`` filled in (escaping is the template's job)."""
+    """The text of ``key`` with ``values`` filled in (escaping is the template's job).
+
+    When a value is markup (a date's ``<time>`` element), the text and every other value are
+    escaped here and the result is markup, so the element stays an element and nothing else
+    can become one."""
     text = MESSAGES[key]
+    if any(isinstance(v, Markup) for v in values.values()):
+        return Markup(escape(text)).format(**values)
     return text.format(**values) if values else text
 
 

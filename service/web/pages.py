@@ -22,6 +22,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,11 +76,15 @@ templates = Jinja2Templates(env=jinja2.Environment(
 T = TypeVar("T")
 
 
-def _when(value: datetime | None) -> str:
+def _when(value: datetime | None) -> Markup:
+    """A date as ``<time>``: UTC in the text (what a page without script shows) and in the
+    title; time.js shows it in the browser's own time zone, named."""
     if value is None:
-        return ""
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return Markup("")
+    aware = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    utc = aware.strftime("%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}" title="{}" data-utc>{}</time>').format(
+        aware.strftime("%Y-%m-%dT%H:%M:%SZ"), utc, utc)
 
 
 def _size(n: int) -> str:

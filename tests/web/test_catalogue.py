@@ -34,3 +34,19 @@ def test_hostile_characters_are_shown_not_applied() -> None:
     assert shown("report\u202etxt.exe") == "report⟨U+202E⟩txt.exe"
     assert shown("a\nb\u200bc") == "a⟨U+000A⟩b⟨U+200B⟩c"
     assert shown("Überwachung — 監視") == "Überwachung — 監視"
+
+
+def test_a_date_stays_an_element_and_nothing_else_becomes_one() -> None:
+    from datetime import datetime
+
+    from service.web.catalogue import t
+    from service.web.pages import _when
+
+    at = _when(datetime(2026, 12, 6, 13, 38, 5))  # naive: the database's UTC
+    assert str(at) == ('<time datetime="2026-12-06T13:38:05Z" title="2026-12-06 13:38 UTC" '
+                       'data-utc>2026-12-06 13:38 UTC</time>')
+    text = t("package.owner", authority="DE-BKA", subject='<img src=x onerror="1">', at=at)
+    assert text == ("Owned by DE-BKA, created by &lt;img src=x onerror=&#34;1&#34;&gt; on "
+                    + str(at))
+    assert t("package.owner", authority="DE", subject="<b>", at="now") == \
+        "Owned by DE, created by <b> on now"  # plain text: the template escapes it

@@ -2,12 +2,15 @@
 OpenID providers and Debian's chromium: FR's browser saves the archive into its download
 folder; extracted, every item is byte for byte what DE uploaded, inside the archive's folder
 whatever its name, and `evx verify` accepts the record inside; the ledger holds one download
-per item. Without a share nothing reaches the disk; a share revoked mid-stream cuts it."""
+per item. Without a share nothing reaches the disk; a share revoked mid-stream cuts it. The
+auditors' downloads too: the custody page's record and the ledger page's export, saved by the
+browser, verify offline against the log key."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -67,14 +70,14 @@ def _custody(hub: Hub, package: str) -> list[dict[str, Any]]:
     return [e["entry"] for e in record.json()["entries"]]
 
 
-def _luc_downloading(hub: Hub, browsers: list[Any], folder: Path) -> Any:
-    """FR's officer signed in, in a browser that saves downloads into ``folder``."""
+def _downloading(hub: Hub, browsers: list[Any], folder: Path, officer: str = "luc") -> Any:
+    """``officer`` signed in, in a browser that saves downloads into ``folder``."""
     folder.mkdir()
     browser = new_browser()
     browsers.append(browser)
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {
         "behavior": "allow", "downloadPath": str(folder), "eventsEnabled": True})
-    sign_in(browser, hub.url, "luc")
+    sign_in(browser, hub.url, officer)
     return browser
 
 
@@ -90,7 +93,7 @@ def test_fr_downloads_the_package_as_a_folder(hub: Hub, browsers: list[Any],
                                               tmp_path: Path) -> None:
     package = _package(hub, NAMES)
     downloads = tmp_path / "downloads"
-    luc = _luc_downloading(hub, browsers, downloads)
+    luc = _downloading(hub, browsers, downloads)
     luc.get(f"{hub.url}/app/packages/{package}")
     shown = {row.get_attribute("data-name"): row.find_element(By.CSS_SELECTOR, "code").text
              for row in luc.find_elements(By.CSS_SELECTOR, "#items tbody tr")}
@@ -149,7 +152,7 @@ def test_without_a_share_nothing_reaches_the_disk(hub: Hub, browsers: list[Any],
     assert refused.headers["content-type"] == "application/problem+json"
     assert b"protected witness" not in refused.content
     downloads = tmp_path / "downloads"
-    browser = _luc_downloading(hub, browsers, downloads)
+    browser = _downloading(hub, browsers, downloads)
     browser.get(f"{hub.url}/v1/packages/{package}/archive")
     wait_for(browser, lambda b: "not found" in b.find_element(By.TAG_NAME, "body").text,
              "the problem shown")
@@ -192,3 +195,35 @@ def test_a_share_revoked_mid_stream_cuts_the_archive(hub: Hub) -> None:
     assert len(cut) == 1, entries
     completed = [e["item"] for e in entries if e["action"] == "download.completed"]
     assert cut[0]["item"] not in completed and len(completed) < len(items)
+
+
+def test_auditors_download_the_custody_record_and_the_ledger_export(
+        hub: Hub, browsers: list[Any], tmp_path: Path) -> None:
+    from custody.note import VerifierKey
+    from evx.client.trust import verify_custody_pages
+
+    package = _package(hub, {"statement.txt": b"statement\n"})
+    downloads = tmp_path / "downloads"
+    olga = _downloading(hub, browsers, downloads, "olga")
+    key = hub.log_key()
+
+    olga.get(f"{hub.url}/app/packages/{package}/custody")
+    olga.find_element(By.ID, "custody-export").click()
+    record = downloads / f"custody-{package}.json"
+    wait_for(olga, lambda b: record.exists() and not list(downloads.glob("*.crdownload")),
+             "the custody record saved")
+    entries = verify_custody_pages([json.loads(record.read_bytes())], VerifierKey.parse(key),
+                                   package)
+    actions = [e.action for e in entries]
+    assert actions[0] == "package.created" and "package.sealed" in actions
+    assert "share.created" in actions
+
+    olga.get(f"{hub.url}/app/ledger")
+    olga.find_element(By.ID, "ledger-export").click()
+    export = downloads / "ledger.jsonl"
+    wait_for(olga, lambda b: export.exists() and not list(downloads.glob("*.crdownload")),
+             "the ledger export saved")
+    verified = subprocess.run([sys.executable, "-m", "custody", "verify", str(export),
+                               "--key", key], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert package in export.read_text()
