@@ -103,11 +103,14 @@ def new_browser() -> Any:
 
 def wait_for(browser: Any, condition: Callable[[Any], Any], what: str,
              seconds: float = WAIT_S) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(browser, seconds, poll_frequency=0.1).until(condition)
+        # An element found as the page was being replaced (a form posted, a redirect) is stale:
+        # look again on the next poll rather than fail.
+        return WebDriverWait(browser, seconds, poll_frequency=0.1, ignored_exceptions=(
+            StaleElementReferenceException,)).until(condition)
     except TimeoutException:
         body = browser.find_element("tag name", "body").text[:2000]
         raise AssertionError(f"{what}: not reached at {browser.current_url}\n{body}\n"
