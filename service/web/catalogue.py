@@ -256,6 +256,20 @@ MESSAGES: dict[str, str] = {
     "custody.witness.inconsistent": "the witnessed checkpoint of {size} entries does not "
                                     "extend the one of {old} the entries are proven in",
     "custody.export": "Export as JSON",
+    "custody.bundle.title": "Custody bundle",
+    "custody.bundle.help": "A self-contained proof of this package's whole custody, for a "
+                           "court or a partner: every entry with its inclusion proof in one "
+                           "checkpoint that your pinned witness policy accepts (or, without "
+                           "one, signed by your pinned log key), and the sealed manifest. The "
+                           "hub makes it and checks it under your policy; check it yourself "
+                           "with evx verify-bundle custody-bundle-{package}.json --policy "
+                           "POLICY.",
+    "custody.bundle": "Download the custody bundle",
+    "custody.bundle.making": "Making the bundle…",
+    "custody.bundle.saved": "Saved as {name}.",
+    "custody.bundle.failed": "Could not make the bundle: {reason}",
+    "custody.bundle.unpinned": "Pin a log key or a witness policy first: the bundle is made "
+                               "under it.",
     "custody.loading": "Loading and verifying…",
     "custody.need_js": "Verification runs in this browser and needs JavaScript.",
     "nav.ledger": "Ledger",

@@ -3,8 +3,8 @@ OpenID providers and Debian's chromium: FR's browser saves the archive into its 
 folder; extracted, every item is byte for byte what DE uploaded, inside the archive's folder
 whatever its name, and `evx verify` accepts the record inside; the ledger holds one download
 per item. Without a share nothing reaches the disk; a share revoked mid-stream cuts it. The
-auditors' downloads too: the custody page's record and the ledger page's export, saved by the
-browser, verify offline against the log key."""
+auditors' downloads too: the custody page's record and custody bundle and the ledger page's
+export, saved by the browser, verify offline against the log key."""
 
 from __future__ import annotations
 
@@ -217,6 +217,22 @@ def test_auditors_download_the_custody_record_and_the_ledger_export(
     actions = [e.action for e in entries]
     assert actions[0] == "package.created" and "package.sealed" in actions
     assert "share.created" in actions
+    # The custody bundle, made under the key pinned in this browser, checked by the CLI.
+    olga.find_element(By.ID, "pinned-key").send_keys(key)
+    olga.find_element(By.ID, "pin").click()
+    olga.find_element(By.ID, "custody-bundle").click()
+    bundle = downloads / f"custody-bundle-{package}.json"
+    wait_for(olga, lambda b: bundle.exists() and not list(downloads.glob("*.crdownload")),
+             "the custody bundle saved")
+    assert olga.find_element(By.ID, "bundle-state").get_attribute("data-result") == "saved"
+    policy = tmp_path / "policy"
+    policy.write_text(f"log {key}\nquorum none\n")
+    checked = subprocess.run([sys.executable, "-m", "evx", "verify-bundle", str(bundle),
+                              "--policy", str(policy)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert package in checked.stdout
+    violations = axe_violations(olga)
+    assert not violations, [(v["id"], v["impact"], v["help"]) for v in violations]
 
     olga.get(f"{hub.url}/app/ledger")
     olga.find_element(By.ID, "ledger-export").click()
