@@ -103,7 +103,11 @@ def _titles(hub: Hub, token: str) -> list[str]:
 
 def test_every_page_has_a_strict_csp_and_no_inline_script(hub: Hub) -> None:
     token = session_of(hub, "anna")
-    for path in ("/app/sign-in", "/app/", "/app/packages/new", "/app/requests"):
+    created = _form(hub, token, "/app/packages", {"case_reference": "CSP", "title": "CSP",
+                                                  "csrf": _csrf(hub, token)})
+    package = created.headers["location"]  # its page and its custody page (bundle download)
+    for path in ("/app/sign-in", "/app/", "/app/packages/new", "/app/requests", package,
+                 package + "/custody"):
         page = httpx.get(hub.url + path, headers={"Cookie": f"{SESSION}={token}"})
         assert page.status_code == 200, (path, page.text)
         csp = page.headers["content-security-policy"]
