@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         description="Multipart part size; caps one item at 10,000 parts (8 MiB: ~78 GiB).")
     s3_parallel_parts: int = Field(
         default=2, ge=1, le=16,
-        description="Parts in flight per upload; it holds this + 1 part buffers.")
+        description="Parts in flight per upload, and spare part buffers shared by all uploads.")
 
     # Keys: directory of KEK files (default data_dir/keys); log signing key file.
     kek_dir: Path | None = None

@@ -2,8 +2,9 @@
 tests), through the minio SDK.
 
 Uploads stream as a multipart upload of ``part_size`` parts read from the chunk iterator into
-``parallel_uploads + 1`` buffers that each upload reuses (``storage.s3_multipart``), so memory is
-bounded by those buffers, never by object size. S3 makes a completed upload visible atomically;
+one buffer per upload plus ``parallel_uploads`` spare buffers shared by all uploads of the store
+(``storage.s3_multipart``), so memory is bounded by those buffers, never by object size or by
+how many uploads run at once beyond one part each. S3 makes a completed upload visible atomically;
 a failed one is aborted.
 """
 
@@ -19,13 +20,15 @@ from minio.error import S3Error
 from storage.errors import BackendUnavailable, ObjectNotFound
 from storage.objectstore import validate_object_name, validate_prefix, validate_range
 from storage.s3_multipart import TRANSPORT_ERRORS as _TRANSPORT_ERRORS
-from storage.s3_multipart import PartSource, put_object
+from storage.s3_multipart import PartSource, SpareParts, put_object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 # S3 allows 10,000 parts and the size is unknown up front, so part_size caps the object size:
 # 8 MiB -> 78 GiB per item. Raise it for larger items (memory grows with it).
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
-DEFAULT_PARALLEL_UPLOADS = 2  # parts in flight; an upload holds this + 1 part buffers
+# parts in flight per upload, and spare part buffers per store: a lone upload sends this many
+# parts while it fills the next; concurrent ones share the spares
+DEFAULT_PARALLEL_UPLOADS = 2
 READ_SIZE = 1 << 20
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
@@ -63,6 +66,7 @@ class S3Store:
         self.bucket = bucket
         self.part_size = part_size
         self.parallel_uploads = parallel_uploads
+        self._spares = SpareParts(parallel_uploads, part_size)
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
             maxsize=parallel_uploads + 4,
@@ -94,7 +98,7 @@ class S3Store:
 
     def put(self, name: str, chunks: Iterable[bytes]) -> int:
         """Stream ``chunks`` into ``name`` (one ``PUT`` up to ``part_size``, else a multipart
-        upload through ``parallel_uploads + 1`` reused part buffers); return the object size.
+        upload from one part buffer of its own and the store's spares); return the object size.
 
         An exception from ``chunks`` aborts the upload and propagates unchanged.
 
@@ -105,7 +109,7 @@ class S3Store:
         validate_object_name(name)
         self._ensure_bucket()
         return put_object(self._client, self.bucket, name, PartSource(chunks),
-                          part_size=self.part_size, parallel=self.parallel_uploads)
+                          spares=self._spares, parallel=self.parallel_uploads)
 
     def get(self, name: str, offset: int = 0, length: int | None = None, *,
             piece_size: int | None = None) -> Iterator[bytes]:

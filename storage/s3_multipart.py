@@ -3,10 +3,14 @@
 The minio SDK's ``put_object`` cuts a stream of unknown length into parts by reading each part
 plus one byte, then joining and slicing: three fresh ``part_size`` byte strings per part, made
 and freed on several threads. With 8 MiB parts glibc serves them from its arenas, so a server
-with four uploads at once grew by ~240 MiB of RSS for ~130 MiB of live bytes (tracemalloc). Here
-each upload owns ``parallel + 1`` bytearrays for its whole life: one is filled from the chunk
-iterator (one copy per byte, as the join before it) while up to ``parallel`` are sent, each as
-a ``memoryview`` straight to the socket. Nothing else of part size is allocated.
+with four uploads at once grew by ~240 MiB of RSS for ~130 MiB of live bytes (tracemalloc).
+
+Here an upload fills one bytearray of its own from the chunk iterator (one copy per byte, as the
+join before it) and sends parts from it as ``memoryview``s straight to the socket. To keep up to
+``parallel`` parts in flight while the next one fills, it borrows more buffers from the store's
+``SpareParts`` without waiting -- when none is free it waits for its own oldest part and refills
+that buffer -- and returns them when it ends. So memory is one part per upload plus ``parallel``
+parts per store, however many uploads run at once; a lone upload runs at full parallelism.
 
 The SDK's request calls (``_create_multipart_upload``, ``_upload_part``,
 ``_complete_multipart_upload``, ``_abort_multipart_upload``, ``_put_object``) are private;
@@ -17,6 +21,7 @@ rather than an upload.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -85,6 +90,32 @@ class PartSource:
         return not self._pending and not self._pull()
 
 
+class SpareParts:
+    """Part buffers beyond each upload's own, shared by all uploads of one store and reused
+    (kept once made: at most ``count`` parts of memory while idle)."""
+
+    def __init__(self, count: int, part_size: int) -> None:
+        self.part_size = part_size
+        self._lock = threading.Lock()
+        self._free: list[bytearray] = []
+        self._unmade = count
+
+    def take(self) -> bytearray | None:
+        """A free buffer of ``part_size`` bytes, or None when all are lent (never waits)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            if not self._unmade:
+                return None
+            self._unmade -= 1
+        return bytearray(self.part_size)
+
+    def give(self, buffer: bytearray) -> None:
+        """Return a buffer from :meth:`take` once nothing uses it any more."""
+        with self._lock:
+            self._free.append(buffer)
+
+
 def _transport(what: str, call: Callable[[], _T]) -> _T:
     try:
         return call()
@@ -93,9 +124,10 @@ def _transport(what: str, call: Callable[[], _T]) -> _T:
 
 
 def put_object(client: Minio, bucket: str, name: str, source: PartSource, *,
-               part_size: int, parallel: int) -> int:
-    """Store everything ``source`` yields as ``name``: one ``PUT`` if it fits in one part, else a
-    multipart upload with ``parallel`` parts in flight while the next is filled. Return the size.
+               spares: SpareParts, parallel: int) -> int:
+    """Store everything ``source`` yields as ``name``: one ``PUT`` if it fits in one part of
+    ``spares.part_size``, else a multipart upload with up to ``parallel`` parts in flight while
+    the next is filled (as far as ``spares`` lends buffers). Return the size.
 
     Nothing is visible under ``name`` before the whole object is: a multipart upload is only
     completed after every part was acknowledged, and on any failure (the source's, the store's,
@@ -107,7 +139,7 @@ def put_object(client: Minio, bucket: str, name: str, source: PartSource, *,
         ValueError: the object would need more than ``MAX_PARTS`` parts (the upload is aborted).
         Exception: whatever ``source`` raises, unchanged (the upload is aborted).
     """
-    first = source.first_part(part_size)
+    first = source.first_part(spares.part_size)
     if source.exhausted():
         _transport(f"S3 put {name}", lambda: client._put_object(
             bucket, name, cast(bytes, first), {"Content-Type": _CONTENT_TYPE}))
@@ -115,7 +147,8 @@ def put_object(client: Minio, bucket: str, name: str, source: PartSource, *,
     upload_id = _transport(f"S3 put {name}", lambda: client._create_multipart_upload(
         bucket, name, {"Content-Type": _CONTENT_TYPE}))
     try:
-        parts = _MultipartSender(client, bucket, name, upload_id, parallel).send(first, source)
+        sender = _MultipartSender(client, bucket, name, upload_id, parallel)
+        parts = sender.send(first, source, spares)
         _transport(f"S3 put {name}", lambda: client._complete_multipart_upload(
             bucket, name, upload_id, parts))
     except BaseException:
@@ -128,7 +161,7 @@ def put_object(client: Minio, bucket: str, name: str, source: PartSource, *,
 
 
 class _MultipartSender:
-    """Sends the parts of one multipart upload from ``parallel + 1`` reused buffers."""
+    """Sends the parts of one multipart upload from its own buffer and borrowed spares."""
 
     def __init__(self, client: Minio, bucket: str, name: str, upload_id: str,
                  parallel: int) -> None:
@@ -140,11 +173,12 @@ class _MultipartSender:
             self._bucket, self._name, cast(bytes, body), None, self._upload_id, number))
         return Part(number, etag)
 
-    def send(self, first: bytearray, source: PartSource) -> list[Part]:
+    def send(self, first: bytearray, source: PartSource, spares: SpareParts) -> list[Part]:
         """Send ``first`` as part 1, then the rest of ``source`` in parts of ``len(first)``;
         return the parts in order once every one was acknowledged. Returns only after no part
-        is in flight."""
+        is in flight, with every borrowed buffer given back."""
         done: list[Part] = []
+        borrowed: list[bytearray] = []
         in_flight: deque[tuple[Future[Part], bytearray]] = deque()
         pool = ThreadPoolExecutor(self._parallel, thread_name_prefix="s3-part")
         buffer, size, number = first, len(first), 1
@@ -156,9 +190,11 @@ class _MultipartSender:
                     break
                 if number == MAX_PARTS:
                     raise ValueError(f"object exceeds {MAX_PARTS} parts of {len(buffer)} bytes")
-                if len(in_flight) <= self._parallel:
-                    buffer = bytearray(len(first))
-                else:  # every buffer is taken: reuse the oldest once its part is acknowledged
+                spare = spares.take() if len(in_flight) <= self._parallel else None
+                if spare is not None:
+                    buffer = spare
+                    borrowed.append(spare)
+                else:  # reuse this upload's oldest buffer once its part is acknowledged
                     future, buffer = in_flight.popleft()
                     done.append(future.result())
                 for future, _ in in_flight:  # a failed part stops the upload before more reads
@@ -173,4 +209,6 @@ class _MultipartSender:
             # on failure, parts still queued are dropped and those being sent are waited for,
             # so no request is using a buffer (or the upload) when the caller aborts
             pool.shutdown(wait=True, cancel_futures=True)
+            for spare in borrowed:
+                spares.give(spare)
 

@@ -16,7 +16,7 @@ from minio.datatypes import Part
 from storage import s3_multipart
 from storage.errors import BackendUnavailable
 from storage.s3 import MIN_PART_SIZE, S3Store
-from storage.s3_multipart import PartSource
+from storage.s3_multipart import PartSource, SpareParts
 from tests.support.seaweed import SeaweedS3
 
 PART = MIN_PART_SIZE  # 5 MiB, the smallest part S3 accepts
@@ -192,9 +192,9 @@ def test_too_many_parts_is_refused_and_aborted(seaweed: SeaweedS3, s3_bucket: st
 @pytest.mark.s3
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_memory_is_the_part_buffers(seaweed: SeaweedS3, s3_bucket: str, parallel: int) -> None:
-    """A 12-part upload allocates its ``parallel + 1`` part buffers and little else (the
-    source's 1 MiB pieces, two at a time): the SDK's put_object made three fresh part-sized
-    strings per part (a peak of ~3 parts at parallel 1, ~4 at parallel 2)."""
+    """A lone 12-part upload allocates its own part buffer and the store's ``parallel`` spares
+    and little else (the source's 1 MiB pieces, two at a time): the SDK's put_object made three
+    fresh part-sized strings per part (a peak of ~3 parts at parallel 1, ~4 at parallel 2)."""
     store = store_of(seaweed, s3_bucket, parallel)
     store.check()
     tracemalloc.start()
@@ -205,3 +205,48 @@ def test_memory_is_the_part_buffers(seaweed: SeaweedS3, s3_bucket: str, parallel
         tracemalloc.stop()
     assert peak < (parallel + 1) * PART + (3 << 20), peak / (1 << 20)
     assert store.size("items/ff/big") == 12 * PART
+
+
+@pytest.mark.s3
+def test_concurrent_uploads_share_the_stores_spares(seaweed: SeaweedS3, s3_bucket: str,
+                                                    client: Minio) -> None:
+    """Three uploads at once on a store with 2 spare buffers: memory is one part each plus the
+    two spares (not three each), every object is whole, and the spares come back."""
+    store = store_of(seaweed, s3_bucket, parallel=2)
+    store.check()
+    barrier = threading.Barrier(3)
+
+    def synchronised() -> Iterator[bytes]:
+        yield from pattern(PART)
+        barrier.wait(60)  # all three have their first part before any asks for a spare
+        yield from pattern(5 * PART)
+
+    tracemalloc.start()
+    try:
+        threads = [threading.Thread(target=store.put, args=(f"items/ab/c{i}", synchronised()))
+                   for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < (3 + 2) * PART + (6 << 20), peak / (1 << 20)
+    whole = expected(PART) + expected(5 * PART)
+    for i in range(3):
+        assert b"".join(store.get(f"items/ab/c{i}")) == whole
+    spares = store._spares
+    back = [spares.take(), spares.take()]
+    assert all(buffer is not None for buffer in back)  # both lent out and given back
+    assert spares.take() is None  # no third was ever made
+    assert open_uploads(client, s3_bucket) == []
+
+
+def test_spare_parts_are_lent_without_waiting_and_reused() -> None:
+    spares = SpareParts(2, 16)
+    first, second = spares.take(), spares.take()
+    assert first is not None and second is not None and len(first) == 16
+    assert spares.take() is None
+    spares.give(first)
+    assert spares.take() is first
