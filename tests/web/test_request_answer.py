@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import staleness_of
 
 from tests.client.harness import OWNER, RECIPIENT
 from tests.web.harness import Hub, axe_violations, new_browser, screenshot, sign_in, wait_for
@@ -46,7 +48,18 @@ def _file_request(browser: Any) -> str:
 
 
 def _state(browser: Any) -> str:
-    return str(browser.find_element(By.ID, "request-state").text)
+    try:
+        return str(browser.find_element(By.ID, "request-state").text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""  # between two pages
+
+
+def _submitted(browser: Any, button: str, what: str) -> None:
+    """Click ``button`` and wait until the page it leaves is gone and the next one is there."""
+    old = browser.find_element(By.ID, "request-state")
+    browser.find_element(By.ID, button).click()
+    wait_for(browser, lambda b: staleness_of(old)(b), f"{what} sent")
+    wait_for(browser, lambda b: b.find_elements(By.ID, "request-state"), f"back after {what}")
 
 
 def _history(browser: Any) -> list[str]:
@@ -57,8 +70,7 @@ def _history(browser: Any) -> list[str]:
 def _take(browser: Any, step: str, note: str | None = None) -> None:
     if note is not None:
         browser.find_element(By.ID, f"note-{step}").send_keys(note)
-    browser.find_element(By.ID, f"do-{step}").click()
-    wait_for(browser, lambda b: b.find_elements(By.ID, "request-state"), f"back after {step}")
+    _submitted(browser, f"do-{step}", step)
 
 
 def _post(hub: Hub, browser: Any, path: str, fields: dict[str, str],
@@ -152,8 +164,7 @@ def test_de_answers_an_incoming_request_in_the_browser(hub: Hub, browsers: list[
     anna.find_element(By.ID, "seal").click()
     wait_for(anna, lambda b: b.find_elements(By.ID, "manifest-hash"), "sealed")
     anna.get(hub.url + page)
-    anna.find_element(By.ID, "deliver").click()
-    wait_for(anna, lambda b: b.find_elements(By.ID, "deliveries"), "delivered")
+    _submitted(anna, "deliver", "the delivery")
     assert package in anna.find_element(By.ID, "deliveries").text
     assert "request.delivered" in _history(anna)
     _take(anna, "fulfil", "Subscriber data delivered.")

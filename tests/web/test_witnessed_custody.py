@@ -182,7 +182,9 @@ def test_witness_policy_pinned_in_the_browser(witnessed: Witnessed,
         # 2 of 3 with one witness: W2 stops; what is recorded after is cosigned by W1 alone.
         witnessed.witnesses[1].stop()
         _pin_policy(olga, good)
-        wait_for(olga, lambda b: _state(b) == ("not-witnessed", "not-met"),
+        # The page was not witnessed before too: wait for the verdict under the new policy.
+        wait_for(olga, lambda b: _state(b) == ("not-witnessed", "not-met") and "(policy: 2 of"
+                 in b.find_element(By.ID, "witness-state").text,
                  "a quorum of two with one witness", seconds=NOT_WITNESSED_WAIT_S)
         text = olga.find_element(By.ID, "witness-state").text
         assert "is cosigned by W1 at " in text and "W2 at" not in text, text
