@@ -128,6 +128,33 @@ def test_database_gone_fails_closed_then_recovers(postgres_url: str, pg_server_u
         ledger.close()
 
 
+def test_a_batch_that_did_not_commit_leaves_no_package_head_behind(
+        sqlite_url: str, log_key: Ed25519PrivateKey) -> None:
+    """The writer's package-head cache is updated in place while a batch is sequenced; a batch
+    the database refused must not leave its heads there (SQLite has no guard that would catch a
+    wrong ``package_prev``)."""
+    ledger = Ledger(make_engine(sqlite_url), log_key, origin=ORIGIN, owns_engine=True)
+    try:
+        first = ledger.append(event(0, package="pkg-a"))
+        engine = make_engine(sqlite_url)
+        with engine.begin() as conn:  # the database refuses exactly the next entry
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON ledger_entries "
+                "WHEN NEW.canonical LIKE '%\"n\":1}%' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        with pytest.raises(LedgerUnavailable):
+            ledger.append(event(1, package="pkg-a"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_one")
+        engine.dispose()
+        after = ledger.append(event(2, package="pkg-a"))
+        assert after.index == 1
+        assert after.entry.package_prev == first.leaf_hash.hex()
+        assert after.entry.prev == first.leaf_hash.hex()
+        assert verify(export_bytes(ledger), ledger).entry_count == 2
+    finally:
+        ledger.close()
+
+
 def test_threads_share_group_commits_in_one_linear_log(ledger: Ledger) -> None:
     results: list[int] = []
     lock = threading.Lock()
