@@ -8,6 +8,7 @@ import { equal, keySlot, leafHash, parseKey, rootFromInclusion, verifyCheckpoint
 import { fromHex, hex, messages } from "./sha256.js";
 import { describeQuorum, parsePolicy, policySlot, witnessedCheckpoint } from "./witness.js";
 import { cosigners, saying, setUpPins, showWitness } from "./pins.js";
+import { Problem } from "./problem.js";
 
 const root = document.getElementById("custody");
 const t = messages(root);
@@ -101,9 +102,9 @@ async function verify() {
   } else {
     try {
       checkpoint = await verifyCheckpoint(record.checkpoint, parseKey(pinned));
-      if (checkpoint.size !== record.tree_size) throw new Error("the tree size differs from the checkpoint's");
+      if (checkpoint.size !== record.tree_size) throw new Problem("custody.err.tree_size");
     } catch (error) {
-      failure = error.message;
+      failure = say(error);
       checkpoint = null;
     }
   }
@@ -117,18 +118,18 @@ async function verify() {
     let reason = null, leaf = null;
     try {
       leaf = await leafHash(entry);
-      if (hex(leaf) !== proven.leaf_hash) reason = "the entry's hash is not the one recorded";
-      else if (entry.index !== proven.index) reason = "the entry is not at its index";
-      else if (entry.package !== packageId) reason = "the entry is about another package";
-      else if ((position === 0 ? null : previous) !== entry.package_prev) reason = "the package chain is broken here";
+      if (hex(leaf) !== proven.leaf_hash) reason = t("custody.err.entry_hash");
+      else if (entry.index !== proven.index) reason = t("custody.err.entry_index");
+      else if (entry.package !== packageId) reason = t("custody.err.entry_package");
+      else if ((position === 0 ? null : previous) !== entry.package_prev) reason = t("custody.err.package_chain");
       else if (!checkpoint) reason = failure;
       else {
         const computed = await rootFromInclusion(entry.index, checkpoint.size, leaf, proven.inclusion_proof.map(fromHex));
-        if (!computed || !equal(computed, checkpoint.root)) reason = "the inclusion proof does not lead to the signed checkpoint";
+        if (!computed || !equal(computed, checkpoint.root)) reason = t("custody.err.inclusion");
         else if (witnessed.failure) reason = witnessed.failure;
       }
     } catch (error) {
-      reason = error.message;
+      reason = say(error);
     }
     // The next entry must link to this one as recorded: a tampered entry fails on its own
     // hash, and an entry left out breaks the link of the one after it.

@@ -8,6 +8,7 @@ import { RunningRoot, equal, keySlot, leafHash, parseKey, verifyCheckpoint } fro
 import { hex, messages } from "./sha256.js";
 import { describeQuorum, parsePolicy, policySlot, verifyUnderPolicy } from "./witness.js";
 import { cosigners, saying, setUpPins, showWitness } from "./pins.js";
+import { Problem } from "./problem.js";
 
 const root = document.getElementById("ledger");
 const t = messages(root);
@@ -27,9 +28,9 @@ async function* lines(response) {
       yield pending.slice(0, cut);
       pending = pending.slice(cut + 1);
     }
-    if (pending.length > MAX_LINE) throw new Error("a line is too long");
+    if (pending.length > MAX_LINE) throw new Problem("custody.err.line_too_long");
   }
-  if (pending) throw new Error("the export does not end with a newline");
+  if (pending) throw new Problem("custody.err.no_final_newline");
 }
 
 function show(entry, reason, unwitnessed) {
@@ -75,7 +76,7 @@ async function verify() {
     if (!response.ok) throw new Error((await response.json()).detail);
     let first = true;
     for await (const line of lines(response)) {
-      if (ended) throw new Error("content after the checkpoint");
+      if (ended) throw new Problem("custody.err.after_checkpoint");
       const value = JSON.parse(line);
       if (first) { first = false; continue; } // the header
       if ("checkpoint" in value) {
@@ -94,10 +95,10 @@ async function verify() {
       const entry = value.entry;
       const leaf = await leafHash(entry);
       let reason = null;
-      if (entry.index !== count) reason = "the entry is not at its index";
-      else if (hex(leaf) !== value.leaf_hash) reason = "the entry's hash is not the one recorded";
-      else if (entry.prev !== previous) reason = "the hash chain is broken here";
-      else if (entry.package !== null && (lastOfPackage.get(entry.package) ?? null) !== entry.package_prev) reason = "the package chain is broken here";
+      if (entry.index !== count) reason = t("custody.err.entry_index");
+      else if (hex(leaf) !== value.leaf_hash) reason = t("custody.err.entry_hash");
+      else if (entry.prev !== previous) reason = t("custody.err.hash_chain");
+      else if (entry.package !== null && (lastOfPackage.get(entry.package) ?? null) !== entry.package_prev) reason = t("custody.err.package_chain");
       if (reason) failures.push(`${count}: ${reason}`);
       if (entry.package !== null) lastOfPackage.set(entry.package, hex(leaf));
       previous = hex(leaf);
@@ -106,9 +107,9 @@ async function verify() {
       if (shown.length > SHOWN) shown.shift();
       count += 1;
     }
-    if (!checkpoint) throw new Error("the export has no checkpoint");
-    if (checkpoint.size !== count) throw new Error(`the checkpoint covers ${checkpoint.size} entries, the export has ${count}`);
-    if (!equal(await running.root(), checkpoint.root)) throw new Error("the root over the entries is not the signed root");
+    if (!checkpoint) throw new Problem("custody.err.no_checkpoint");
+    if (checkpoint.size !== count) throw new Problem("custody.err.export_size", { size: checkpoint.size, count });
+    if (!equal(await running.root(), checkpoint.root)) throw new Problem("custody.err.root");
   } catch (error) {
     failures.push(say(error)); // after the entries that failed before it
     if (policyText && !judged) showWitness("failed", t("custody.witness.failed", { reason: say(error) }));

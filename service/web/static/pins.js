@@ -33,7 +33,7 @@ export function setUpPins(t, verify) {
     try {
       parseKey(text);
     } catch (error) {
-      keyState.textContent = t("custody.checkpoint.bad", { reason: error.message });
+      keyState.textContent = t("custody.checkpoint.bad", { reason: say(error) });
       keyState.className = "bad";
       return;
     }

@@ -1,5 +1,6 @@
 // Incremental SHA-256 (FIPS 180-4). WebCrypto's digest() takes the whole input at once; an
 // item of several GiB is hashed here block by block while it is read or sent.
+import { Problem } from "./problem.js";
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
   0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -83,7 +84,7 @@ export class Sha256 {
 export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 export const base64 = (bytes) => btoa(String.fromCharCode(...bytes));
 export const fromHex = (text) => {
-  if (!/^([0-9a-f]{2})*$/.test(text)) throw new Error("not hex");
+  if (!/^([0-9a-f]{2})*$/.test(text)) throw new Problem("custody.err.not_hex");
   const out = new Uint8Array(text.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(2 * i, 2), 16);
   return out;

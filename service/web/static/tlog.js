@@ -3,6 +3,7 @@
 // notes checked with WebCrypto Ed25519 against the key the auditor pinned.
 import { canonical } from "./canonical.js";
 import { fromBase64, hex, sha256 } from "./sha256.js";
+import { Problem } from "./problem.js";
 
 export const keySlot = `evx.pinned-log-key:${location.origin}`;
 const encoder = new TextEncoder();
@@ -39,10 +40,10 @@ export async function rootFromInclusion(index, size, leaf, proof) {
 
 export function parseKey(text) {
   const first = text.indexOf("+"), second = text.indexOf("+", first + 1);
-  if (first < 1 || second < 0) throw new Error("not a verifier key (name+id+key)");
+  if (first < 1 || second < 0) throw new Problem("custody.err.not_key");
   const name = text.slice(0, first), id = text.slice(first + 1, second);
   const raw = fromBase64(text.slice(second + 1));
-  if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 verifier key");
+  if (!/^[0-9a-f]{8}$/.test(id) || raw.length !== 33 || raw[0] !== 1) throw new Problem("custody.err.not_ed25519_key");
   return { name, id, pub: raw.slice(1) };
 }
 
@@ -53,21 +54,21 @@ const MAX_SIGNATURES = 100; // as Go's note.Open
 // not verified: [{name, id (8 hex digits), raw (the bytes after the key id)}]. Two lines with
 // the same name and key id make the note malformed (as Go's note.Open).
 export function parseNote(note) {
-  if (note.length > MAX_NOTE_BYTES) throw new Error("the note is too large");
+  if (note.length > MAX_NOTE_BYTES) throw new Problem("custody.err.note_too_large");
   const split = note.lastIndexOf("\n\n");
-  if (split < 0 || !note.endsWith("\n")) throw new Error("not a signed note");
+  if (split < 0 || !note.endsWith("\n")) throw new Problem("custody.err.not_note");
   const body = note.slice(0, split + 1);
   const lines = note.slice(split + 2, -1).split("\n");
-  if (lines.length > MAX_SIGNATURES) throw new Error("too many signature lines");
+  if (lines.length > MAX_SIGNATURES) throw new Problem("custody.err.too_many_signatures");
   const signatures = [];
   const seen = new Set();
   for (const line of lines) {
     const match = /^\u2014 (\S+) (\S+)$/.exec(line);
-    if (!match) throw new Error("malformed signature line");
+    if (!match) throw new Problem("custody.err.signature_line");
     const raw = strictBase64(match[2]);
-    if (raw.length < 5) throw new Error("malformed signature");
+    if (raw.length < 5) throw new Problem("custody.err.signature");
     const id = hex(raw.slice(0, 4));
-    if (seen.has(`${match[1]} ${id}`)) throw new Error("duplicate signature");
+    if (seen.has(`${match[1]} ${id}`)) throw new Problem("custody.err.duplicate_signature");
     seen.add(`${match[1]} ${id}`);
     signatures.push({ name: match[1], id, raw: raw.slice(4) });
   }
@@ -76,7 +77,7 @@ export function parseNote(note) {
 
 // Base64 with padding, nothing else (atob alone also takes spaces and missing padding).
 export function strictBase64(text) {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new Error("not base64");
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new Problem("custody.err.not_base64");
   return fromBase64(text);
 }
 
@@ -84,18 +85,18 @@ export function strictBase64(text) {
 // parseKey returns it); every line by that key must verify.
 export async function verifyNote(note, key) {
   const computedId = hex((await sha256(concat(encoder.encode(key.name), new Uint8Array([10, 1]), key.pub))).slice(0, 4));
-  if (computedId !== key.id) throw new Error("the pinned key's id does not match its key");
+  if (computedId !== key.id) throw new Problem("custody.err.key_id");
   const { body, signatures } = parseNote(note);
   const publicKey = await crypto.subtle.importKey("raw", key.pub, { name: "Ed25519" }, false, ["verify"]);
   let verified = 0;
   for (const { name, id, raw } of signatures) {
     if (name !== key.name || id !== key.id) continue; // a witness or another key
-    if (raw.length !== 64) throw new Error("malformed signature");
+    if (raw.length !== 64) throw new Problem("custody.err.signature");
     const ok = await crypto.subtle.verify({ name: "Ed25519" }, publicKey, raw, encoder.encode(body));
-    if (!ok) throw new Error("the checkpoint signature does not verify with the pinned key");
+    if (!ok) throw new Problem("custody.err.bad_signature");
     verified += 1;
   }
-  if (!verified) throw new Error("the checkpoint is not signed by the pinned key");
+  if (!verified) throw new Problem("custody.err.unsigned");
   return body;
 }
 
@@ -103,10 +104,10 @@ export async function verifyNote(note, key) {
 export async function verifyCheckpoint(note, key) {
   const body = await verifyNote(note, key);
   const [origin, size, rootText] = body.split("\n");
-  if (origin !== key.name) throw new Error("the checkpoint is for another log");
-  if (!/^(0|[1-9][0-9]*)$/.test(size) || !Number.isSafeInteger(Number(size))) throw new Error("malformed tree size");
+  if (origin !== key.name) throw new Problem("custody.err.other_log");
+  if (!/^(0|[1-9][0-9]*)$/.test(size) || !Number.isSafeInteger(Number(size))) throw new Problem("custody.err.tree_size_format");
   const treeRoot = strictBase64(rootText ?? "");
-  if (treeRoot.length !== 32) throw new Error("malformed root");
+  if (treeRoot.length !== 32) throw new Problem("custody.err.root_format");
   return { size: Number(size), root: treeRoot, body };
 }
 

@@ -5,6 +5,9 @@
 // key)[:4], as custody/cosignature.py). Errors carry a catalogue key and its values.
 import { concat, equal, parseNote, strictBase64, verifyCheckpoint, verifyConsistency } from "./tlog.js";
 import { fromHex, hex, sha256 } from "./sha256.js";
+import { Problem } from "./problem.js";
+
+export { Problem };
 
 export const policySlot = `evx.pinned-policy:${location.origin}`;
 export const MAX_POLICY_BYTES = 64 * 1024; // a policy names a few dozen keys: bound what we parse
@@ -13,14 +16,6 @@ const MAX_TIMESTAMP = 2n ** 63n - 1n; // tlog-cosignature: a timestamp MUST NOT 
 const ALG_NOTE = 0x01, ALG_COSIGNATURE = 0x04;
 const NONE = "none";
 const encoder = new TextEncoder();
-
-export class Problem extends Error {
-  constructor(key, values = {}) {
-    super(key);
-    this.key = key;
-    this.values = values;
-  }
-}
 
 const validName = (name) => name.length > 0 && !name.includes("+") && !/\s/.test(name);
 
