@@ -8,12 +8,19 @@ committed -- or with the exception that made it fail. Callers arriving meanwhile
 queue and block; when the leader is done it promotes the first of them, which commits everything
 queued by then as the next batch. So an idle ledger costs no thread hand-off at all, and under
 load the cost of a durable commit is shared instead of paid once per entry.
+
+A leader may *gather* for a bounded moment before it takes the batch: when the callers of the
+batch just committed are not queued again yet, it waits for them -- at most ``GATHER_FRACTION`` of
+the last commit's duration and never more than ``MAX_GATHER_SECONDS`` -- so that closed-loop
+writers do not settle into half-size batches that alternate (4 writers committing as two pairs:
+two commits where one would do). A lone writer never waits: its previous batch was its own.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,10 +32,17 @@ from service.ledger.errors import LedgerUnavailable
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Longest a leader gathers callers it expects back before committing (seconds).
+MAX_GATHER_SECONDS = 0.001
+#: ... and at most this fraction of the last commit's duration: the commit latency a gather may
+#: add is bounded by the commits it saves, on a fast disk and a slow one alike.
+GATHER_FRACTION = 0.25
+
 
 @dataclass
 class _Request(Generic[T, R]):
     items: Sequence[T]
+    thread: int = field(default_factory=threading.get_ident)
     # Set when the request is finished (results or error) or promoted to lead the next batch.
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
@@ -58,6 +72,10 @@ class GroupCommitter(Generic[T, R]):
     def _reset_state(self) -> None:
         self._mutex = threading.Lock()  # guards the queue, the leader flag and closing
         self._idle = threading.Condition(self._mutex)  # no leader: the queue is empty
+        self._arrived = threading.Condition(self._mutex)  # a gathering leader is waiting
+        self._gathering = False
+        self._last_threads: frozenset[int] = frozenset()  # callers of the last batch
+        self._last_commit_seconds = 0.0
         self._queue: deque[_Request[T, R]] = deque()
         self._leading = False
         self._closed = False
@@ -84,6 +102,8 @@ class GroupCommitter(Generic[T, R]):
             # finds none is alone in the queue and leads.
             request.lead = not self._leading
             self._leading = True
+            if self._gathering:
+                self._arrived.notify()
         if not request.lead:
             request.wake.wait()
         if request.lead:
@@ -92,6 +112,24 @@ class GroupCommitter(Generic[T, R]):
             raise request.error
         assert request.results is not None
         return request.results
+
+    def _gather(self) -> None:
+        """Wait (mutex held) a bounded moment for the last batch's callers to queue again."""
+        wait = min(MAX_GATHER_SECONDS, GATHER_FRACTION * self._last_commit_seconds)
+        if wait <= 0:
+            return
+        deadline = time.perf_counter() + wait
+        self._gathering = True
+        try:
+            # A lone writer never waits: its last batch was its own, and it is queued.
+            while (self._last_threads - {r.thread for r in self._queue}
+                   and sum(len(r.items) for r in self._queue) < self._max_batch):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return
+                self._arrived.wait(remaining)
+        finally:
+            self._gathering = False
 
     def close(self) -> None:
         """Refuse new submissions and wait until the batches already queued are committed."""
@@ -103,6 +141,7 @@ class GroupCommitter(Generic[T, R]):
     def _lead(self) -> None:
         """Commit the next batch (its first request is the caller's), then hand over."""
         with self._mutex:
+            self._gather()
             batch = [self._queue.popleft()]
             count = len(batch[0].items)
             while self._queue and count + len(self._queue[0].items) <= self._max_batch:
@@ -110,6 +149,7 @@ class GroupCommitter(Generic[T, R]):
                 batch.append(request)
                 count += len(request.items)
         items = [item for request in batch for item in request.items]
+        started = time.perf_counter()
         try:
             results = self._commit(items)
             if len(results) != len(items):
@@ -128,6 +168,8 @@ class GroupCommitter(Generic[T, R]):
             # Whatever happened to this batch, the next one must get a leader: the first caller
             # that queued meanwhile, or nobody (then the next submit leads).
             with self._mutex:
+                self._last_commit_seconds = time.perf_counter() - started
+                self._last_threads = frozenset(request.thread for request in batch)
                 successor = self._queue[0] if self._queue else None
                 if successor is None:
                     self._leading = False
