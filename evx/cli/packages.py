@@ -354,18 +354,27 @@ def _witnessed_after_download(api: Api, policy_file: Path | None) -> tuple[dict[
 def verify_dir(
     directory: Path = typer.Argument(..., metavar="DIR",
                                      help="A folder evx download wrote (its -o)."),
+    log_key: str | None = typer.Option(
+        None, "--log-key", envvar="EVX_LOG_KEY", metavar="KEY",
+        help="The hub's log key (name+hex+base64, or a file holding it) to verify the custody "
+             "record under; default: the key this machine pinned for the record's server."),
     as_json: bool = JSON,
 ) -> None:
     """Re-check a received folder offline against its download record.
 
     Every file's SHA-256 and size, every link's target, every directory; the manifest hash;
-    the custody record against the log key it was verified with; that the ledger's uploads are
-    what is here; and nothing extra. Exit 1 on any difference."""
-    from evx.client.download_record import verify_folder
+    the custody record under the log key this machine trusts for its server (the record's own
+    key is only the recorder's word); that the ledger's uploads are what is here; and nothing
+    extra. Exit 1 on any difference."""
+    from evx.cli.options import parse_log_key
+    from evx.client.download_record import TrustedKeys, verify_folder
     from evx.client.errors import IntegrityFailure
+    from evx.client.state import default_state_dir
 
     output = Output(as_json=as_json)
-    report = verify_folder(directory)
+    trusted = TrustedKeys(given=parse_log_key(log_key) if log_key else None,
+                          state_dir=default_state_dir())
+    report = verify_folder(directory, trusted)
     if report.problems:
         for problem in report.problems:
             output.note(escape(f"{problem['problem']}: {problem['detail']}"))
@@ -373,10 +382,19 @@ def verify_dir(
             f"{directory} does NOT match its download record: {len(report.problems)} "
             f"difference(s) in {report.checked} item(s)", slug="folder-changed",
             details={"problems": report.problems[:100], "packages": report.packages})
+    for package in report.unpinned():
+        key = report.log_keys[package]
+        output.warn(escape(
+            f"warning: the custody record of {package} was verified under the log key it "
+            f"carries ({key['key']}); this machine has no key pinned for "
+            f"{key['server'] or 'its server'}: compare that key with the one the hub's operator "
+            f"published, or pass --log-key"))
+    sources = sorted({key["source"] for key in report.log_keys.values()})
     output.result(report.to_json(), escape(
         f"VERIFIED {report.checked} item(s) of {', '.join(report.packages)} in {directory}: "
         f"bytes, names, links and directories as received; custody record "
-        f"({report.custody_entries} entries) verified offline"))
+        f"({report.custody_entries} entries) verified offline under the "
+        f"{' / '.join(sources)} log key"))
 
 
 # -- package state ---------------------------------------------------------------------------

@@ -11,7 +11,15 @@
 
 ``evx verify DIR`` checks the folder against its records months later, without the server:
 every file's bytes, every link's target, every directory; the manifest hash; the custody
-record against the log key; and that what the ledger says was uploaded is what is here.
+record; and that what the ledger says was uploaded is what is here.
+
+The custody record carries the log key it was verified with. That key is the recorder's word
+only: a folder the hub assembled (``GET /v1/packages/{id}/archive``) carries the hub's own key,
+and a hub that forged a whole record would sign it with a key of its own. So the record is
+verified under the key this machine trusts for the record's server -- given for the run, or
+pinned by ``evx trust log`` / first use -- and a record under any other key is a difference.
+Only where this machine trusts no key for that server is the recorded key used, and the report
+says so (``log_key_source`` "record"), for the key to be compared out of band.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from custody.note import VerifierKey
 from evx.client.errors import IntegrityFailure, UsageError
@@ -45,13 +53,47 @@ class FolderReport:
     checked: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
     custody_entries: int = 0
+    #: per package: the log key its custody record was verified under, and where it came from
+    log_keys: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def problem(self, what: str, name: str, detail: str) -> None:
         self.problems.append({"problem": what, "item": name, "detail": detail})
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": not self.problems, "packages": self.packages, "items_checked": self.checked,
-                "custody_entries_verified": self.custody_entries, "problems": self.problems}
+                "custody_entries_verified": self.custody_entries, "log_keys": self.log_keys,
+                "problems": self.problems}
+
+    def unpinned(self) -> list[str]:
+        """The packages whose custody was verified only under the key their record carries."""
+        return [pkg for pkg, key in self.log_keys.items() if key["source"] == "record"]
+
+
+KeySource = Literal["given", "pinned", "record"]
+
+
+@dataclass(frozen=True)
+class TrustedKeys:
+    """Where ``evx verify`` takes the log key of a record's server from: the key given for the
+    run (``--log-key`` / ``EVX_LOG_KEY``), else what this machine pinned for that server."""
+
+    given: VerifierKey | None = None
+    state_dir: Path | None = None
+
+    def for_server(self, server: object) -> tuple[VerifierKey, KeySource] | None:
+        """The trusted key for ``server`` (a record's ``server`` field), if any.
+
+        Raises:
+            UsageError: The pin file for that server exists but is unreadable.
+        """
+        if self.given is not None:
+            return self.given, "given"
+        if self.state_dir is None or not isinstance(server, str) or not server:
+            return None
+        from evx.client.state import TrustState
+
+        pinned = TrustState(self.state_dir, server).pinned_key()
+        return (pinned, "pinned") if pinned is not None else None
 
 
 def _hash_fd(fd: int) -> tuple[str, int]:
@@ -106,13 +148,22 @@ def _check_item(out: OutputFolder, item: dict[str, Any], report: FolderReport) -
 
 
 def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str, Any],
-                   report: FolderReport) -> None:
+                   trusted: TrustedKeys, report: FolderReport) -> None:
     from evx.client.trust import verify_custody_pages
 
     try:
-        key = VerifierKey.parse(custody["log_key"])
+        recorded = VerifierKey.parse(custody["log_key"])
     except Exception as exc:  # noqa: BLE001 - any unreadable key is a failed check
         report.problem("custody", package_id, f"the recorded log key is unusable: {exc}")
+        return
+    found = trusted.for_server(manifest.get("server"))
+    key, source = found if found is not None else (recorded, "record")
+    report.log_keys[package_id] = {"key": str(key), "source": source,
+                                   "server": str(manifest.get("server") or "")}
+    if key != recorded:
+        report.problem("custody", package_id, f"the custody record is under the log key "
+                       f"{recorded.name}+{recorded.key_id:08x}, not the {source} key "
+                       f"{key.name}+{key.key_id:08x} of {manifest.get('server')}")
         return
     pages = custody.get("pages") or []
     try:
@@ -125,8 +176,8 @@ def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str,
                 if e.action == "item.uploaded" and e.outcome == "allowed" and e.item}
     sealed = [e.details.get("manifest_sha256") for e in entries
               if e.action == "package.sealed" and e.outcome == "allowed"]
-    recorded = manifest.get("sealed_manifest_sha256")
-    if recorded is not None and sealed != [recorded]:
+    at_seal = manifest.get("sealed_manifest_sha256")
+    if at_seal is not None and sealed != [at_seal]:
         report.problem("custody", package_id, "the manifest recorded at seal is not the one in "
                        "the custody record")
     for item in manifest["items"]:
@@ -136,8 +187,9 @@ def _check_custody(package_id: str, custody: dict[str, Any], manifest: dict[str,
                            "item with this SHA-256")
 
 
-def verify_folder(root: Path) -> FolderReport:
-    """Check a received folder against its download records, offline.
+def verify_folder(root: Path, trusted: TrustedKeys | None = None) -> FolderReport:
+    """Check a received folder against its download records, offline; each custody record
+    under the key ``trusted`` gives for its server (see the module's docstring).
 
     Raises:
         UsageError: ``root`` holds no download record.
@@ -178,7 +230,7 @@ def verify_folder(root: Path) -> FolderReport:
                 parts = local.split(b"/")
                 expected.update(b"/".join(parts[:i]) for i in range(1, len(parts)))
                 _check_item(out, item, report)
-            _check_custody(package_id, custody, manifest, report)
+            _check_custody(package_id, custody, manifest, trusted or TrustedKeys(), report)
         for extra in _extra_paths(out, expected):
             report.problem("extra", encode_bytes(extra),
                            f"{out.shown(tuple(extra.split(b'/')))} is not in any download "

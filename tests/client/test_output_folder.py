@@ -159,6 +159,62 @@ def test_download_record_sha256sums_verify_and_receipt(world: World, tmp_path: P
     assert {p["problem"] for p in json.loads(tampered.stdout)["problems"]} == {"custody"}
 
 
+def test_verify_takes_the_pinned_log_key_not_the_records(world: World, tmp_path: Path) -> None:
+    """A record re-signed under a key of the recorder's own (what a hub forging a folder would
+    do) verifies only under that key: evx verify refuses it where this machine pinned the hub's
+    key or was given it, and says it trusted the record's own key where it has neither."""
+    from custody.note import Signer, parse_note, sign_note
+
+    package = _shared(world, tmp_path)
+    fr = world.recipient
+    out = tmp_path / "dl"
+    fr.json("download", package, "-o", str(out))
+    record = out / ".evx" / package / "custody.json"
+    genuine = json.loads(record.read_text())
+    real_key = genuine["log_key"]
+    forger = Signer.generate(real_key.split("+", 1)[0])  # the same name, another key
+    forged = {**genuine, "log_key": str(forger.verifier_key), "pages": [
+        {**page, "verifier_key": str(forger.verifier_key),
+         "checkpoint": sign_note(parse_note(page["checkpoint"]).text, forger)}
+        for page in genuine["pages"]]}
+    record.write_text(json.dumps(forged))
+    offline = {"EVX_URL": "http://127.0.0.1:9"}
+    unpinned = {**offline, "EVX_STATE_DIR": str(tmp_path / "fresh-state")}
+
+    def verify(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*_evx(), "verify", str(out), *args], capture_output=True,
+                              text=True, env={**fr.env(), **env})
+
+    # fr's machine pinned the hub's key when it downloaded: the forged record is a difference.
+    pinned = verify(offline, "--json")
+    assert pinned.returncode == 1, pinned.stderr
+    problems = json.loads(pinned.stdout)["problems"]
+    assert [p["problem"] for p in problems] == ["custody"]
+    assert f"not the pinned key {real_key.split('+')[0]}+{real_key.split('+')[1]}" in (
+        problems[0]["detail"])
+    # The key given for the run, on a machine with nothing pinned: refused too.
+    given = verify(unpinned, "--json", "--log-key", real_key)
+    assert given.returncode == 1
+    assert [p["problem"] for p in json.loads(given.stdout)["problems"]] == ["custody"]
+    # Nothing pinned, nothing given: only the record's own key is there, and evx verify says so.
+    alone = verify(unpinned, "--json")
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["log_keys"][package] == {
+        "key": str(forger.verifier_key), "source": "record", "server": fr.env()["EVX_URL"]}
+    shown = verify(unpinned)
+    assert shown.returncode == 0
+    assert "this machine has no key pinned for" in shown.stderr
+    assert "under the record log key" in shown.stdout
+
+    # The genuine record under the given and the pinned key.
+    record.write_text(json.dumps(genuine))
+    for env, args, source in ((unpinned, ["--log-key", real_key], "given"),
+                              (offline, [], "pinned")):
+        good = verify(env, "--json", *args)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert json.loads(good.stdout)["log_keys"][package]["source"] == source
+
+
 def _evx() -> list[str]:
     from tests.client.harness import EVX
 
