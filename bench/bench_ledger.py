@@ -89,27 +89,60 @@ def run_threads(writers: int, seconds: float, work: Callable[[int, int], None]) 
 def side_by_side(url: str, ledger: Ledger, writers: int, seconds: float, row_bytes: int,
                  slices: int = SLICES, event: Callable[[int], Event] = make_event,
                  ) -> tuple[float, float, float]:
-    """Plain rows/s, ledger appends/s and mean entries per ledger commit at ``writers``.
+    """Plain rows/s (through a SQLAlchemy pool, see :func:`alternate`), ledger appends/s and
+    mean entries per ledger commit at ``writers``."""
+    rates, batch = alternate(url, ledger, writers, seconds, row_bytes, slices, event,
+                             peers=("pool",))
+    return rates["pool"], rates["ledger"], batch
 
-    "Plain" is single-row INSERT + COMMIT (synchronous commit) of ``row_bytes`` rows. The two are
-    run in alternating slices, ``seconds`` in total each, so that the host's drifting load and
-    commit-flush latency weigh on both alike. ``event(n)`` makes the n-th appended event.
+
+def alternate(url: str, ledger: Ledger, writers: int, seconds: float, row_bytes: int,
+              slices: int = SLICES, event: Callable[[int], Event] = make_event,
+              peers: tuple[str, ...] = ("held", "pool"),
+              ) -> tuple[dict[str, float], float]:
+    """Rows/s of each plain peer and of the ledger ("ledger"), and mean entries per ledger
+    commit, at ``writers``.
+
+    The plain peers write single ``row_bytes`` rows, INSERT + COMMIT (synchronous commit):
+    "held" on one psycopg connection held by each writer (the leanest peer: 2 round trips),
+    "pool" through a SQLAlchemy engine as the service's own (pool pre-ping, BEGIN, INSERT,
+    COMMIT: 4). They and the ledger run in alternating slices, ``seconds`` in total each, so
+    that the host's drifting load and commit-flush latency weigh on all alike. ``event(n)``
+    makes the n-th appended event.
     """
+    import psycopg
+
     engine = make_engine(url, pool_size=writers + 2)
+    dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    held = [psycopg.connect(dsn) for _ in range(writers)] if "held" in peers else []
     payload = "x" * row_bytes
     table = sa.table("bench_plain", sa.column("payload"))
-    plain = appended = 0
+
+    def held_insert(w: int, n: int) -> None:
+        held[w].execute("INSERT INTO bench_plain (payload) VALUES (%s)", (payload,))
+        held[w].commit()
+
+    def append(w: int, n: int) -> None:
+        ledger.append(event(w * 10**6 + n))
+
+    work: dict[str, Callable[[int, int], None]] = {
+        "held": held_insert,
+        "pool": lambda w, n: _insert_one(engine, table, payload),
+        "ledger": append}
+    done = dict.fromkeys((*peers, "ledger"), 0)
     batches0, items0 = ledger.append_stats
     try:
         for _ in range(slices):
-            plain += run_threads(writers, seconds / slices,
-                                 lambda w, n: _insert_one(engine, table, payload))
-            appended += run_threads(writers, seconds / slices,
-                                    lambda w, n: ledger.append(event(w * 10**6 + n)))
+            for name in done:
+                done[name] += run_threads(writers, seconds / slices, work[name])
     finally:
         engine.dispose()
+        for conn in held:
+            conn.close()
     batches, items = ledger.append_stats
-    return plain / seconds, appended / seconds, (items - items0) / max(1, batches - batches0)
+    return ({name: count / seconds for name, count in done.items()},
+            (items - items0) / max(1, batches - batches0))
 
 
 def _insert_one(engine: sa.Engine, table: sa.TableClause, payload: str) -> None:
@@ -181,17 +214,23 @@ def main() -> None:
             row_bytes = len(sample.entry.canonical_bytes()) + 32 + 60  # + hash + index columns
             print(f"PostgreSQL append throughput, synchronous_commit=on, {args.seconds:g}s per "
                   f"cell in {SLICES} alternating slices, entry row ~{row_bytes} bytes")
-            print(f"{'writers':>7} {'plain INSERT+COMMIT/s':>22} {'ledger append/s':>16} "
-                  f"{'ratio':>6} {'entries/commit':>15}")
+            print(f"{'writers':>7} {'plain, held conn/s':>18} {'plain, pool/s':>13} "
+                  f"{'ledger append/s':>16} {'ratio held':>10} {'ratio pool':>10} "
+                  f"{'entries/commit':>15}")
             for writers in (1, 4, 16):
-                plain, rate, batch = side_by_side(url, ledger, writers, args.seconds, row_bytes)
-                print(f"{writers:>7} {plain:>22,.0f} {rate:>16,.0f} {rate / plain:>5.2f}x "
-                      f"{batch:>15.1f}")
+                rates, batch = alternate(url, ledger, writers, args.seconds, row_bytes)
+                held, pool, rate = rates["held"], rates["pool"], rates["ledger"]
+                print(f"{writers:>7} {held:>18,.0f} {pool:>13,.0f} {rate:>16,.0f} "
+                      f"{rate / held:>9.2f}x {rate / pool:>9.2f}x {batch:>15.1f}")
             print(f"(optimistic appends refused for a stale head: {ledger.stale_heads})")
 
+            before = ledger.tree_size()
             filled = fill(ledger, args.verify_entries)
             count, export_rate, verify_rate = verification_rate(ledger)
-            print(f"\nfill through append_many: {filled:,.0f} entries/s")
+            if count > before:
+                print(f"\nfill through append_many: {filled:,.0f} entries/s")
+            else:
+                print(f"\n(no fill: the throughput phase already wrote {before:,} entries)")
             print(f"export of {count:,} entries: {export_rate:,.0f} entries/s; offline "
                   f"verification (custody.verify_export_lines): {verify_rate:,.0f} entries/s")
 
