@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from evx.cli.exits import EXIT_USAGE
 from tests.client.harness import CLI_TIMEOUT_S, EVX, OWNER, EvxServer, _base_env, free_port
+
+pytestmark = pytest.mark.slow  # real `evx serve` processes
 
 READS = 60
 

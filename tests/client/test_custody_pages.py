@@ -17,6 +17,8 @@ from evx.client.receive import custody_pages
 from evx.client.trust import verify_custody_pages
 from tests.client.conftest import World
 
+pytestmark = pytest.mark.slow  # real `evx serve` process
+
 
 def test_pages_verify_as_one_chain(embedded: World, tmp_path: Path) -> None:
     de = embedded.investigator

@@ -20,6 +20,8 @@ import pytest
 
 from tests.hostile.conftest import Hub, start_hub
 
+pytestmark = pytest.mark.slow  # a real `evx serve` process and 45 trickling uploads
+
 SLOW_UPLOADS = 45  # more than the 40 threads that ordinary requests share
 WAIT_S = 60.0  # a bound on setting up, not a measurement
 

@@ -15,6 +15,8 @@ from tests.client.harness import OWNER
 from tests.web.harness import Hub, start_hub, stop_hub
 from tests.web.test_security import SESSION, session_of
 
+pytestmark = pytest.mark.slow  # a real hub and OpenID provider
+
 
 @pytest.fixture(scope="module")
 def checking_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
